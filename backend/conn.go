@@ -1,0 +1,272 @@
+package backend
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/packet"
+)
+
+// Capabilities every backend connection negotiates. The proxy relays result
+// packets byte for byte, so the framing must be one it knows: classic EOF
+// packets (no CLIENT_DEPRECATE_EOF), no query attributes, and session
+// tracking on so OK packets report schema, variable and GTID changes.
+const (
+	wantCaps = mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_MULTI_RESULTS |
+		mysql.CLIENT_PS_MULTI_RESULTS | mysql.CLIENT_SESSION_TRACK
+	refuseCaps = mysql.CLIENT_DEPRECATE_EOF | mysql.CLIENT_QUERY_ATTRIBUTES
+)
+
+// Variant selects connection properties that can only be fixed at
+// handshake time; pools keep idle connections per variant.
+type Variant struct {
+	// FoundRows: UPDATE reports matched rather than changed rows.
+	FoundRows bool
+	// LocalInfile: the connection may receive LOAD DATA LOCAL requests.
+	LocalInfile bool
+}
+
+// DialOptions describe how to reach and log in to one server.
+type DialOptions struct {
+	Addr     string
+	User     string
+	Password string
+	TLS      *tls.Config // nil: plain TCP
+}
+
+// Conn is one authenticated connection to a backend server. It is used by
+// one goroutine at a time (the session that acquired it).
+type Conn struct {
+	*client.Conn
+	net      net.Conn
+	hook     *hookConn
+	pool     *Pool
+	variant  Variant
+	created  time.Time
+	lastUsed time.Time
+	// multiStatements mirrors COM_SET_OPTION state (on after connect).
+	multiStatements bool
+	// broken is set when the connection's protocol state is unknown
+	// (I/O error, timeout, abandoned result); it is then never reused.
+	broken bool
+}
+
+// Dial opens and authenticates a backend connection. ctx bounds the TCP
+// connect and the whole handshake.
+func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
+	var raw net.Conn
+	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			_ = c.SetDeadline(dl) // bound the handshake, cleared below
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetKeepAlive(true)
+			_ = tc.SetKeepAlivePeriod(15 * time.Second)
+		}
+		raw = c
+		return c, nil
+	}
+	opts := []client.Option{func(c *client.Conn) error {
+		for _, cp := range []uint32{mysql.CLIENT_MULTI_STATEMENTS, mysql.CLIENT_MULTI_RESULTS,
+			mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_SESSION_TRACK} {
+			if err := c.SetCapability(cp); err != nil {
+				return err
+			}
+		}
+		if v.FoundRows {
+			if err := c.SetCapability(mysql.CLIENT_FOUND_ROWS); err != nil {
+				return err
+			}
+		}
+		if v.LocalInfile {
+			if err := c.SetCapability(mysql.CLIENT_LOCAL_FILES); err != nil {
+				return err
+			}
+		}
+		c.UnsetCapability(refuseCaps)
+		c.SetAttributes(map[string]string{"program_name": "switchyard"})
+		if o.TLS != nil {
+			c.SetTLSConfig(o.TLS)
+		}
+		return nil
+	}}
+	cc, err := client.ConnectWithDialer(ctx, "tcp", o.Addr, o.User, o.Password, "", dialer, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s as %s: %w", o.Addr, o.User, err)
+	}
+	netConn := cc.Conn.Conn
+	if netConn == nil {
+		netConn = raw
+	}
+	_ = netConn.SetDeadline(time.Time{})
+	// Reads go through a hook so the session can flush what it buffered
+	// for its client before the proxy blocks waiting on the server.
+	hook := &hookConn{Conn: netConn}
+	cc.Conn.Conn = hook
+	now := time.Now()
+	return &Conn{Conn: cc, net: netConn, hook: hook, variant: v, created: now, lastUsed: now, multiStatements: true}, nil
+}
+
+// hookConn calls before() ahead of every read from the socket. The packet
+// reader above it is buffered, so this runs only when a read would block.
+type hookConn struct {
+	net.Conn
+	before func()
+}
+
+func (h *hookConn) Read(p []byte) (int, error) {
+	if h.before != nil {
+		h.before()
+	}
+	return h.Conn.Read(p)
+}
+
+// SetBeforeRead installs f to run before each blocking read (nil removes it).
+func (c *Conn) SetBeforeRead(f func()) { c.hook.before = f }
+
+// Packets exposes the framed packet connection for relaying.
+func (c *Conn) Packets() *packet.Conn { return c.Conn.Conn }
+
+// SetDeadline bounds the next I/O on the connection; zero clears it.
+func (c *Conn) SetDeadline(t time.Time) { _ = c.net.SetDeadline(t) }
+
+// MarkBroken records that the connection must not be reused.
+func (c *Conn) MarkBroken() { c.broken = true }
+
+// Broken reports whether the connection was marked unusable.
+func (c *Conn) Broken() bool { return c.broken }
+
+// Variant returns the handshake-time properties of the connection.
+func (c *Conn) Variant() Variant { return c.variant }
+
+// Addr returns the server address.
+func (c *Conn) Addr() string { return c.net.RemoteAddr().String() }
+
+// BackendName returns the configured name of the server, or "" when the
+// connection was dialled outside a pool.
+func (c *Conn) BackendName() string {
+	if c.pool == nil {
+		return ""
+	}
+	return c.pool.name
+}
+
+// Exec runs a statement that returns no rows (or whose rows are ignored)
+// under a deadline. Errors from the server are *mysql.MyError.
+func (c *Conn) Exec(ctx context.Context, sql string) (*mysql.Result, error) {
+	c.armDeadline(ctx)
+	defer c.SetDeadline(time.Time{})
+	r, err := c.Execute(sql)
+	if err != nil {
+		c.noteError(err)
+		return nil, err
+	}
+	return r, nil
+}
+
+// UseDB switches the default database (COM_INIT_DB).
+func (c *Conn) UseDB(ctx context.Context, db string) error {
+	c.armDeadline(ctx)
+	defer c.SetDeadline(time.Time{})
+	if err := c.Conn.UseDB(db); err != nil {
+		c.noteError(err)
+		return err
+	}
+	return nil
+}
+
+// SetMultiStatements mirrors the client's COM_SET_OPTION onto this
+// connection so that "a; b" behaves as it would on the server directly.
+func (c *Conn) SetMultiStatements(ctx context.Context, on bool) error {
+	if c.multiStatements == on {
+		return nil
+	}
+	opt := byte(1) // MYSQL_OPTION_MULTI_STATEMENTS_OFF
+	if on {
+		opt = 0
+	}
+	c.armDeadline(ctx)
+	defer c.SetDeadline(time.Time{})
+	pc := c.Packets()
+	pc.ResetSequence()
+	if err := pc.WritePacket([]byte{0, 0, 0, 0, mysql.COM_SET_OPTION, opt, 0}); err != nil {
+		c.broken = true
+		return fmt.Errorf("set multi-statements on %s: %w", c.Addr(), err)
+	}
+	data, err := pc.ReadPacket()
+	if err != nil {
+		c.broken = true
+		return fmt.Errorf("set multi-statements on %s: %w", c.Addr(), err)
+	}
+	if len(data) > 0 && data[0] == mysql.ERR_HEADER {
+		return c.HandleErrorPacket(data)
+	}
+	c.multiStatements = on
+	return nil
+}
+
+// Reset returns the server session to a fresh state with
+// COM_RESET_CONNECTION: rolls back transactions, drops temporary tables,
+// user variables and prepared statements, releases locks.
+func (c *Conn) Reset(ctx context.Context) error {
+	c.armDeadline(ctx)
+	defer c.SetDeadline(time.Time{})
+	pc := c.Packets()
+	pc.ResetSequence()
+	if err := pc.WritePacket([]byte{0, 0, 0, 0, mysql.COM_RESET_CONNECTION}); err != nil {
+		c.broken = true
+		return fmt.Errorf("reset connection to %s: %w", c.Addr(), err)
+	}
+	data, err := pc.ReadPacket()
+	if err != nil {
+		c.broken = true
+		return fmt.Errorf("reset connection to %s: %w", c.Addr(), err)
+	}
+	if len(data) == 0 || data[0] != mysql.OK_HEADER {
+		c.broken = true
+		return fmt.Errorf("reset connection to %s: unexpected reply 0x%x", c.Addr(), data[:min(len(data), 1)])
+	}
+	c.multiStatements = true
+	return nil
+}
+
+// Ping checks the connection with COM_PING.
+func (c *Conn) Ping(ctx context.Context) error {
+	c.armDeadline(ctx)
+	defer c.SetDeadline(time.Time{})
+	if err := c.Conn.Ping(); err != nil {
+		c.broken = true
+		return err
+	}
+	return nil
+}
+
+func (c *Conn) armDeadline(ctx context.Context) {
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+}
+
+// noteError marks the connection broken unless err is a server error
+// packet, after which the protocol state is still clean.
+func (c *Conn) noteError(err error) {
+	if _, ok := asMyError(err); !ok {
+		c.broken = true
+	}
+}
+
+// Close closes the network connection without a COM_QUIT round trip.
+func (c *Conn) Close() error {
+	c.broken = true
+	return c.Conn.Close()
+}

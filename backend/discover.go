@@ -1,0 +1,94 @@
+package backend
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Observation is what one server says about itself.
+type Observation struct {
+	Server   Server
+	Err      error
+	Flavor   Flavor
+	ReadOnly bool
+	ServerID uint32
+	GTIDPos  string
+	Replica  *ReplicaStatus // nil when not a replica
+}
+
+// MonitorDSN builds a go-sql-driver DSN with deadlines on every I/O.
+func MonitorDSN(addr string, a Account, timeout time.Duration) string {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = a.User, a.Password, "tcp", addr
+	cfg.Timeout, cfg.ReadTimeout, cfg.WriteTimeout = timeout, 5*timeout, 5*timeout
+	return cfg.FormatDSN()
+}
+
+// Observe asks one server for its role-defining state.
+func Observe(ctx context.Context, s Server, a Account, timeout time.Duration) Observation {
+	o := Observation{Server: s}
+	db, err := sql.Open("mysql", MonitorDSN(s.Addr, a, timeout))
+	if err != nil {
+		o.Err = err
+		return o
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 5*timeout)
+	defer cancel()
+	var version string
+	if err := db.QueryRowContext(qctx, "SELECT @@version, @@read_only, @@server_id").Scan(&version, &o.ReadOnly, &o.ServerID); err != nil {
+		o.Err = fmt.Errorf("%s (%s): %w", s.Name, s.Addr, err)
+		return o
+	}
+	o.Flavor = FlavorFromVersion(version)
+	if err := db.QueryRowContext(qctx, o.Flavor.GTIDPositionSQL()).Scan(&o.GTIDPos); err != nil {
+		o.Err = fmt.Errorf("%s: read GTID position: %w", s.Name, err)
+		return o
+	}
+	rs, ok, err := QueryReplicaStatus(qctx, db, o.Flavor)
+	if err != nil {
+		o.Err = fmt.Errorf("%s: %w", s.Name, err)
+		return o
+	}
+	if ok && rs.MasterHost != "" {
+		o.Replica = &rs
+	}
+	return o
+}
+
+// FindMaster picks the master from observations: the one reachable server
+// that is writable and replicates from nobody. Anything else is ambiguous
+// and reported, never guessed.
+func FindMaster(obs []Observation) (string, error) {
+	var writable []string
+	for _, o := range obs {
+		if o.Err == nil && !o.ReadOnly && o.Replica == nil {
+			writable = append(writable, o.Server.Name)
+		}
+	}
+	switch len(writable) {
+	case 1:
+		return writable[0], nil
+	case 0:
+		var why []string
+		for _, o := range obs {
+			switch {
+			case o.Err != nil:
+				why = append(why, fmt.Sprintf("%s unreachable (%v)", o.Server.Name, o.Err))
+			case o.ReadOnly:
+				why = append(why, o.Server.Name+" is read_only")
+			default:
+				why = append(why, o.Server.Name+" is a replica")
+			}
+		}
+		return "", fmt.Errorf("no writable master found: %s", strings.Join(why, "; "))
+	default:
+		return "", fmt.Errorf("ambiguous topology: %s are all writable and replicate from nobody; "+
+			"set read_only=1 on all but the real master", strings.Join(writable, ", "))
+	}
+}

@@ -1,0 +1,330 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	pingcaperrors "github.com/pingcap/errors"
+)
+
+// PoolOptions tune one pool.
+type PoolOptions struct {
+	MaxOpen        int
+	MaxIdle        int
+	IdleTimeout    time.Duration
+	MaxLifetime    time.Duration
+	ConnectTimeout time.Duration
+	// IOTimeout bounds the pool's own round trips (reset on release).
+	IOTimeout time.Duration
+}
+
+// ErrPoolClosed is returned by Acquire on a closed pool.
+var ErrPoolClosed = errors.New("backend pool closed")
+
+// PoolStats is a snapshot of a pool's counters.
+type PoolStats struct {
+	Open, Idle, InUse, Waiting int
+	Dials, DialErrors          uint64
+	Resets, Discarded          uint64
+}
+
+// Pool keeps authenticated connections to one server for one backend
+// account. Connections are reset with COM_RESET_CONNECTION before they are
+// reused, so no session state leaks from one client to the next.
+type Pool struct {
+	name string
+	dial DialOptions
+	opts PoolOptions
+
+	mu      sync.Mutex
+	idle    map[Variant][]*Conn
+	open    int
+	waiters []chan struct{}
+	closed  bool
+
+	dials, dialErrors, resets, discarded atomic.Uint64
+	stop                                 chan struct{}
+}
+
+// NewPool creates a pool; connections are opened on demand.
+func NewPool(name string, dial DialOptions, opts PoolOptions) *Pool {
+	if opts.MaxOpen <= 0 {
+		opts.MaxOpen = 100
+	}
+	p := &Pool{name: name, dial: dial, opts: opts, idle: map[Variant][]*Conn{}, stop: make(chan struct{})}
+	go p.janitor()
+	return p
+}
+
+// Name returns the backend name the pool serves.
+func (p *Pool) Name() string { return p.name }
+
+// Addr returns the server address.
+func (p *Pool) Addr() string { return p.dial.Addr }
+
+// Acquire returns a connection of the given variant, dialling one if
+// needed, and waits (bounded by ctx) while the pool is at MaxOpen.
+func (p *Pool) Acquire(ctx context.Context, v Variant) (*Conn, error) {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, ErrPoolClosed
+		}
+		if c := p.popIdleLocked(v); c != nil {
+			p.mu.Unlock()
+			if p.expired(c, time.Now()) {
+				p.discard(c)
+				continue
+			}
+			c.lastUsed = time.Now()
+			return c, nil
+		}
+		if p.open < p.opts.MaxOpen {
+			p.open++
+			p.mu.Unlock()
+			return p.newConn(ctx, v)
+		}
+		if victim := p.popAnyIdleLocked(); victim != nil {
+			// Full of idle connections of another variant: trade one in.
+			p.mu.Unlock()
+			p.discard(victim)
+			continue
+		}
+		wait := make(chan struct{})
+		p.waiters = append(p.waiters, wait)
+		p.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			p.mu.Lock()
+			p.removeWaiterLocked(wait)
+			p.mu.Unlock()
+			return nil, fmt.Errorf("wait for a connection to %s (%d open): %w", p.name, p.opts.MaxOpen, ctx.Err())
+		}
+	}
+}
+
+func (p *Pool) newConn(ctx context.Context, v Variant) (*Conn, error) {
+	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+	defer cancel()
+	p.dials.Add(1)
+	c, err := Dial(dctx, p.dial, v)
+	if err != nil {
+		p.dialErrors.Add(1)
+		p.mu.Lock()
+		p.open--
+		p.wakeOneLocked()
+		p.mu.Unlock()
+		return nil, fmt.Errorf("backend %s: %w", p.name, err)
+	}
+	c.pool = p
+	return c, nil
+}
+
+// Release returns a connection after use. Broken connections are closed;
+// others are reset so the next user starts from a clean session.
+func (p *Pool) Release(c *Conn) {
+	if c == nil {
+		return
+	}
+	if c.broken || p.expired(c, time.Now()) {
+		p.discard(c)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.opts.IOTimeout)
+	err := c.Reset(ctx)
+	cancel()
+	p.resets.Add(1)
+	if err != nil {
+		p.discard(c)
+		return
+	}
+	p.putIdle(c)
+}
+
+// ReleaseClean returns a connection the caller knows has no session state
+// (for example one that only ran monitor queries), skipping the reset.
+func (p *Pool) ReleaseClean(c *Conn) {
+	if c.broken {
+		p.discard(c)
+		return
+	}
+	p.putIdle(c)
+}
+
+func (p *Pool) putIdle(c *Conn) {
+	c.lastUsed = time.Now()
+	p.mu.Lock()
+	if p.closed || p.idleCountLocked() >= p.opts.MaxIdle {
+		p.mu.Unlock()
+		p.discard(c)
+		return
+	}
+	p.idle[c.variant] = append(p.idle[c.variant], c)
+	p.wakeOneLocked()
+	p.mu.Unlock()
+}
+
+// Discard closes a connection and frees its slot.
+func (p *Pool) Discard(c *Conn) { p.discard(c) }
+
+func (p *Pool) discard(c *Conn) {
+	_ = c.Close()
+	p.discarded.Add(1)
+	p.mu.Lock()
+	p.open--
+	p.wakeOneLocked()
+	p.mu.Unlock()
+}
+
+// CloseIdle closes every idle connection (used when a server is fenced or
+// removed, so that nothing reuses a connection to it).
+func (p *Pool) CloseIdle() {
+	p.mu.Lock()
+	var all []*Conn
+	for v, list := range p.idle {
+		all = append(all, list...)
+		delete(p.idle, v)
+	}
+	p.mu.Unlock()
+	for _, c := range all {
+		p.discard(c)
+	}
+}
+
+// Close closes idle connections and refuses new acquisitions. Connections
+// in use are closed when released.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	close(p.stop)
+	for _, w := range p.waiters {
+		close(w)
+	}
+	p.waiters = nil
+	p.mu.Unlock()
+	p.CloseIdle()
+}
+
+// Stats returns current counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	idle := p.idleCountLocked()
+	return PoolStats{
+		Open: p.open, Idle: idle, InUse: p.open - idle, Waiting: len(p.waiters),
+		Dials: p.dials.Load(), DialErrors: p.dialErrors.Load(),
+		Resets: p.resets.Load(), Discarded: p.discarded.Load(),
+	}
+}
+
+func (p *Pool) expired(c *Conn, now time.Time) bool {
+	if p.opts.MaxLifetime > 0 && now.Sub(c.created) > p.opts.MaxLifetime {
+		return true
+	}
+	return p.opts.IdleTimeout > 0 && now.Sub(c.lastUsed) > p.opts.IdleTimeout
+}
+
+func (p *Pool) popIdleLocked(v Variant) *Conn {
+	list := p.idle[v]
+	if len(list) == 0 {
+		return nil
+	}
+	// LIFO: the most recently used connection is the most likely alive.
+	c := list[len(list)-1]
+	p.idle[v] = list[:len(list)-1]
+	return c
+}
+
+func (p *Pool) popAnyIdleLocked() *Conn {
+	for v := range p.idle {
+		if c := p.popIdleLocked(v); c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+func (p *Pool) idleCountLocked() int {
+	n := 0
+	for _, list := range p.idle {
+		n += len(list)
+	}
+	return n
+}
+
+func (p *Pool) wakeOneLocked() {
+	if len(p.waiters) > 0 {
+		close(p.waiters[0])
+		p.waiters = p.waiters[1:]
+	}
+}
+
+func (p *Pool) removeWaiterLocked(w chan struct{}) {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return
+		}
+	}
+	// Already woken: pass the wake-up on so it is not lost.
+	p.wakeOneLocked()
+}
+
+// janitor closes idle connections past their idle timeout or lifetime.
+func (p *Pool) janitor() {
+	period := p.opts.IdleTimeout / 2
+	if period <= 0 || period > time.Minute {
+		period = time.Minute
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			var old []*Conn
+			p.mu.Lock()
+			for v, list := range p.idle {
+				keep := list[:0]
+				for _, c := range list {
+					if p.expired(c, now) {
+						old = append(old, c)
+					} else {
+						keep = append(keep, c)
+					}
+				}
+				p.idle[v] = keep
+			}
+			p.mu.Unlock()
+			for _, c := range old {
+				p.discard(c)
+			}
+		}
+	}
+}
+
+// AsMyError extracts a server error (code, SQLSTATE, message) from err.
+func AsMyError(err error) (*mysql.MyError, bool) { return asMyError(err) }
+
+func asMyError(err error) (*mysql.MyError, bool) {
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		return me, true
+	}
+	if me, ok := pingcaperrors.Cause(err).(*mysql.MyError); ok {
+		return me, true
+	}
+	return nil, false
+}

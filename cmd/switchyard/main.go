@@ -1,0 +1,46 @@
+// Command switchyard is a MySQL-protocol proxy with read/write split and
+// in-process failover for MariaDB/MySQL master–replica clusters.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `switchyard — MySQL-protocol proxy with read/write split and failover
+
+Usage:
+  switchyard run --config FILE          run the proxy in the foreground
+  switchyard sandbox up [--dir D] [--base-port P] [--replicas N]
+  switchyard sandbox down [--dir D] [--purge]
+  switchyard sandbox status [--dir D]
+  switchyard version
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(os.Args[2:])
+	case "sandbox":
+		err = cmdSandbox(os.Args[2:])
+	case "version", "--version", "-v":
+		fmt.Println("switchyard", version)
+	case "help", "--help", "-h":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "switchyard:", err)
+		os.Exit(1)
+	}
+}

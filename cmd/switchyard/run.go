@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/proxy"
+)
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("config", "switchyard.yaml", "config file")
+	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long busy sessions may finish")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := conf.Load(*path)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.Log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	app, err := start(cfg, log)
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			app.reload(*path)
+			continue
+		}
+		log.Info("shutting down: draining sessions", zap.Duration("timeout", *drain))
+		ctx, cancel := context.WithTimeout(context.Background(), *drain)
+		app.stop(ctx)
+		cancel()
+		log.Info("stopped")
+		return nil
+	}
+	return nil
+}
+
+// app is the running process: everything cmd wired together.
+type app struct {
+	log     *zap.Logger
+	cluster *backend.Cluster
+	proxy   *proxy.Server
+	served  chan error
+}
+
+func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
+	servers := make([]backend.Server, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		servers = append(servers, backend.Server{Name: b.Name, Addr: b.Addr(), Weight: b.Weight})
+	}
+	master, err := discoverMaster(cfg, servers, log)
+	if err != nil {
+		return nil, err
+	}
+	backendTLS, err := backendTLSConfig(cfg.Pool.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cluster := backend.NewCluster(servers, master, backend.PoolOptions{
+		MaxOpen: cfg.Pool.MaxConnections, MaxIdle: cfg.Pool.MaxIdle,
+		IdleTimeout: cfg.Pool.IdleTimeout.D(), MaxLifetime: cfg.Pool.MaxLifetime.D(),
+		ConnectTimeout: cfg.Pool.ConnectTimeout.D(), IOTimeout: cfg.Pool.IOTimeout.D(),
+	}, backendTLS)
+	var clientTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: load certificate: %w", err)
+		}
+		clientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	px, err := proxy.New(cfg, cluster, clientTLS, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := px.Listen(cfg.Listen); err != nil {
+		return nil, err
+	}
+	a := &app{log: log, cluster: cluster, proxy: px, served: make(chan error, 1)}
+	go func() { a.served <- px.Serve() }()
+	log.Info("switchyard started", zap.String("version", version), zap.String("listen", px.Addr().String()),
+		zap.String("master", master), zap.Bool("tls", clientTLS != nil))
+	return a, nil
+}
+
+// discoverMaster asks every backend who it is, so a restart never guesses.
+func discoverMaster(cfg *conf.Config, servers []backend.Server, log *zap.Logger) (string, error) {
+	account := backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	obs := make([]backend.Observation, len(servers))
+	done := make(chan struct{})
+	for i, s := range servers {
+		go func() {
+			obs[i] = backend.Observe(ctx, s, account, cfg.Monitor.ConnectTimeout.D())
+			done <- struct{}{}
+		}()
+	}
+	for range servers {
+		<-done
+	}
+	for _, o := range obs {
+		if o.Err != nil {
+			log.Warn("backend not reachable at start-up", zap.String("backend", o.Server.Name), zap.Error(o.Err))
+		}
+	}
+	return backend.FindMaster(obs)
+}
+
+func backendTLSConfig(t conf.TLSClient) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	c := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12} //nolint:gosec // operator's choice
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("pool.tls.ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("pool.tls.ca: no certificate in %s", t.CA)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
+}
+
+func (a *app) reload(path string) {
+	cfg, err := conf.Load(path)
+	if err != nil {
+		a.log.Error("reload rejected: keeping the running config", zap.Error(err))
+		return
+	}
+	a.proxy.Reload(cfg)
+	a.log.Info("config reloaded", zap.String("file", path))
+}
+
+func (a *app) stop(ctx context.Context) {
+	a.proxy.Shutdown(ctx)
+	a.cluster.Close()
+}
+
+func newLogger(l conf.Log) (*zap.Logger, error) {
+	var zc zap.Config
+	if l.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.DisableStacktrace = true
+	} else {
+		zc = zap.NewProductionConfig()
+		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	}
+	lvl, err := zapcore.ParseLevel(l.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	if l.File != "" {
+		zc.OutputPaths = []string{l.File}
+		zc.ErrorOutputPaths = []string{l.File}
+	}
+	return zc.Build()
+}

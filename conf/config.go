@@ -1,0 +1,269 @@
+package conf
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole Switchyard configuration file.
+type Config struct {
+	// Listen is the address applications connect to (host:port).
+	Listen string `yaml:"listen"`
+	// ServerVersion is the version string sent in the handshake. The
+	// "5.5.5-" prefix is what MariaDB sends; connectors strip it.
+	ServerVersion string `yaml:"server_version"`
+	// MaxAllowedPacket bounds one client packet (after reassembly of
+	// multi-packet payloads). Larger packets get error 1153 and a close.
+	MaxAllowedPacket ByteSize `yaml:"max_allowed_packet"`
+	// HandshakeTimeout bounds the whole client handshake (TLS + auth).
+	HandshakeTimeout Duration `yaml:"handshake_timeout"`
+	// MaxClientConnections caps concurrent client sessions (error 1040 above it).
+	MaxClientConnections int `yaml:"max_client_connections"`
+	// LoadDataLocal allows LOAD DATA LOCAL INFILE to be relayed. Off by default.
+	LoadDataLocal bool `yaml:"load_data_local"`
+	// TLS for client connections; enabled when Cert and Key are set.
+	TLS TLSServer `yaml:"tls"`
+
+	Users    []User       `yaml:"users"`
+	Backends []Backend    `yaml:"backends"`
+	Pool     PoolSettings `yaml:"pool"`
+	Monitor  Monitor      `yaml:"monitor"`
+	Failover Failover     `yaml:"failover"`
+	Routing  Routing      `yaml:"routing"`
+	Admin    Admin        `yaml:"admin"`
+	HTTP     HTTP         `yaml:"http"`
+	Hooks    Hooks        `yaml:"hooks"`
+	Log      Log          `yaml:"log"`
+
+	// Path is the file this config was read from (not a YAML key).
+	Path string `yaml:"-"`
+}
+
+// TLSServer configures TLS on a listener.
+type TLSServer struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLSServer) Enabled() bool { return t.Cert != "" && t.Key != "" }
+
+// User is an application account accepted by the proxy.
+type User struct {
+	Name     string `yaml:"name"`
+	Password Secret `yaml:"password"`
+	// Auth is the plugin clients must use: mysql_native_password (default)
+	// or caching_sha2_password.
+	Auth string `yaml:"auth"`
+	// BackendUser/BackendPassword is the account the proxy uses on the
+	// servers for this user's traffic; defaults to Name/Password. It must
+	// not hold READ_ONLY ADMIN, or fencing with read_only=1 stops nothing.
+	BackendUser     string `yaml:"backend_user"`
+	BackendPassword Secret `yaml:"backend_password"`
+	RequireTLS      bool   `yaml:"require_tls"`
+}
+
+// Backend is one MariaDB/MySQL server.
+type Backend struct {
+	Name   string `yaml:"name"`
+	Host   string `yaml:"host"`
+	Port   int    `yaml:"port"`
+	Weight int    `yaml:"weight"`
+	// Candidate marks a preferred promotion target.
+	Candidate bool `yaml:"candidate"`
+	// NoMaster excludes the server from promotion.
+	NoMaster bool `yaml:"no_master"`
+}
+
+// Addr returns host:port.
+func (b Backend) Addr() string { return fmt.Sprintf("%s:%d", b.Host, b.Port) }
+
+// PoolSettings governs backend connection pools (one per backend).
+type PoolSettings struct {
+	MaxConnections int      `yaml:"max_connections"`
+	MaxIdle        int      `yaml:"max_idle"`
+	IdleTimeout    Duration `yaml:"idle_timeout"`
+	MaxLifetime    Duration `yaml:"max_lifetime"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// AcquireTimeout bounds the wait for a free connection when the pool is full.
+	AcquireTimeout Duration `yaml:"acquire_timeout"`
+	// IOTimeout bounds the proxy's own round trips (reset, SET NAMES, USE, ping).
+	IOTimeout Duration `yaml:"io_timeout"`
+	// QueryTimeout bounds a relayed client statement; 0 means no limit.
+	QueryTimeout Duration  `yaml:"query_timeout"`
+	TLS          TLSClient `yaml:"tls"`
+}
+
+// TLSClient configures TLS towards backends.
+type TLSClient struct {
+	Enabled            bool   `yaml:"enabled"`
+	CA                 string `yaml:"ca"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Monitor configures health checks of the backends.
+type Monitor struct {
+	User     string   `yaml:"user"`
+	Password Secret   `yaml:"password"`
+	Interval Duration `yaml:"interval"`
+	// FailCount consecutive failures make the master suspect.
+	FailCount      int      `yaml:"failcount"`
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+}
+
+// Failover configures automatic promotion.
+type Failover struct {
+	Enabled             bool     `yaml:"enabled"`
+	Cooldown            Duration `yaml:"cooldown"`
+	ApplyTimeout        Duration `yaml:"apply_timeout"`
+	HoldTimeout         Duration `yaml:"hold_timeout"`
+	ReplicationUser     string   `yaml:"replication_user"`
+	ReplicationPassword Secret   `yaml:"replication_password"`
+	StateFile           string   `yaml:"state_file"`
+}
+
+// Routing configures the read/write split.
+type Routing struct {
+	// Consistency is "session" (read-your-writes) or "eventual".
+	Consistency   string   `yaml:"consistency"`
+	MaxReplicaLag Duration `yaml:"max_replica_lag"`
+	// NoReplica is what reads do when no replica is usable: "master" or "error".
+	NoReplica string `yaml:"no_replica"`
+	// ReadWriteSplit turns the split on; when false everything goes to the master.
+	ReadWriteSplit bool `yaml:"read_write_split"`
+}
+
+// Admin configures the admin SQL listener.
+type Admin struct {
+	Listen   string `yaml:"listen"`
+	User     string `yaml:"user"`
+	Password Secret `yaml:"password"`
+}
+
+// HTTP configures the metrics/health listener; empty Listen disables it.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Hooks are commands run around topology changes.
+type Hooks struct {
+	PreFailover    string   `yaml:"pre_failover"`
+	PostFailover   string   `yaml:"post_failover"`
+	PostSwitchover string   `yaml:"post_switchover"`
+	Timeout        Duration `yaml:"timeout"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json or console
+	File   string `yaml:"file"`   // empty: stderr
+}
+
+// Duration is a time.Duration written as "500ms", "10s", "5m".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML accepts Go duration strings.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. 500ms, 10s, 5m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// ByteSize is a size written as a number of bytes or with a KiB/MiB/GiB suffix.
+type ByteSize int64
+
+// UnmarshalYAML accepts "65536", "64KiB", "16MiB", "1GiB" (K/M/G too).
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = ByteSize(v)
+	return nil
+}
+
+// ParseByteSize parses a byte count with an optional binary suffix.
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q is not a size (use e.g. 65536, 64KiB, 16MiB)", s)
+	}
+	return v * mult, nil
+}
+
+// Secret is a password. It may be written literally or as ${ENV_VAR};
+// it never prints its value.
+type Secret struct {
+	value string
+	ref   string // the ${VAR} reference as written, if any
+}
+
+// NewSecret wraps a literal value (used by tests and the sandbox).
+func NewSecret(v string) Secret { return Secret{value: v} }
+
+// Value returns the password.
+func (s Secret) Value() string { return s.value }
+
+// String hides the value so a Secret cannot leak through logs or %v.
+func (s Secret) String() string {
+	if s.ref != "" {
+		return s.ref
+	}
+	if s.value == "" {
+		return ""
+	}
+	return "******"
+}
+
+// UnmarshalYAML resolves ${VAR} references from the environment.
+func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
+	v := n.Value
+	if strings.HasPrefix(v, "${") && strings.HasSuffix(v, "}") {
+		name := v[2 : len(v)-1]
+		env, ok := lookupEnv(name)
+		if !ok {
+			return fmt.Errorf("line %d: environment variable %s is not set", n.Line, name)
+		}
+		*s = Secret{value: env, ref: v}
+		return nil
+	}
+	*s = Secret{value: v}
+	return nil
+}
+
+// MarshalYAML writes the reference or a mask, never the password.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// RawForFile returns what should be written to a generated config file:
+// the reference if there was one, else the literal value.
+func (s Secret) RawForFile() string {
+	if s.ref != "" {
+		return s.ref
+	}
+	return s.value
+}

@@ -1,0 +1,315 @@
+package conf
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// lookupEnv is os.LookupEnv; a variable so tests can swap it.
+var lookupEnv = os.LookupEnv
+
+// Defaults returns a Config holding every default value.
+func Defaults() Config {
+	return Config{
+		Listen:               "127.0.0.1:3307",
+		ServerVersion:        "5.5.5-10.11.0-MariaDB-switchyard",
+		MaxAllowedPacket:     64 << 20,
+		HandshakeTimeout:     Duration(10 * time.Second),
+		MaxClientConnections: 4096,
+		Pool: PoolSettings{
+			MaxConnections: 512,
+			MaxIdle:        64,
+			IdleTimeout:    Duration(5 * time.Minute),
+			MaxLifetime:    Duration(time.Hour),
+			ConnectTimeout: Duration(3 * time.Second),
+			AcquireTimeout: Duration(10 * time.Second),
+			IOTimeout:      Duration(5 * time.Second),
+		},
+		Monitor: Monitor{
+			Interval:       Duration(500 * time.Millisecond),
+			FailCount:      3,
+			ConnectTimeout: Duration(time.Second),
+		},
+		Failover: Failover{
+			Enabled:      true,
+			Cooldown:     Duration(10 * time.Minute),
+			ApplyTimeout: Duration(30 * time.Second),
+			HoldTimeout:  Duration(10 * time.Second),
+		},
+		Routing: Routing{
+			Consistency:    "session",
+			MaxReplicaLag:  Duration(10 * time.Second),
+			NoReplica:      "master",
+			ReadWriteSplit: true,
+		},
+		Admin: Admin{Listen: "127.0.0.1:6033", User: "admin"},
+		Hooks: Hooks{Timeout: Duration(30 * time.Second)},
+		Log:   Log{Level: "info", Format: "json"},
+	}
+}
+
+// Load reads, defaults and validates a config file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML (unknown keys are errors), fills defaults and
+// validates. name is used in error messages ("file:line: ...").
+func Parse(data []byte, name string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	cfg := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
+	}
+	cfg.Path = name
+	applyDerivedDefaults(&cfg)
+	if errs := cfg.validate(); len(errs) > 0 {
+		lines := newLineIndex(&root)
+		msgs := make([]string, 0, len(errs))
+		for _, e := range errs {
+			msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", name, lines.line(e.field), e.field, e.msg))
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
+	}
+	return &cfg, nil
+}
+
+func cleanYAMLError(err error) error {
+	// yaml.v3 reports unknown keys as "field x not found in type conf.Foo";
+	// say it in the user's words.
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "yaml: unmarshal errors:\n  ", "")
+	if strings.Contains(msg, "not found in type") {
+		msg = strings.ReplaceAll(msg, "field ", "unknown key ")
+		if i := strings.Index(msg, " not found in type"); i >= 0 {
+			msg = msg[:i]
+		}
+	}
+	return errors.New(msg)
+}
+
+func applyDerivedDefaults(c *Config) {
+	for i := range c.Users {
+		u := &c.Users[i]
+		if u.Auth == "" {
+			u.Auth = "mysql_native_password"
+		}
+		if u.BackendUser == "" {
+			u.BackendUser = u.Name
+			if u.BackendPassword.value == "" {
+				u.BackendPassword = u.Password
+			}
+		}
+	}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		if b.Weight == 0 {
+			b.Weight = 1
+		}
+		if b.Port == 0 {
+			b.Port = 3306
+		}
+	}
+}
+
+type fieldError struct {
+	field string // dotted path with [i], e.g. users[0].name
+	msg   string
+}
+
+func (c *Config) validate() []fieldError {
+	var errs []fieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
+	}
+	checkAddr := func(field, v string, required bool) {
+		if v == "" {
+			if required {
+				add(field, "is required (host:port)")
+			}
+			return
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil {
+			add(field, "%q is not host:port", v)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			add(field, "%q has an invalid port", v)
+		}
+	}
+	checkAddr("listen", c.Listen, true)
+	checkAddr("admin.listen", c.Admin.Listen, false)
+	checkAddr("http.listen", c.HTTP.Listen, false)
+	if c.MaxAllowedPacket < 1024 || c.MaxAllowedPacket > 1<<30 {
+		add("max_allowed_packet", "must be between 1KiB and 1GiB")
+	}
+	if c.MaxClientConnections <= 0 {
+		add("max_client_connections", "must be positive")
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		add("tls", "cert and key must be set together")
+	}
+	if len(c.Users) == 0 {
+		add("users", "at least one user is required")
+	}
+	seenUser := map[string]bool{}
+	for i, u := range c.Users {
+		f := fmt.Sprintf("users[%d]", i)
+		if u.Name == "" {
+			add(f+".name", "is required")
+		} else if seenUser[u.Name] {
+			add(f+".name", "duplicate user %q", u.Name)
+		}
+		seenUser[u.Name] = true
+		if u.Auth != "mysql_native_password" && u.Auth != "caching_sha2_password" {
+			add(f+".auth", "%q: use mysql_native_password or caching_sha2_password", u.Auth)
+		}
+		if u.Name == c.Admin.User && c.Admin.Listen != "" {
+			add(f+".name", "%q is also the admin user; use distinct accounts", u.Name)
+		}
+	}
+	if len(c.Backends) == 0 {
+		add("backends", "at least one backend is required")
+	}
+	seenName, seenAddr := map[string]bool{}, map[string]bool{}
+	allNoMaster := len(c.Backends) > 1
+	for i, b := range c.Backends {
+		f := fmt.Sprintf("backends[%d]", i)
+		if b.Name == "" {
+			add(f+".name", "is required")
+		} else if seenName[b.Name] {
+			add(f+".name", "duplicate backend name %q", b.Name)
+		}
+		seenName[b.Name] = true
+		if b.Host == "" {
+			add(f+".host", "is required")
+		}
+		if b.Port <= 0 || b.Port > 65535 {
+			add(f+".port", "%d is not a valid port", b.Port)
+		}
+		if seenAddr[b.Addr()] {
+			add(f+".port", "address %s is used by another backend", b.Addr())
+		}
+		seenAddr[b.Addr()] = true
+		if b.Weight < 0 {
+			add(f+".weight", "must not be negative")
+		}
+		if b.Candidate && b.NoMaster {
+			add(f+".no_master", "a backend cannot be both candidate and no_master")
+		}
+		if !b.NoMaster {
+			allNoMaster = false
+		}
+	}
+	if allNoMaster {
+		add("backends", "every backend is no_master: no server could ever be master")
+	}
+	p := c.Pool
+	if p.MaxConnections <= 0 {
+		add("pool.max_connections", "must be positive")
+	}
+	if p.MaxIdle < 0 || p.MaxIdle > p.MaxConnections {
+		add("pool.max_idle", "must be between 0 and pool.max_connections")
+	}
+	for field, d := range map[string]Duration{
+		"pool.connect_timeout": p.ConnectTimeout, "pool.io_timeout": p.IOTimeout,
+		"pool.acquire_timeout": p.AcquireTimeout, "handshake_timeout": c.HandshakeTimeout,
+		"monitor.interval": c.Monitor.Interval, "monitor.connect_timeout": c.Monitor.ConnectTimeout,
+		"failover.hold_timeout": c.Failover.HoldTimeout, "failover.apply_timeout": c.Failover.ApplyTimeout,
+	} {
+		if d <= 0 {
+			add(field, "must be a positive duration")
+		}
+	}
+	if c.Monitor.FailCount < 1 {
+		add("monitor.failcount", "must be at least 1")
+	}
+	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
+		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
+	}
+	if c.Routing.NoReplica != "master" && c.Routing.NoReplica != "error" {
+		add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)
+	}
+	if c.Admin.Listen != "" && (c.Admin.User == "" || c.Admin.Password.Value() == "") {
+		add("admin.password", "the admin listener needs its own user and password")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q: use debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		add("log.format", "%q: use json or console", c.Log.Format)
+	}
+	return errs
+}
+
+// lineIndex maps dotted field paths to YAML source lines.
+type lineIndex struct{ root *yaml.Node }
+
+func newLineIndex(root *yaml.Node) lineIndex { return lineIndex{root} }
+
+// line returns the line of the deepest node on path that exists, so an
+// error about a missing key points at its parent.
+func (l lineIndex) line(path string) int {
+	n := l.root
+	if n == nil || len(n.Content) == 0 {
+		return 1
+	}
+	n = n.Content[0]
+	best := n.Line
+	for _, part := range splitPath(path) {
+		next := (*yaml.Node)(nil)
+		if idx, err := strconv.Atoi(part); err == nil {
+			if n.Kind == yaml.SequenceNode && idx < len(n.Content) {
+				next = n.Content[idx]
+			}
+		} else if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == part {
+					next = n.Content[i+1]
+					best = n.Content[i].Line
+					break
+				}
+			}
+		}
+		if next == nil {
+			return best
+		}
+		n = next
+		if n.Kind != yaml.MappingNode && n.Kind != yaml.SequenceNode {
+			best = n.Line
+		} else if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+			if n.Line > best {
+				best = n.Line
+			}
+		}
+	}
+	return best
+}
+
+// splitPath turns "users[0].name" into ["users", "0", "name"].
+func splitPath(p string) []string {
+	p = strings.ReplaceAll(p, "[", ".")
+	p = strings.ReplaceAll(p, "]", "")
+	return strings.Split(p, ".")
+}

@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// Every error a client sees is a *mysql.MyError: either the server's own
+// (relayed byte for byte, never rebuilt) or one of these, built with the
+// MariaDB code a client library already knows how to handle.
+
+// ER_CONNECTION_KILLED (MariaDB 1927, SQLSTATE 70100): a backend went away
+// under a running statement. The session stays usable.
+const erConnectionKilled = 1927
+
+func errBackendLost(name string, err error) *mysql.MyError {
+	return &mysql.MyError{Code: erConnectionKilled, State: "70100",
+		Message: fmt.Sprintf("Connection to backend %s was lost: %v", name, shortErr(err))}
+}
+
+func errNoBackend(err error) *mysql.MyError {
+	if me, ok := backend.AsMyError(err); ok {
+		return me
+	}
+	if errors.Is(err, backend.ErrNoMaster) {
+		return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000", Message: "Switchyard: no writable master is available"}
+	}
+	return &mysql.MyError{Code: 2003, State: "HY000", Message: fmt.Sprintf("Switchyard: cannot reach backend: %v", shortErr(err))}
+}
+
+func errPacketTooBig(max int) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_NET_PACKET_TOO_LARGE, State: "08S01",
+		Message: fmt.Sprintf("Got a packet bigger than 'max_allowed_packet' bytes (%d)", max)}
+}
+
+func errUnknownCommand(cmd byte) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_UNKNOWN_COM_ERROR, State: "08S01",
+		Message: fmt.Sprintf("Unknown command 0x%02x", cmd)}
+}
+
+func errUnsupportedCommand(name string) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_NOT_SUPPORTED_YET, State: "42000",
+		Message: fmt.Sprintf("Switchyard does not support %s", name)}
+}
+
+func errUnknownStmt(id uint32, where string) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_UNKNOWN_STMT_HANDLER, State: "HY000",
+		Message: fmt.Sprintf("Unknown prepared statement handler (%d) given to %s", id, where)}
+}
+
+func errMalformed(what string) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_MALFORMED_PACKET, State: "HY000",
+		Message: "Malformed communication packet: " + what}
+}
+
+func errTooManyConnections() *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_CON_COUNT_ERROR, State: "08004", Message: "Too many connections"}
+}
+
+func errAccessDenied(user, host string, usedPassword bool) *mysql.MyError {
+	yes := "YES"
+	if !usedPassword {
+		yes = "NO"
+	}
+	return &mysql.MyError{Code: mysql.ER_ACCESS_DENIED_ERROR, State: "28000",
+		Message: fmt.Sprintf("Access denied for user '%s'@'%s' (using password: %s)", user, host, yes)}
+}
+
+func errShuttingDown() *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_SERVER_SHUTDOWN, State: "08S01", Message: "Switchyard is shutting down"}
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}

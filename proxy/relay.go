@@ -1,0 +1,240 @@
+package proxy
+
+import (
+	"fmt"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// The relay copies a backend's response to the client packet by packet,
+// without decoding rows: memory stays at one packet whatever the result
+// size. It only looks at what it must: OK packets (translated to the
+// client's framing, and read for session state), EOF/ERR packets (status
+// flags, end of a result), and the column count.
+
+// maxKeptBuffer caps the packet buffer kept between packets, so one huge
+// row does not pin its memory for the rest of the session.
+const maxKeptBuffer = 1 << 20
+
+// readBackend reads one packet from the backend into the session buffer;
+// the returned slice has a 4-byte header gap for writing it on.
+func (s *session) readBackend(bc *backend.Conn) ([]byte, error) {
+	if cap(s.pktBuf) < 4 || cap(s.pktBuf) > maxKeptBuffer {
+		s.pktBuf = make([]byte, 4, 16*1024)
+	}
+	p, err := bc.Packets().ReadPacketReuseMem(s.pktBuf[:4])
+	if err != nil {
+		return nil, err
+	}
+	if len(p) < 5 {
+		return nil, fmt.Errorf("empty packet from backend")
+	}
+	s.pktBuf = p
+	return p, nil
+}
+
+// relayResult relays the complete response to COM_QUERY or
+// COM_STMT_EXECUTE: OK, ERR, or result sets, following
+// SERVER_MORE_RESULTS_EXISTS through multi-statements and CALL.
+func (s *session) relayResult(bc *backend.Conn) error {
+	s.lastOK = false
+	for {
+		p, err := s.readBackend(bc)
+		if err != nil {
+			return s.backendFailed(bc, err, false)
+		}
+		switch p[4] {
+		case mysql.OK_HEADER:
+			more, err := s.relayOK(p)
+			if err != nil || !more {
+				return err
+			}
+		case mysql.ERR_HEADER:
+			// An error ends the whole response, even in a multi-statement.
+			return s.writeClient(p)
+		case mysql.LocalInFile_HEADER:
+			more, err := s.relayLocalInfile(bc, p)
+			if err != nil || !more {
+				return err
+			}
+		default:
+			more, err := s.relayResultSet(bc, p)
+			if err != nil || !more {
+				return err
+			}
+		}
+	}
+}
+
+// relayOK translates and writes an OK packet; more reports whether
+// another result follows.
+func (s *session) relayOK(p []byte) (more bool, err error) {
+	ok, valid := parseOK(p[4:])
+	if !valid {
+		// Unknown layout: pass it through untouched rather than guess.
+		return false, s.writeClient(p)
+	}
+	s.noteOK(ok)
+	s.lastOK = true
+	s.okBuf = encodeOKForClient(s.okBuf, ok, s.caps&mysql.CLIENT_SESSION_TRACK != 0)
+	if err := s.writeClient(s.okBuf); err != nil {
+		return false, err
+	}
+	return ok.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
+}
+
+// relayResultSet relays column count, column definitions, EOF, rows and
+// the final EOF (or an ERR that cuts the rows short).
+func (s *session) relayResultSet(bc *backend.Conn, first []byte) (more bool, err error) {
+	columns, _, n := mysql.LengthEncodedInt(first[4:])
+	if n == 0 {
+		return false, s.backendFailed(bc, fmt.Errorf("bad column count packet"), true)
+	}
+	if err := s.writeClient(first); err != nil {
+		return false, s.abandon(bc, err)
+	}
+	for i := uint64(0); i < columns; i++ {
+		if err := s.relayPacket(bc); err != nil {
+			return false, err
+		}
+	}
+	// EOF after the column definitions.
+	p, err := s.readBackend(bc)
+	if err != nil {
+		return false, s.backendFailed(bc, err, true)
+	}
+	if err := s.writeClient(p); err != nil {
+		return false, s.abandon(bc, err)
+	}
+	if p[4] == mysql.ERR_HEADER {
+		return false, nil
+	}
+	status := eofStatus(p[4:])
+	if status&mysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
+		// A cursor was opened: rows come later through COM_STMT_FETCH.
+		s.status = status
+		return false, nil
+	}
+	for {
+		p, err := s.readBackend(bc)
+		if err != nil {
+			return false, s.backendFailed(bc, err, true)
+		}
+		if err := s.writeClient(p); err != nil {
+			return false, s.abandon(bc, err)
+		}
+		if p[4] == mysql.ERR_HEADER {
+			return false, nil
+		}
+		if isEOF(p[4:]) {
+			s.status = eofStatus(p[4:])
+			return s.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
+		}
+	}
+}
+
+// relayPacket copies one packet from backend to client.
+func (s *session) relayPacket(bc *backend.Conn) error {
+	p, err := s.readBackend(bc)
+	if err != nil {
+		return s.backendFailed(bc, err, true)
+	}
+	if err := s.writeClient(p); err != nil {
+		return s.abandon(bc, err)
+	}
+	return nil
+}
+
+// abandon handles a client that went away mid-response: the backend
+// connection still has unread result packets, so it cannot be reused.
+func (s *session) abandon(bc *backend.Conn, err error) error {
+	bc.MarkBroken()
+	return err
+}
+
+// relayFieldList relays COM_FIELD_LIST: column definitions up to EOF/ERR.
+func (s *session) relayFieldList(bc *backend.Conn) error {
+	for {
+		p, err := s.readBackend(bc)
+		if err != nil {
+			return s.backendFailed(bc, err, true)
+		}
+		if err := s.writeClient(p); err != nil {
+			return s.abandon(bc, err)
+		}
+		if p[4] == mysql.ERR_HEADER || isEOF(p[4:]) {
+			return nil
+		}
+	}
+}
+
+// relayOnePacket relays a single-packet answer (COM_STATISTICS).
+func (s *session) relayOnePacket(bc *backend.Conn) error {
+	return s.relayPacket(bc)
+}
+
+// relayRows relays rows up to EOF/ERR (COM_STMT_FETCH).
+func (s *session) relayRows(bc *backend.Conn) error {
+	for {
+		p, err := s.readBackend(bc)
+		if err != nil {
+			return s.backendFailed(bc, err, true)
+		}
+		if err := s.writeClient(p); err != nil {
+			return s.abandon(bc, err)
+		}
+		if p[4] == mysql.ERR_HEADER {
+			return nil
+		}
+		if isEOF(p[4:]) {
+			s.status = eofStatus(p[4:])
+			return nil
+		}
+	}
+}
+
+// relayLocalInfile serves LOAD DATA LOCAL INFILE when enabled: the
+// server's file request goes to the client, the file's packets come back
+// up to the empty packet, then the server's OK/ERR ends the exchange.
+func (s *session) relayLocalInfile(bc *backend.Conn, req []byte) (more bool, err error) {
+	if !s.settings.LoadDataLocal || s.caps&mysql.CLIENT_LOCAL_FILES == 0 {
+		// Refuse by sending the server an empty file, then tell the client.
+		bp := bc.Packets()
+		if err := bp.WritePacket([]byte{0, 0, 0, 0}); err != nil {
+			return false, s.backendFailed(bc, err, false)
+		}
+		if _, err := s.readBackend(bc); err != nil {
+			return false, s.backendFailed(bc, err, false)
+		}
+		return false, s.writeErrFatal(&mysql.MyError{Code: 1148, State: "42000",
+			Message: "LOAD DATA LOCAL INFILE is disabled in Switchyard (set load_data_local: true)"})
+	}
+	if err := s.writeClient(req); err != nil {
+		return false, s.abandon(bc, err)
+	}
+	bp := bc.Packets()
+	for {
+		lw := limitWriter{max: s.settings.MaxAllowedPacket}
+		if err := s.pc.ReadPacketTo(&lw); err != nil {
+			bc.MarkBroken()
+			return false, fmt.Errorf("%w: reading LOCAL INFILE data: %v", errClientWrite, err)
+		}
+		chunk := append(make([]byte, 4, 4+lw.buf.Len()), lw.buf.Bytes()...)
+		if err := bp.WritePacket(chunk); err != nil {
+			return false, s.backendFailed(bc, err, false)
+		}
+		if lw.buf.Len() == 0 {
+			break
+		}
+	}
+	p, err := s.readBackend(bc)
+	if err != nil {
+		return false, s.backendFailed(bc, err, false)
+	}
+	if p[4] == mysql.OK_HEADER {
+		return s.relayOK(p)
+	}
+	return false, s.writeClient(p)
+}

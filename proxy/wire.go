@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// flushConn buffers writes to the client and flushes them before any read
+// from the client: a response is sent in a few syscalls rather than one
+// per packet, and can never sit in the buffer while we wait for the client.
+type flushConn struct {
+	net.Conn
+	w *bufio.Writer
+}
+
+func newFlushConn(c net.Conn) *flushConn {
+	return &flushConn{Conn: c, w: bufio.NewWriterSize(c, 32*1024)}
+}
+
+func (f *flushConn) Write(p []byte) (int, error) { return f.w.Write(p) }
+
+func (f *flushConn) Read(p []byte) (int, error) {
+	if err := f.w.Flush(); err != nil {
+		return 0, err
+	}
+	return f.Conn.Read(p)
+}
+
+// Flush sends buffered bytes.
+func (f *flushConn) Flush() error { return f.w.Flush() }
+
+// errPacketTooLarge is returned by limitWriter past max_allowed_packet.
+var errPacketTooLarge = errors.New("packet larger than max_allowed_packet")
+
+// limitWriter collects one client packet and refuses to grow past max, so
+// an oversized packet costs at most max bytes of memory.
+type limitWriter struct {
+	buf bytes.Buffer
+	max int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if l.buf.Len()+len(p) > l.max {
+		return 0, errPacketTooLarge
+	}
+	return l.buf.Write(p)
+}
+
+// okPacket is the parsed form of an OK packet in backend framing
+// (CLIENT_PROTOCOL_41 and CLIENT_SESSION_TRACK negotiated).
+type okPacket struct {
+	affectedRows, lastInsertID uint64
+	status, warnings           uint16
+	info                       []byte
+	sessionState               []byte // raw session-state-change block
+}
+
+func parseOK(p []byte) (okPacket, bool) {
+	var ok okPacket
+	if len(p) < 1 {
+		return ok, false
+	}
+	pos := 1
+	var n int
+	ok.affectedRows, _, n = mysql.LengthEncodedInt(p[pos:])
+	if n == 0 {
+		return ok, false
+	}
+	pos += n
+	if pos >= len(p) {
+		return ok, false
+	}
+	ok.lastInsertID, _, n = mysql.LengthEncodedInt(p[pos:])
+	pos += n
+	if pos+4 > len(p) {
+		return ok, false
+	}
+	ok.status = binary.LittleEndian.Uint16(p[pos:])
+	ok.warnings = binary.LittleEndian.Uint16(p[pos+2:])
+	pos += 4
+	if pos >= len(p) {
+		return ok, true
+	}
+	info, _, n, err := mysql.LengthEncodedString(p[pos:])
+	if err != nil {
+		return ok, false
+	}
+	ok.info = info
+	pos += n
+	if ok.status&mysql.SERVER_SESSION_STATE_CHANGED != 0 && pos < len(p) {
+		st, _, _, err := mysql.LengthEncodedString(p[pos:])
+		if err != nil {
+			return ok, false
+		}
+		ok.sessionState = st
+	}
+	return ok, true
+}
+
+// encodeOKForClient writes an OK packet (with a 4-byte header gap) in the
+// framing the client negotiated.
+func encodeOKForClient(dst []byte, ok okPacket, clientTracks bool) []byte {
+	dst = append(dst[:0], 0, 0, 0, 0, mysql.OK_HEADER)
+	dst = mysql.AppendLengthEncodedInteger(dst, ok.affectedRows)
+	dst = mysql.AppendLengthEncodedInteger(dst, ok.lastInsertID)
+	status := ok.status
+	if !clientTracks {
+		status &^= mysql.SERVER_SESSION_STATE_CHANGED
+	}
+	dst = binary.LittleEndian.AppendUint16(dst, status)
+	dst = binary.LittleEndian.AppendUint16(dst, ok.warnings)
+	if clientTracks {
+		if len(ok.info) > 0 || status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
+			dst = mysql.AppendLengthEncodedInteger(dst, uint64(len(ok.info)))
+			dst = append(dst, ok.info...)
+		}
+		if status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
+			dst = mysql.AppendLengthEncodedInteger(dst, uint64(len(ok.sessionState)))
+			dst = append(dst, ok.sessionState...)
+		}
+	} else {
+		dst = append(dst, ok.info...)
+	}
+	return dst
+}
+
+// sessionChange is one entry of an OK packet's session-state block.
+type sessionChange struct {
+	kind  byte // mysql.SESSION_TRACK_*
+	name  string
+	value string
+}
+
+// parseSessionState decodes the schema and system-variable entries of a
+// session-state block; other kinds are skipped.
+func parseSessionState(b []byte) []sessionChange {
+	var out []sessionChange
+	for len(b) > 0 {
+		kind := b[0]
+		data, _, n, err := mysql.LengthEncodedString(b[1:])
+		if err != nil {
+			return out
+		}
+		b = b[1+n:]
+		switch kind {
+		case mysql.SESSION_TRACK_SCHEMA:
+			name, _, _, err := mysql.LengthEncodedString(data)
+			if err == nil {
+				out = append(out, sessionChange{kind: kind, value: string(name)})
+			}
+		case mysql.SESSION_TRACK_SYSTEM_VARIABLES:
+			name, _, n1, err := mysql.LengthEncodedString(data)
+			if err != nil {
+				continue
+			}
+			val, _, _, err := mysql.LengthEncodedString(data[n1:])
+			if err != nil {
+				continue
+			}
+			out = append(out, sessionChange{kind: kind, name: string(name), value: string(val)})
+		}
+	}
+	return out
+}
+
+// isEOF tells an EOF packet from a row that starts with 0xFE (a row's
+// first value would need a length of at least 2^24 to start so).
+func isEOF(p []byte) bool { return len(p) > 0 && p[0] == mysql.EOF_HEADER && len(p) < 9 }
+
+// eofStatus returns the status flags of an EOF packet.
+func eofStatus(p []byte) uint16 {
+	if len(p) >= 5 {
+		return binary.LittleEndian.Uint16(p[3:])
+	}
+	return 0
+}
+
+// errPacket builds an ERR packet (with header gap) from a MySQL error.
+func errPacket(e *mysql.MyError) []byte {
+	b := make([]byte, 0, 13+len(e.Message))
+	b = append(b, 0, 0, 0, 0, mysql.ERR_HEADER)
+	b = binary.LittleEndian.AppendUint16(b, e.Code)
+	state := e.State
+	if len(state) != 5 {
+		state = mysql.DEFAULT_MYSQL_STATE
+	}
+	b = append(b, '#')
+	b = append(b, state...)
+	return append(b, e.Message...)
+}
+
+// parseErrPacket decodes an ERR packet payload (for logging and errors).
+func parseErrPacket(p []byte) *mysql.MyError {
+	e := &mysql.MyError{State: mysql.DEFAULT_MYSQL_STATE}
+	if len(p) < 3 {
+		return e
+	}
+	e.Code = binary.LittleEndian.Uint16(p[1:])
+	rest := p[3:]
+	if len(rest) >= 6 && rest[0] == '#' {
+		e.State = string(rest[1:6])
+		rest = rest[6:]
+	}
+	e.Message = string(rest)
+	return e
+}

@@ -1,0 +1,602 @@
+package sandbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// Accounts the sandbox creates on every server (same on all, created
+// without binlogging so no server starts with GTIDs of its own).
+const (
+	MonitorUser     = "switchyard" // ALL PRIVILEGES: monitor and failover
+	MonitorPassword = "switchyard"
+	ReplUser        = "repl" // REPLICATION SLAVE only
+	ReplPassword    = "repl"
+	AppUser         = "app" // application account: no READ_ONLY ADMIN, no SUPER
+	AppPassword     = "app"
+	AdminUser       = "admin" // Switchyard admin port
+	AdminPassword   = "admin"
+)
+
+// Options describe a topology. Zero values take defaults.
+type Options struct {
+	Dir      string
+	BasePort int // master on BasePort, replicas on BasePort+1..N
+	Replicas int
+	// Mariadbd and InstallDB override the binaries found on PATH.
+	Mariadbd  string
+	InstallDB string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+}
+
+// Instance is one server of the topology.
+type Instance struct {
+	Name     string `json:"name"`
+	Port     int    `json:"port"`
+	ServerID int    `json:"server_id"`
+	Dir      string `json:"dir"`
+}
+
+// Socket is the instance's unix socket path.
+func (i Instance) Socket() string { return filepath.Join(i.Dir, "mariadb.sock") }
+
+// PidFile is where mariadbd writes its pid.
+func (i Instance) PidFile() string { return filepath.Join(i.Dir, "mariadb.pid") }
+
+// Addr returns 127.0.0.1:port.
+func (i Instance) Addr() string { return fmt.Sprintf("127.0.0.1:%d", i.Port) }
+
+// DSN is a go-sql-driver DSN for the monitor account.
+func (i Instance) DSN() string {
+	return fmt.Sprintf("%s:%s@tcp(%s)/?timeout=5s&readTimeout=30s&writeTimeout=30s", MonitorUser, MonitorPassword, i.Addr())
+}
+
+// Sandbox is a running (or stopped) topology rooted at Dir.
+type Sandbox struct {
+	Dir       string     `json:"dir"`
+	BasePort  int        `json:"base_port"`
+	Instances []Instance `json:"instances"`
+	opts      Options
+}
+
+// Master returns the instance configured as the initial master.
+func (s *Sandbox) Master() Instance { return s.Instances[0] }
+
+// ReplicaInstances returns the initial replicas.
+func (s *Sandbox) ReplicaInstances() []Instance { return s.Instances[1:] }
+
+// ProxyAddr is the proxy listener written into the generated config.
+func (s *Sandbox) ProxyAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.BasePort+100) }
+
+// AdminAddr is the admin listener written into the generated config.
+func (s *Sandbox) AdminAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.BasePort+101) }
+
+// HTTPAddr is the metrics listener written into the generated config.
+func (s *Sandbox) HTTPAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.BasePort+102) }
+
+// ConfigPath is the generated Switchyard config.
+func (s *Sandbox) ConfigPath() string { return filepath.Join(s.Dir, "switchyard.yaml") }
+
+func (o *Options) fill() error {
+	if o.Dir == "" {
+		o.Dir = "./sandbox"
+	}
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return err
+	}
+	o.Dir = abs
+	if o.BasePort == 0 {
+		o.BasePort = 13306
+	}
+	if o.Replicas < 0 || o.Replicas > 9 {
+		return fmt.Errorf("replicas must be between 0 and 9, got %d", o.Replicas)
+	}
+	if o.BasePort < 1024 || o.BasePort+102 > 65535 {
+		return fmt.Errorf("base port %d out of range (1024..65433)", o.BasePort)
+	}
+	if o.Mariadbd == "" {
+		o.Mariadbd = findBinary("mariadbd", "/usr/sbin/mariadbd", "/usr/libexec/mariadbd")
+	}
+	if o.InstallDB == "" {
+		o.InstallDB = findBinary("mariadb-install-db", "/usr/bin/mariadb-install-db")
+	}
+	if o.Mariadbd == "" || o.InstallDB == "" {
+		return errors.New("mariadbd or mariadb-install-db not found: install them with " +
+			"'apt-get install -y mariadb-server mariadb-client' (or run 'make deps')")
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return nil
+}
+
+func findBinary(name string, fallbacks ...string) string {
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, f := range fallbacks {
+		if _, err := os.Stat(f); err == nil {
+			return f
+		}
+	}
+	return ""
+}
+
+// Up creates (if needed) and starts the topology, sets up replication on
+// fresh servers and writes the Switchyard config. It is idempotent: on a
+// running sandbox it only checks that every server answers.
+func Up(ctx context.Context, opts Options) (*Sandbox, error) {
+	if err := opts.fill(); err != nil {
+		return nil, err
+	}
+	if prev, err := Open(opts.Dir); err == nil && (prev.BasePort != opts.BasePort || len(prev.Instances) != opts.Replicas+1) {
+		return nil, fmt.Errorf("sandbox in %s already exists with base port %d and %d replicas; "+
+			"run 'switchyard sandbox down --dir %s --purge' first", opts.Dir, prev.BasePort, len(prev.Instances)-1, opts.Dir)
+	}
+	s := &Sandbox{Dir: opts.Dir, BasePort: opts.BasePort, opts: opts}
+	for i := 0; i <= opts.Replicas; i++ {
+		name := "master"
+		if i > 0 {
+			name = fmt.Sprintf("replica%d", i)
+		}
+		s.Instances = append(s.Instances, Instance{
+			Name: name, Port: opts.BasePort + i, ServerID: i + 1, Dir: filepath.Join(opts.Dir, name),
+		})
+	}
+	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create sandbox dir: %w", err)
+	}
+	fresh := map[string]bool{}
+	for _, in := range s.Instances {
+		if _, err := os.Stat(filepath.Join(in.Dir, "data")); errors.Is(err, os.ErrNotExist) {
+			if err := s.createDatadir(ctx, in); err != nil {
+				return nil, err
+			}
+			fresh[in.Name] = true
+		}
+		if err := s.writeMyCnf(in); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.save(); err != nil {
+		return nil, err
+	}
+	// Start all servers, then wait for each: startups overlap.
+	for _, in := range s.Instances {
+		if alive(in) {
+			continue
+		}
+		if err := s.start(in); err != nil {
+			return nil, err
+		}
+	}
+	for _, in := range s.Instances {
+		if err := waitReady(ctx, in, 60*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	for _, in := range s.ReplicaInstances() {
+		if !fresh[in.Name] {
+			continue
+		}
+		if err := s.Repoint(ctx, in, s.Master()); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.WriteConfig(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(opts.Log, "sandbox up in %s: master %s, %d replica(s)\n", s.Dir, s.Master().Addr(), len(s.Instances)-1)
+	return s, nil
+}
+
+// Open loads the description of an existing sandbox.
+func Open(dir string) (*Sandbox, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(filepath.Join(abs, "sandbox.json"))
+	if err != nil {
+		return nil, fmt.Errorf("no sandbox in %s: %w", abs, err)
+	}
+	var s Sandbox
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("read %s/sandbox.json: %w", abs, err)
+	}
+	return &s, nil
+}
+
+func (s *Sandbox) save() error {
+	data, _ := json.MarshalIndent(s, "", "  ")
+	return os.WriteFile(filepath.Join(s.Dir, "sandbox.json"), data, 0o644)
+}
+
+// createDatadir copies a template datadir, made once per sandbox with
+// mariadb-install-db: copying is much faster than installing N times.
+func (s *Sandbox) createDatadir(ctx context.Context, in Instance) error {
+	tmpl := filepath.Join(s.Dir, ".template")
+	if _, err := os.Stat(filepath.Join(tmpl, "mysql")); err != nil {
+		_ = os.RemoveAll(tmpl)
+		fmt.Fprintf(s.opts.Log, "installing template datadir with %s\n", s.opts.InstallDB)
+		cmd := exec.CommandContext(ctx, s.opts.InstallDB, "--no-defaults", "--datadir="+tmpl, "--user=root",
+			"--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
+		}
+	}
+	if err := os.MkdirAll(in.Dir, 0o755); err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, "cp", "-a", tmpl, filepath.Join(in.Dir, "data")).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("copy template datadir: %w: %s", err, out)
+	}
+	return nil
+}
+
+// initSQL runs at every server start (init-file) and creates the sandbox
+// accounts without writing them to the binlog, so every server has them
+// and no GTID is spent. IF NOT EXISTS makes it idempotent.
+const initSQL = `SET SESSION sql_log_bin=0;
+CREATE USER IF NOT EXISTS '` + MonitorUser + `'@'%' IDENTIFIED BY '` + MonitorPassword + `';
+GRANT ALL PRIVILEGES ON *.* TO '` + MonitorUser + `'@'%' WITH GRANT OPTION;
+CREATE USER IF NOT EXISTS '` + ReplUser + `'@'%' IDENTIFIED BY '` + ReplPassword + `';
+GRANT REPLICATION SLAVE ON *.* TO '` + ReplUser + `'@'%';
+CREATE USER IF NOT EXISTS '` + AppUser + `'@'%' IDENTIFIED BY '` + AppPassword + `';
+GRANT ALL PRIVILEGES ON *.* TO '` + AppUser + `'@'%';
+REVOKE READ_ONLY ADMIN, SUPER ON *.* FROM '` + AppUser + `'@'%';
+`
+
+func (s *Sandbox) writeMyCnf(in Instance) error {
+	readOnly := "OFF"
+	if in.Name != "master" {
+		readOnly = "ON"
+	}
+	// An existing sandbox may have failed over: keep the role the server
+	// has now (read_only is re-set by whoever manages the topology).
+	cnf := fmt.Sprintf(`[mariadbd]
+user = root
+datadir = %[1]s/data
+socket = %[1]s/mariadb.sock
+pid-file = %[1]s/mariadb.pid
+log-error = %[1]s/error.log
+init-file = %[1]s/init.sql
+port = %[2]d
+bind-address = 127.0.0.1
+server-id = %[3]d
+skip-name-resolve
+log-bin = mariadb-bin
+relay-log = relay-bin
+binlog-format = ROW
+log-slave-updates = ON
+gtid-strict-mode = ON
+gtid-domain-id = 0
+sync-binlog = 1
+read-only = %[4]s
+rpl-semi-sync-master-enabled = ON
+rpl-semi-sync-slave-enabled = ON
+rpl-semi-sync-master-wait-point = AFTER_SYNC
+rpl-semi-sync-master-timeout = 2000
+slave-net-timeout = 10
+max-allowed-packet = 128M
+max-connections = 2000
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
+innodb-buffer-pool-size = 64M
+innodb-log-file-size = 48M
+performance-schema = OFF
+skip-external-locking
+`, in.Dir, in.Port, in.ServerID, readOnly)
+	if err := os.WriteFile(filepath.Join(in.Dir, "init.sql"), []byte(initSQL), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(in.Dir, "my.cnf"), []byte(cnf), 0o644)
+}
+
+func (s *Sandbox) start(in Instance) error {
+	logf, err := os.OpenFile(filepath.Join(in.Dir, "mariadbd.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(s.mariadbd(), "--defaults-file="+filepath.Join(in.Dir, "my.cnf"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own session: the server outlives 'sandbox up' and ignores the
+	// terminal's signals.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", in.Name, err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it if it dies while we run
+	fmt.Fprintf(s.opts.Log, "started %s (pid %d) on port %d\n", in.Name, cmd.Process.Pid, in.Port)
+	return nil
+}
+
+func (s *Sandbox) mariadbd() string {
+	if s.opts.Mariadbd != "" {
+		return s.opts.Mariadbd
+	}
+	return findBinary("mariadbd", "/usr/sbin/mariadbd")
+}
+
+// Start starts one stopped instance again (tests use it after Kill).
+func (s *Sandbox) Start(ctx context.Context, name string) error {
+	in, err := s.instance(name)
+	if err != nil {
+		return err
+	}
+	if !alive(in) {
+		if err := s.start(in); err != nil {
+			return err
+		}
+	}
+	return waitReady(ctx, in, 60*time.Second)
+}
+
+// Kill sends sig (SIGKILL, SIGSTOP, SIGCONT, SIGTERM) to one instance.
+func (s *Sandbox) Kill(name string, sig syscall.Signal) error {
+	in, err := s.instance(name)
+	if err != nil {
+		return err
+	}
+	pid, err := readPid(in)
+	if err != nil {
+		return err
+	}
+	return syscall.Kill(pid, sig)
+}
+
+func (s *Sandbox) instance(name string) (Instance, error) {
+	for _, in := range s.Instances {
+		if in.Name == name {
+			return in, nil
+		}
+	}
+	return Instance{}, fmt.Errorf("no instance %q in sandbox %s", name, s.Dir)
+}
+
+func readPid(in Instance) (int, error) {
+	data, err := os.ReadFile(in.PidFile())
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+func alive(in Instance) bool {
+	pid, err := readPid(in)
+	if err != nil {
+		return false
+	}
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	// The pid may have been reused: check it is a mariadbd of ours.
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && strings.Contains(string(cmdline), in.Dir)
+}
+
+func waitReady(ctx context.Context, in Instance, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var lastErr error
+	for time.Now().Before(deadline) {
+		db, err := sql.Open("mysql", in.DSN())
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			lastErr = db.PingContext(pctx)
+			cancel()
+			db.Close()
+			if lastErr == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	tail, _ := os.ReadFile(filepath.Join(in.Dir, "error.log"))
+	if len(tail) > 2000 {
+		tail = tail[len(tail)-2000:]
+	}
+	return fmt.Errorf("%s on port %d not ready after %s: %v\nerror.log tail:\n%s", in.Name, in.Port, limit, lastErr, tail)
+}
+
+// Repoint makes replica replicate from master with GTID auto-positioning.
+func (s *Sandbox) Repoint(ctx context.Context, replica, master Instance) error {
+	db, err := sql.Open("mysql", replica.DSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	stmts := []string{
+		"STOP SLAVE",
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='%s', "+
+			"MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+			master.Port, ReplUser, ReplPassword),
+		"START SLAVE",
+	}
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %s: %w", replica.Name, q, err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		rs, ok, err := backend.QueryReplicaStatus(ctx, db, backend.MariaDB)
+		if err == nil && ok && rs.IORunning && rs.SQLRunning {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: replication threads did not start (see SHOW SLAVE STATUS)", replica.Name)
+}
+
+// Down stops every server of the sandbox in dir; purge also deletes it.
+func Down(dir string, purge bool, log io.Writer) error {
+	if log == nil {
+		log = io.Discard
+	}
+	s, err := Open(dir)
+	if err != nil {
+		if purge {
+			return os.RemoveAll(dir)
+		}
+		return err
+	}
+	var errs []error
+	for _, in := range s.Instances {
+		if err := stopInstance(in); err != nil {
+			errs = append(errs, err)
+		} else {
+			fmt.Fprintf(log, "stopped %s\n", in.Name)
+		}
+	}
+	if purge && len(errs) == 0 {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stopInstance sends SIGTERM, waits for a clean shutdown and falls back to
+// SIGKILL, so nothing is left running.
+func stopInstance(in Instance) error {
+	if !alive(in) {
+		return nil
+	}
+	pid, err := readPid(in)
+	if err != nil {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGCONT) // a SIGSTOPped server cannot exit
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 300; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 50; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s (pid %d) did not stop", in.Name, pid)
+}
+
+// ServerStatus is what 'sandbox status' prints for one server.
+type ServerStatus struct {
+	Instance
+	Running  bool
+	ReadOnly bool
+	GTIDPos  string
+	Replica  *backend.ReplicaStatus
+	Err      error
+}
+
+// Status inspects every server.
+func (s *Sandbox) Status(ctx context.Context) []ServerStatus {
+	var out []ServerStatus
+	for _, in := range s.Instances {
+		st := ServerStatus{Instance: in, Running: alive(in)}
+		if st.Running {
+			st.Err = func() error {
+				db, err := sql.Open("mysql", in.DSN())
+				if err != nil {
+					return err
+				}
+				defer db.Close()
+				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				if err := db.QueryRowContext(qctx, "SELECT @@read_only, @@gtid_current_pos").Scan(&st.ReadOnly, &st.GTIDPos); err != nil {
+					return err
+				}
+				rs, ok, err := backend.QueryReplicaStatus(qctx, db, backend.MariaDB)
+				if err != nil {
+					return err
+				}
+				if ok {
+					st.Replica = &rs
+				}
+				return nil
+			}()
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// Role describes what a server is now: master, replica of :port, down.
+func (st ServerStatus) Role() string {
+	switch {
+	case !st.Running:
+		return "down"
+	case st.Err != nil:
+		return "unreachable"
+	case st.Replica != nil && st.Replica.MasterPort != 0:
+		return fmt.Sprintf("replica of :%d", st.Replica.MasterPort)
+	case st.ReadOnly:
+		return "read-only (no master)"
+	default:
+		return "master"
+	}
+}
+
+// FreeBasePort finds a base port P such that P..P+n and P+100..P+102 are
+// all free on 127.0.0.1. seed spreads parallel callers apart.
+func FreeBasePort(n int, seed int) (int, error) {
+	start := 20000 + (seed*397+os.Getpid()*7)%30000
+	for try := 0; try < 200; try++ {
+		p := 20000 + (start-20000+try*211)%40000
+		ok := true
+		for _, port := range append(seq(p, n+1), p+100, p+101, p+102) {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free port range found")
+}
+
+func seq(from, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = from + i
+	}
+	return out
+}
+
+// DB opens a database/sql handle to an instance as the monitor account.
+func (in Instance) DB() (*sql.DB, error) { return sql.Open("mysql", in.DSN()) }
+
+var _ = mysql.ErrInvalidConn // keep the driver registered
