@@ -28,7 +28,7 @@ const (
 	MonitorPassword = "switchyard"
 	ReplUser        = "repl" // REPLICATION SLAVE only
 	ReplPassword    = "repl"
-	AppUser         = "app" // application account: no READ_ONLY ADMIN, no SUPER
+	AppUser         = "app" // application account: data and schema rights, nothing that bypasses read_only
 	AppPassword     = "app"
 	AdminUser       = "admin" // Switchyard admin port
 	AdminPassword   = "admin"
@@ -262,8 +262,9 @@ GRANT ALL PRIVILEGES ON *.* TO '` + MonitorUser + `'@'%' WITH GRANT OPTION;
 CREATE USER IF NOT EXISTS '` + ReplUser + `'@'%' IDENTIFIED BY '` + ReplPassword + `';
 GRANT REPLICATION SLAVE ON *.* TO '` + ReplUser + `'@'%';
 CREATE USER IF NOT EXISTS '` + AppUser + `'@'%' IDENTIFIED BY '` + AppPassword + `';
-GRANT ALL PRIVILEGES ON *.* TO '` + AppUser + `'@'%';
-REVOKE READ_ONLY ADMIN, SUPER ON *.* FROM '` + AppUser + `'@'%';
+GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, SHOW DATABASES,
+  CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE,
+  EVENT, TRIGGER, PROCESS, DELETE HISTORY ON *.* TO '` + AppUser + `'@'%';
 `
 
 func (s *Sandbox) writeMyCnf(in Instance) error {

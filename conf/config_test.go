@@ -1,0 +1,133 @@
+package conf
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+const minimal = `listen: 127.0.0.1:3307
+users:
+  - name: app
+    password: secret
+backends:
+  - name: db1
+    host: 127.0.0.1
+    port: 3306
+  - name: db2
+    host: 127.0.0.1
+    port: 3308
+    weight: 3
+admin:
+  password: adminpw
+`
+
+func TestParseMinimalAppliesDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Users[0].Auth != "mysql_native_password" || c.Users[0].BackendUser != "app" || c.Users[0].BackendPassword.Value() != "secret" {
+		t.Errorf("user defaults not applied: %+v", c.Users[0])
+	}
+	if c.Backends[0].Weight != 1 || c.Backends[1].Weight != 3 {
+		t.Errorf("weights: %d %d", c.Backends[0].Weight, c.Backends[1].Weight)
+	}
+	if c.Monitor.Interval.D() != 500*time.Millisecond || c.Failover.HoldTimeout.D() != 10*time.Second ||
+		c.Failover.Cooldown.D() != 10*time.Minute || c.Routing.Consistency != "session" || c.Admin.Listen != "127.0.0.1:6033" {
+		t.Errorf("defaults wrong: %+v %+v %+v", c.Monitor, c.Failover, c.Routing)
+	}
+	if c.MaxAllowedPacket != 64<<20 {
+		t.Errorf("max_allowed_packet %d", c.MaxAllowedPacket)
+	}
+}
+
+func TestValidationNamesFieldAndLine(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(string) string
+		want string // substring, including file:line
+	}{
+		{"bad port", func(s string) string { return strings.Replace(s, "port: 3308", "port: 70000", 1) }, "x.yaml:11: backends[1].port"},
+		{"duplicate backend", func(s string) string { return strings.Replace(s, "name: db2", "name: db1", 1) }, "x.yaml:9: backends[1].name: duplicate backend name"},
+		{"unknown key", func(s string) string { return strings.Replace(s, "listen: 127", "lisen: 127", 1) }, "line 1: unknown key lisen"},
+		{"bad duration", func(s string) string { return s + "monitor:\n  interval: soon\n" }, `line 16: "soon" is not a duration`},
+		{"bad consistency", func(s string) string { return s + "routing:\n  consistency: strong\n" }, "x.yaml:16: routing.consistency"},
+		{"missing user name", func(s string) string { return strings.Replace(s, "- name: app", "- auth: mysql_native_password", 1) }, "x.yaml:3: users[0].name: is required"},
+		{"bad auth", func(s string) string { return strings.Replace(s, "password: secret", "password: secret\n    auth: md5", 1) }, "x.yaml:5: users[0].auth"},
+		{"all no_master", func(s string) string {
+			return strings.Replace(strings.Replace(s, "port: 3306", "port: 3306\n    no_master: true", 1), "weight: 3", "weight: 3\n    no_master: true", 1)
+		}, "every backend is no_master"},
+		{"admin without password", func(s string) string { return strings.Replace(s, "  password: adminpw\n", "  user: admin\n", 1) }, "admin.password"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.edit(minimal)), "x.yaml")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v\nwant it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestSecretFromEnvironmentAndNeverPrinted(t *testing.T) {
+	t.Setenv("SY_TEST_PW", "s3cr3t-value")
+	c, err := Parse([]byte(strings.Replace(minimal, "password: secret", "password: ${SY_TEST_PW}", 1)), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Users[0].Password.Value() != "s3cr3t-value" {
+		t.Fatalf("env not resolved: %q", c.Users[0].Password.Value())
+	}
+	out, _ := yaml.Marshal(c)
+	printed := fmt.Sprintf("%v %+v %s", c.Users[0], c, out)
+	if strings.Contains(printed, "s3cr3t-value") || strings.Contains(printed, "adminpw") {
+		t.Fatalf("password leaked: %s", printed)
+	}
+	if !strings.Contains(string(out), "${SY_TEST_PW}") {
+		t.Errorf("reference should be shown: %s", out)
+	}
+	_, err = Parse([]byte(strings.Replace(minimal, "password: secret", "password: ${SY_UNSET_VAR_X}", 1)), "x.yaml")
+	if err == nil || !strings.Contains(err.Error(), "SY_UNSET_VAR_X is not set") {
+		t.Fatalf("missing env var: %v", err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1024": 1024, "64KiB": 64 << 10, "16MiB": 16 << 20, "1G": 1 << 30, " 2 MiB ": 2 << 20} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("%q: got %d, %v want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "ten", "5XB"} {
+		if _, err := ParseByteSize(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// The shipped example must load as is: it is the documentation of defaults.
+func TestExampleConfigLoads(t *testing.T) {
+	t.Setenv("SWITCHYARD_APP_PASSWORD", "x")
+	t.Setenv("SWITCHYARD_ADMIN_PASSWORD", "y")
+	t.Setenv("SWITCHYARD_MONITOR_PASSWORD", "z")
+	t.Setenv("SWITCHYARD_REPL_PASSWORD", "w")
+	matches, _ := filepath.Glob("*.yaml")
+	if len(matches) == 0 {
+		t.Fatal("no example config in conf/")
+	}
+	for _, m := range matches {
+		if _, err := Load(m); err != nil {
+			t.Errorf("%s: %v", m, err)
+		}
+	}
+	if _, err := os.Stat("switchyard.example.yaml"); err != nil {
+		t.Error(err)
+	}
+}

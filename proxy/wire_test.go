@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// okBytes builds an OK payload in backend framing (session tracking on).
+func okBytes(affected, id uint64, status uint16, info string, state []byte) []byte {
+	b := []byte{mysql.OK_HEADER}
+	b = mysql.AppendLengthEncodedInteger(b, affected)
+	b = mysql.AppendLengthEncodedInteger(b, id)
+	b = binary.LittleEndian.AppendUint16(b, status)
+	b = binary.LittleEndian.AppendUint16(b, 2)
+	b = mysql.AppendLengthEncodedInteger(b, uint64(len(info)))
+	b = append(b, info...)
+	if status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
+		b = mysql.AppendLengthEncodedInteger(b, uint64(len(state)))
+		b = append(b, state...)
+	}
+	return b
+}
+
+func trackEntry(kind byte, parts ...string) []byte {
+	var data []byte
+	for _, p := range parts {
+		data = mysql.AppendLengthEncodedInteger(data, uint64(len(p)))
+		data = append(data, p...)
+	}
+	out := []byte{kind}
+	out = mysql.AppendLengthEncodedInteger(out, uint64(len(data)))
+	return append(out, data...)
+}
+
+func TestOKTranslation(t *testing.T) {
+	state := append(trackEntry(mysql.SESSION_TRACK_SCHEMA, "shop"),
+		trackEntry(mysql.SESSION_TRACK_SYSTEM_VARIABLES, "last_gtid", "0-1-42")...)
+	tests := []struct {
+		name     string
+		payload  []byte
+		tracks   bool
+		wantTail []byte // what follows status+warnings for the client
+	}{
+		{"plain, no tracking client", okBytes(3, 7, mysql.SERVER_STATUS_AUTOCOMMIT, "Rows matched: 3", nil), false, []byte("Rows matched: 3")},
+		{"state, no tracking client: stripped", okBytes(1, 0, mysql.SERVER_STATUS_AUTOCOMMIT|mysql.SERVER_SESSION_STATE_CHANGED, "", state), false, []byte{}},
+		{"state, tracking client: kept", okBytes(1, 0, mysql.SERVER_SESSION_STATE_CHANGED, "", state), true,
+			append(append([]byte{0}, mysql.AppendLengthEncodedInteger(nil, uint64(len(state)))...), state...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok, valid := parseOK(tt.payload)
+			if !valid {
+				t.Fatal("parseOK rejected a valid packet")
+			}
+			out := encodeOKForClient(nil, ok, tt.tracks)[4:]
+			if out[0] != mysql.OK_HEADER {
+				t.Fatalf("header %x", out[0])
+			}
+			aff, _, n := mysql.LengthEncodedInt(out[1:])
+			id, _, m := mysql.LengthEncodedInt(out[1+n:])
+			if aff != ok.affectedRows || id != ok.lastInsertID {
+				t.Errorf("affected/id %d/%d", aff, id)
+			}
+			pos := 1 + n + m
+			status := binary.LittleEndian.Uint16(out[pos:])
+			if !tt.tracks && status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
+				t.Error("state-changed flag leaked to a client that did not ask for tracking")
+			}
+			if w := binary.LittleEndian.Uint16(out[pos+2:]); w != 2 {
+				t.Errorf("warnings %d", w)
+			}
+			if got := out[pos+4:]; !bytes.Equal(got, tt.wantTail) {
+				t.Errorf("tail %q want %q", got, tt.wantTail)
+			}
+		})
+	}
+}
+
+func TestParseSessionState(t *testing.T) {
+	state := append(trackEntry(mysql.SESSION_TRACK_SCHEMA, "shop"),
+		append(trackEntry(mysql.SESSION_TRACK_STATE_CHANGE, "1"),
+			trackEntry(mysql.SESSION_TRACK_SYSTEM_VARIABLES, "sql_mode", "ANSI_QUOTES")...)...)
+	got := parseSessionState(state)
+	if len(got) != 2 || got[0].value != "shop" || got[1].name != "sql_mode" || got[1].value != "ANSI_QUOTES" {
+		t.Fatalf("got %+v", got)
+	}
+	// Truncated input must not panic.
+	for i := range state {
+		parseSessionState(state[:i])
+	}
+}
+
+func TestIsEOF(t *testing.T) {
+	tests := []struct {
+		p    []byte
+		want bool
+	}{
+		{[]byte{0xfe, 0, 0, 2, 0}, true},
+		{[]byte{0xfe}, true},
+		{append([]byte{0xfe}, make([]byte, 8)...), false}, // a row whose first value is huge
+		{[]byte{0x00, 1}, false},
+	}
+	for _, tt := range tests {
+		if got := isEOF(tt.p); got != tt.want {
+			t.Errorf("isEOF(%x) = %v", tt.p, got)
+		}
+	}
+}
+
+func TestBindPacketReinsertsTypes(t *testing.T) {
+	st := &preparedStmt{numParams: 2}
+	// First execute binds types (flag 1): LONGLONG, VAR_STRING.
+	first := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b10 /*2nd NULL*/, 1,
+		mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0, 5, 0, 0, 0, 0, 0, 0, 0}
+	out, err := st.bindPacket(first, 77)
+	if err != nil || binary.LittleEndian.Uint32(out[1:]) != 77 || !bytes.Equal(out[5:], first[5:]) {
+		t.Fatalf("first bind: %x %v", out, err)
+	}
+	// Re-execute without types (flag 0): types must come back for a
+	// backend statement that never saw them.
+	again := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b00, 0, 6, 0, 0, 0, 0, 0, 0, 0, 1, 'x'}
+	out, err = st.bindPacket(again, 78)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte{mysql.COM_STMT_EXECUTE, 78, 0, 0, 0, 0, 1, 0, 0, 0, 0b00, 1,
+		mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0}, again[12:]...)
+	if !bytes.Equal(out, want) {
+		t.Fatalf("got  %x\nwant %x", out, want)
+	}
+	if _, err := st.bindPacket(again[:10], 1); err == nil {
+		t.Error("truncated packet accepted")
+	}
+}
+
+func TestParseChangeUser(t *testing.T) {
+	pkt := []byte{mysql.COM_CHANGE_USER}
+	pkt = append(pkt, "bob\x00"...)
+	pkt = append(pkt, 3, 'a', 'b', 'c')
+	pkt = append(pkt, "shop\x00"...)
+	pkt = append(pkt, 45, 0)
+	pkt = append(pkt, "mysql_native_password\x00"...)
+	r, err := parseChangeUser(pkt, mysql.CLIENT_SECURE_CONNECTION)
+	if err != nil || r.user != "bob" || r.db != "shop" || r.collation != 45 {
+		t.Fatalf("%+v %v", r, err)
+	}
+	for i := 1; i < len(pkt)-30; i++ {
+		_, _ = parseChangeUser(pkt[:i], mysql.CLIENT_SECURE_CONNECTION) // must not panic
+	}
+}
+
+func TestLimitWriter(t *testing.T) {
+	lw := limitWriter{max: 10}
+	if _, err := lw.Write(make([]byte, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lw.Write([]byte{1}); err != errPacketTooLarge {
+		t.Fatalf("err = %v", err)
+	}
+}
