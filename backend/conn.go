@@ -236,7 +236,8 @@ func (c *Conn) Reset(ctx context.Context) error {
 		c.broken = true
 		return fmt.Errorf("reset connection to %s: unexpected reply 0x%x", c.Addr(), data[:min(len(data), 1)])
 	}
-	c.multiStatements = true
+	// The multi-statement option survives COM_RESET_CONNECTION on the
+	// server, so c.multiStatements stays as it was.
 	return nil
 }
 

@@ -59,7 +59,9 @@ func TestValidationNamesFieldAndLine(t *testing.T) {
 		{"bad duration", func(s string) string { return s + "monitor:\n  interval: soon\n" }, `line 16: "soon" is not a duration`},
 		{"bad consistency", func(s string) string { return s + "routing:\n  consistency: strong\n" }, "x.yaml:16: routing.consistency"},
 		{"missing user name", func(s string) string { return strings.Replace(s, "- name: app", "- auth: mysql_native_password", 1) }, "x.yaml:3: users[0].name: is required"},
-		{"bad auth", func(s string) string { return strings.Replace(s, "password: secret", "password: secret\n    auth: md5", 1) }, "x.yaml:5: users[0].auth"},
+		{"bad auth", func(s string) string {
+			return strings.Replace(s, "password: secret", "password: secret\n    auth: md5", 1)
+		}, "x.yaml:5: users[0].auth"},
 		{"all no_master", func(s string) string {
 			return strings.Replace(strings.Replace(s, "port: 3306", "port: 3306\n    no_master: true", 1), "weight: 3", "weight: 3\n    no_master: true", 1)
 		}, "every backend is no_master"},

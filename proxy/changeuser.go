@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"bytes"
-	"crypto/tls"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 
 	"github.com/go-mysql-org/go-mysql/mysql"

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
@@ -86,10 +88,12 @@ func New(cfg *conf.Config, cluster *backend.Cluster, tlsConf *tls.Config, log *z
 		return nil, fmt.Errorf("generate RSA key: %w", err)
 	}
 	ms := server.NewServer(cfg.ServerVersion, mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, tlsConf)
+	extra := mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_FOUND_ROWS | mysql.CLIENT_IGNORE_SPACE
 	if cfg.LoadDataLocal {
-		if err := ms.SetCapability(mysql.CLIENT_LOCAL_FILES); err != nil {
-			return nil, err
-		}
+		extra |= mysql.CLIENT_LOCAL_FILES
+	}
+	if err := advertise(ms, extra); err != nil {
+		return nil, err
 	}
 	s := &Server{log: log, cluster: cluster, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{}}
 	s.settings.Store(SettingsFrom(cfg))
@@ -227,6 +231,21 @@ func (s *Server) Shutdown(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// advertise adds capability bits to the handshake. go-mysql only lets a
+// few be set, but clients (go-sql-driver among them) drop any flag the
+// server does not advertise, so without this "multiStatements=true" and
+// "clientFoundRows=true" would silently do nothing. The proxy honours
+// these flags itself (per-session multi-statement state, FOUND_ROWS pool
+// variant). Covered by the multi-statement and found-rows integration tests.
+func advertise(ms *server.Server, bits uint32) error {
+	f := reflect.ValueOf(ms).Elem().FieldByName("capability")
+	if !f.IsValid() || f.Kind() != reflect.Uint32 {
+		return fmt.Errorf("go-mysql server has no capability field: cannot advertise 0x%x", bits)
+	}
+	atomic.OrUint32((*uint32)(unsafe.Pointer(f.UnsafeAddr())), bits)
+	return nil
 }
 
 // writeRawError sends an ERR packet before any handshake (sequence 0).

@@ -44,7 +44,7 @@ type session struct {
 	status  uint16 // last server status flags seen
 	pktBuf  []byte // reused backend packet buffer
 	okBuf   []byte
-	lastOK  bool // the last relayed response ended in an OK packet
+	lastOK  bool        // the last relayed response ended in an OK packet
 	idle    atomic.Bool // waiting for the next command
 	closing atomic.Bool
 }
@@ -405,12 +405,9 @@ func (s *session) applyState(bc *backend.Conn) error {
 			return err
 		}
 	}
-	if s.state.multiOff || s.caps&mysql.CLIENT_MULTI_STATEMENTS == 0 {
-		if err := bc.SetMultiStatements(ctx, false); err != nil {
-			return err
-		}
-	}
-	return nil
+	// A pooled connection keeps the option its last user set.
+	wantMulti := !s.state.multiOff && s.caps&mysql.CLIENT_MULTI_STATEMENTS != 0
+	return bc.SetMultiStatements(ctx, wantMulti)
 }
 
 func escapeSQL(v string) string {

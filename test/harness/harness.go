@@ -1,0 +1,287 @@
+// Package harness starts the real things integration tests need: a
+// MariaDB sandbox (sandbox package) and the switchyard binary built from
+// this tree, on free loopback ports, and stops them afterwards.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/sandbox"
+)
+
+// Env is a sandbox plus the built binary, shared by a test package.
+type Env struct {
+	Sandbox *sandbox.Sandbox
+	Binary  string
+	Dir     string
+}
+
+// Setup builds the binary and brings up a sandbox with n replicas. Call it
+// from TestMain; call Teardown after m.Run. seed separates packages' ports.
+func Setup(replicas, seed int) (*Env, error) {
+	if _, err := exec.LookPath("mariadbd"); err != nil {
+		if _, err2 := os.Stat("/usr/sbin/mariadbd"); err2 != nil {
+			// Never skip silently: a missing server is a broken machine.
+			return nil, fmt.Errorf("mariadbd not found: run 'make deps' (apt-get install mariadb-server mariadb-client)")
+		}
+	}
+	dir, err := os.MkdirTemp("", "switchyard-test-")
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(dir, "switchyard")
+	_, self, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(self), "..", "..")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/switchyard")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build switchyard: %v\n%s", err, out)
+	}
+	port, err := sandbox.FreeBasePort(replicas, seed)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox"), BasePort: port, Replicas: replicas})
+	if err != nil {
+		_ = sandbox.Down(filepath.Join(dir, "sandbox"), true, nil)
+		return nil, err
+	}
+	return &Env{Sandbox: sb, Binary: bin, Dir: dir}, nil
+}
+
+// Teardown stops the sandbox and removes everything.
+func (e *Env) Teardown() {
+	if e == nil {
+		return
+	}
+	_ = sandbox.Down(e.Sandbox.Dir, true, nil)
+	_ = os.RemoveAll(e.Dir)
+}
+
+// Proxy is a running switchyard process.
+type Proxy struct {
+	Addr       string
+	AdminAddr  string
+	HTTPAddr   string
+	ConfigPath string
+	cmd        *exec.Cmd
+	logMu      sync.Mutex
+	log        *bytes.Buffer
+	done       chan error
+}
+
+// Log returns what the proxy printed so far.
+func (p *Proxy) Log() string {
+	p.logMu.Lock()
+	defer p.logMu.Unlock()
+	return p.log.String()
+}
+
+type lockedWriter struct{ p *Proxy }
+
+func (w lockedWriter) Write(b []byte) (int, error) {
+	w.p.logMu.Lock()
+	defer w.p.logMu.Unlock()
+	return w.p.log.Write(b)
+}
+
+// Pid is the proxy's process id.
+func (p *Proxy) Pid() int { return p.cmd.Process.Pid }
+
+// ProxyOptions adjust the generated config.
+type ProxyOptions struct {
+	// Extra YAML appended at top level (keys must not repeat the base ones).
+	Extra string
+	// Users replaces the users block (YAML list items, indented by 2).
+	Users string
+	// Backends limits the backends to these instance names (default all).
+	Backends []string
+}
+
+// StartProxy writes a config for the sandbox and starts the binary on
+// free ports; the process is stopped when the test ends.
+func (e *Env) StartProxy(t testing.TB, o ProxyOptions) *Proxy {
+	t.Helper()
+	p, err := e.StartProxyErr(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop() })
+	return p
+}
+
+// StartProxyErr is StartProxy for TestMain (no testing.TB).
+func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{
+		Addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), AdminAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
+		HTTPAddr: fmt.Sprintf("127.0.0.1:%d", ports[2]), log: &bytes.Buffer{}, done: make(chan error, 1),
+	}
+	users := o.Users
+	if users == "" {
+		users = "  - name: app\n    password: app\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: %s\nusers:\n%sbackends:\n", p.Addr, users)
+	for _, in := range e.Sandbox.Instances {
+		if len(o.Backends) > 0 && !contains(o.Backends, in.Name) {
+			continue
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    host: 127.0.0.1\n    port: %d\n", in.Name, in.Port)
+	}
+	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", sandbox.MonitorUser, sandbox.MonitorPassword)
+	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
+	fmt.Fprintf(&b, "log:\n  level: debug\n  format: console\n")
+	b.WriteString(o.Extra)
+	f, err := os.CreateTemp(e.Dir, "proxy-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.WriteString(b.String()); err != nil {
+		return nil, err
+	}
+	f.Close()
+	p.ConfigPath = f.Name()
+	p.cmd = exec.Command(e.Binary, "run", "--config", p.ConfigPath, "--drain-timeout", "5s")
+	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		select {
+		case err := <-p.done:
+			return nil, fmt.Errorf("switchyard exited early: %v\n%s", err, p.Log())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	p.Stop()
+	return nil, fmt.Errorf("switchyard did not listen on %s\n%s", p.Addr, p.Log())
+}
+
+// Stop sends SIGTERM and waits for the process (SIGKILL after 10 s).
+func (p *Proxy) Stop() error {
+	if p.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return fmt.Errorf("switchyard did not stop on SIGTERM")
+	}
+}
+
+// Exited returns the exit error once the process has ended.
+func (p *Proxy) Exited(timeout time.Duration) (error, bool) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return err, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+// ProcStatus reads a field (e.g. VmHWM, VmRSS, Threads) from
+// /proc/PID/status; sizes are in kB.
+func (p *Proxy) ProcStatus(field string) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, field+":") {
+			f := strings.Fields(strings.TrimPrefix(line, field+":"))
+			if len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc status", field)
+}
+
+// DSN returns a go-sql-driver DSN through the proxy.
+func (p *Proxy) DSN(user, pass, db, params string) string {
+	return fmt.Sprintf("%s:%s@tcp(%s)/%s?%s", user, pass, p.Addr, db, params)
+}
+
+// Open opens a database/sql handle through the proxy.
+func (p *Proxy) Open(t testing.TB, db, params string) *sql.DB {
+	t.Helper()
+	h, err := sql.Open("mysql", p.DSN("app", "app", db, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// Direct opens a handle straight to the master as the backend app account,
+// to compare what the proxy returns with what the server returns.
+func (e *Env) Direct(t testing.TB, db, params string) *sql.DB {
+	t.Helper()
+	h, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(%s)/%s?%s", sandbox.AppUser, sandbox.AppPassword,
+		e.Sandbox.Master().Addr(), db, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
