@@ -180,6 +180,9 @@ func (s *session) loop() {
 		err := s.pc.ReadPacketTo(&lw)
 		s.idle.Store(false)
 		if err != nil {
+			if lw.exceeded {
+				err = errPacketTooLarge // go-mysql wraps the writer's error as text
+			}
 			s.readFailed(err)
 			return
 		}
@@ -207,6 +210,8 @@ func (s *session) readFailed(err error) {
 		s.writeErr(errPacketTooBig(s.settings.MaxAllowedPacket))
 	case strings.Contains(err.Error(), "invalid sequence"):
 		s.writeErr(&mysql.MyError{Code: mysql.ER_NET_PACKETS_OUT_OF_ORDER, State: "08S01", Message: "Got packets out of order"})
+	default:
+		s.log.Debug("client read failed", zap.Error(err))
 	}
 	_ = s.out.Flush()
 }

@@ -40,12 +40,14 @@ var errPacketTooLarge = errors.New("packet larger than max_allowed_packet")
 // limitWriter collects one client packet and refuses to grow past max, so
 // an oversized packet costs at most max bytes of memory.
 type limitWriter struct {
-	buf bytes.Buffer
-	max int
+	buf      bytes.Buffer
+	max      int
+	exceeded bool
 }
 
 func (l *limitWriter) Write(p []byte) (int, error) {
 	if l.buf.Len()+len(p) > l.max {
+		l.exceeded = true
 		return 0, errPacketTooLarge
 	}
 	return l.buf.Write(p)
