@@ -160,6 +160,9 @@ func (s *session) closeIfIdle() {
 }
 
 func (s *session) cleanup() {
+	if s.out != nil {
+		_ = s.out.Flush() // a final error packet may still be buffered
+	}
 	if s.master != nil {
 		s.releaseMaster()
 	}
@@ -208,6 +211,11 @@ func (s *session) readFailed(err error) {
 	case errors.Is(err, errPacketTooLarge):
 		s.log.Info("client packet over max_allowed_packet", zap.Int("max", s.settings.MaxAllowedPacket))
 		s.writeErr(errPacketTooBig(s.settings.MaxAllowedPacket))
+		_ = s.out.Flush()
+		// Read (and drop) what the client is still sending, briefly, so the
+		// close is not a reset that destroys the error packet in flight.
+		_ = s.raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(s.raw, int64(2*s.settings.MaxAllowedPacket)))
 	case strings.Contains(err.Error(), "invalid sequence"):
 		s.writeErr(&mysql.MyError{Code: mysql.ER_NET_PACKETS_OUT_OF_ORDER, State: "08S01", Message: "Got packets out of order"})
 	default:

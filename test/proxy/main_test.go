@@ -54,3 +54,5 @@ func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
 		}
 	}
 }
+
+type harnessProxyOptions = harness.ProxyOptions

@@ -1,0 +1,333 @@
+package proxy_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	gomysql "github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-sql-driver/mysql"
+)
+
+// A client that disappears inside a transaction must not leave its locks
+// behind: the backend connection is rolled back (reset) or closed.
+func TestClientVanishingMidTransactionReleasesLocks(t *testing.T) {
+	setup := proxy.Open(t, "", "")
+	mustExec(t, setup, "CREATE DATABASE IF NOT EXISTS vanish_db",
+		"CREATE TABLE IF NOT EXISTS vanish_db.t (id INT PRIMARY KEY, v INT)",
+		"REPLACE INTO vanish_db.t VALUES (1, 0)")
+	c := connectClient(t, proxy.Addr)
+	for _, q := range []string{"BEGIN", "UPDATE vanish_db.t SET v = 99 WHERE id = 1"} {
+		if _, err := c.Execute(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.Conn.Conn.Close() // no COM_QUIT: the client just vanishes
+
+	other := proxy.Open(t, "", "")
+	conn, err := other.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mustExecConn(t, conn, "SET SESSION innodb_lock_wait_timeout = 5")
+	start := time.Now()
+	if _, err := conn.ExecContext(context.Background(), "UPDATE vanish_db.t SET v = 1 WHERE id = 1"); err != nil {
+		t.Fatalf("row still locked by the vanished client: %v", err)
+	}
+	if time.Since(start) > 4*time.Second {
+		t.Errorf("waited %s for the lock", time.Since(start))
+	}
+	var v int
+	if err := conn.QueryRowContext(context.Background(), "SELECT v FROM vanish_db.t WHERE id = 1").Scan(&v); err != nil || v != 1 {
+		t.Fatalf("v = %d (%v): the vanished transaction was committed?", v, err)
+	}
+}
+
+func mustExecConn(t *testing.T, c *sql.Conn, stmts ...string) {
+	t.Helper()
+	for _, s := range stmts {
+		if _, err := c.ExecContext(context.Background(), s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+// A client that stops mid-result: the proxy drops that backend connection
+// (its unread rows make it unusable), the server's query ends, and the
+// proxy keeps serving.
+func TestClientVanishingMidResult(t *testing.T) {
+	mustExec(t, proxy.Open(t, "", ""), "CREATE DATABASE IF NOT EXISTS vanish_db")
+	c := connectClient(t, proxy.Addr)
+	c.ResetSequence()
+	q := "SELECT seq, REPEAT('v', 200) AS marker_vanish FROM vanish_db.seq_1_to_2000000"
+	if err := c.WritePacket(append(append(make([]byte, 4), gomysql.COM_QUERY), q...)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ { // column count, definitions, some rows
+		if _, err := c.ReadPacket(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.Conn.Conn.Close()
+	assertProxyServes(t)
+	direct := env.Direct(t, "", "")
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var n int
+		if err := direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%marker_vanish%' AND INFO NOT LIKE '%PROCESSLIST%'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned query is still running on the master")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Backend connections go back to the pool reset: the next session on the
+// same server connection sees none of the previous one's state.
+func TestPooledConnectionIsResetBeforeReuse(t *testing.T) {
+	mustExec(t, proxy.Open(t, "", ""), "CREATE DATABASE IF NOT EXISTS reset_db",
+		"CREATE TABLE IF NOT EXISTS reset_db.t (id INT PRIMARY KEY)", "DELETE FROM reset_db.t")
+	a := connectClient(t, proxy.Addr)
+	var firstID int64
+	for _, q := range []string{"SET @leak = 42", "SET SESSION sql_mode = 'ANSI_QUOTES'", "CREATE TEMPORARY TABLE reset_db.tmp (x INT)",
+		"BEGIN", "INSERT INTO reset_db.t VALUES (1)", "SELECT GET_LOCK('reset_lock', 0)"} {
+		if _, err := a.Execute(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	r, err := a.Execute("SELECT CONNECTION_ID()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	firstID = r.Values[0][0].AsInt64()
+	a.Close() // COM_QUIT: the session ends, its backend connection is released
+
+	b := connectClient(t, proxy.Addr)
+	r, err = b.Execute("SELECT CONNECTION_ID(), @leak, @@session.sql_mode, IS_FREE_LOCK('reset_lock'), (SELECT COUNT(*) FROM reset_db.t)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := r.Values[0][0].AsInt64(); id != firstID {
+		t.Fatalf("backend connection not reused (%d then %d): the test proves nothing", firstID, id)
+	}
+	row := r.Values[0]
+	if row[1].Value() != nil {
+		t.Errorf("user variable leaked: %v", row[1].Value())
+	}
+	if strings.Contains(string(row[2].AsString()), "ANSI_QUOTES") {
+		t.Errorf("sql_mode leaked: %s", row[2].AsString())
+	}
+	if row[3].AsInt64() != 1 {
+		t.Error("GET_LOCK still held")
+	}
+	if row[4].AsInt64() != 0 {
+		t.Error("uncommitted insert survived")
+	}
+	if _, err := b.Execute("SELECT * FROM reset_db.tmp"); err == nil {
+		t.Error("temporary table leaked")
+	}
+}
+
+func TestResetConnectionCommand(t *testing.T) {
+	c := connectClient(t, proxy.Addr)
+	if _, err := c.Execute("SET @x = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UseDB("mysql"); err != nil {
+		t.Fatal(err)
+	}
+	if reply := sendCommand(t, c, []byte{gomysql.COM_RESET_CONNECTION}); reply[0] != gomysql.OK_HEADER {
+		t.Fatalf("reset: %x", reply)
+	}
+	r, err := c.Execute("SELECT @x, DATABASE()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Values[0][0].Value() != nil || string(r.Values[0][1].AsString()) != "mysql" {
+		t.Fatalf("after reset: @x=%v db=%s", r.Values[0][0].Value(), r.Values[0][1].AsString())
+	}
+}
+
+// changeUser sends COM_CHANGE_USER and answers the proxy's auth switch.
+func changeUser(t *testing.T, c *client.Conn, user, pass, db string) []byte {
+	t.Helper()
+	pkt := []byte{gomysql.COM_CHANGE_USER}
+	pkt = append(pkt, user...)
+	pkt = append(pkt, 0, 0) // NUL, empty auth (recomputed after the switch)
+	pkt = append(pkt, db...)
+	pkt = append(pkt, 0, 45, 0) // utf8mb4_general_ci
+	pkt = append(pkt, "mysql_native_password\x00"...)
+	sw := sendCommand(t, c, pkt)
+	if sw[0] != 0xfe {
+		return sw
+	}
+	rest := sw[1:]
+	i := strings.IndexByte(string(rest), 0)
+	salt := rest[i+1:]
+	salt = salt[:20]
+	if err := c.WritePacket(append(make([]byte, 4), gomysql.CalcNativePassword(salt, []byte(pass))...)); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := c.ReadPacket()
+	if err != nil {
+		return nil
+	}
+	return reply
+}
+
+func TestChangeUser(t *testing.T) {
+	p := env.StartProxy(t, proxyWithUsers())
+	c := connectClient(t, p.Addr)
+	if _, err := c.Execute("SET @before = 1"); err != nil {
+		t.Fatal(err)
+	}
+	reply := changeUser(t, c, "bob", "bobpw", "mysql")
+	if len(reply) == 0 || reply[0] != gomysql.OK_HEADER {
+		t.Fatalf("change user: %x", reply)
+	}
+	r, err := c.Execute("SELECT DATABASE(), @before")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Values[0][0].AsString()) != "mysql" || r.Values[0][1].Value() != nil {
+		t.Fatalf("after change user: db=%s @before=%v", r.Values[0][0].AsString(), r.Values[0][1].Value())
+	}
+	// A wrong password is refused with 1045.
+	c2 := connectClient(t, p.Addr)
+	reply = changeUser(t, c2, "bob", "wrong", "")
+	if errCode(reply) != gomysql.ER_ACCESS_DENIED_ERROR {
+		t.Fatalf("want 1045, got %x", reply)
+	}
+}
+
+// proxyWithUsers adds users for auth tests; all map to the app account.
+func proxyWithUsers() harnessProxyOptions {
+	return harnessProxyOptions{Users: `  - name: app
+    password: app
+  - name: bob
+    password: bobpw
+    backend_user: app
+    backend_password: app
+  - name: sha
+    password: shapw
+    auth: caching_sha2_password
+    backend_user: app
+    backend_password: app
+  - name: secure
+    password: securepw
+    require_tls: true
+    backend_user: app
+    backend_password: app
+`}
+}
+
+func TestCachingSha2Password(t *testing.T) {
+	p := env.StartProxy(t, proxyWithUsers())
+	// Full authentication over plain TCP uses the server's RSA key; the
+	// second login takes the fast path from the cache.
+	for i := 0; i < 2; i++ {
+		db, _ := sql.Open("mysql", p.DSN("sha", "shapw", "", ""))
+		var u string
+		err := db.QueryRow("SELECT 'ok'").Scan(&u)
+		db.Close()
+		if err != nil || u != "ok" {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	db, _ := sql.Open("mysql", p.DSN("sha", "bad", "", ""))
+	defer db.Close()
+	var me *mysql.MySQLError
+	if err := db.Ping(); !errors.As(err, &me) || me.Number != 1045 {
+		t.Fatalf("wrong sha2 password: %v", err)
+	}
+}
+
+func TestStreamingLargeResultKeepsMemoryFlat(t *testing.T) {
+	p := env.StartProxy(t, harnessProxyOptions{})
+	db := p.Open(t, "", "")
+	mustExec(t, db, "CREATE DATABASE IF NOT EXISTS stream_db")
+	base, err := p.ProcStatus("VmHWM")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rows = 1_000_000
+	const width = 150
+	r, err := db.Query(fmt.Sprintf("SELECT seq, REPEAT('x', %d) FROM stream_db.seq_1_to_%d", width, rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n, total int64
+	var seq int64
+	var pad sql.RawBytes
+	for r.Next() {
+		if err := r.Scan(&seq, &pad); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		total += int64(len(pad)) + 8
+	}
+	if err := r.Err(); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	peak, _ := p.ProcStatus("VmHWM")
+	growthMB := float64(peak-base) / 1024
+	t.Logf("streamed %d rows (%.0f MiB); proxy peak RSS %d kB -> %d kB (+%.1f MiB)", n, float64(total)/(1<<20), base, peak, growthMB)
+	if n != rows {
+		t.Fatalf("got %d rows", n)
+	}
+	// The result is ~150 MiB; a buffering proxy would grow by at least that.
+	if growthMB > 40 {
+		t.Fatalf("proxy memory grew by %.1f MiB while streaming %.0f MiB", growthMB, float64(total)/(1<<20))
+	}
+}
+
+func TestGracefulShutdownLetsTransactionsFinish(t *testing.T) {
+	p := env.StartProxy(t, harnessProxyOptions{})
+	idle := connectClient(t, p.Addr)
+	busy := connectClient(t, p.Addr)
+	mustExec(t, p.Open(t, "", ""), "CREATE DATABASE IF NOT EXISTS drain_db", "CREATE TABLE IF NOT EXISTS drain_db.t (id INT PRIMARY KEY)", "DELETE FROM drain_db.t")
+	if _, err := busy.Execute("BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := busy.Execute("INSERT INTO drain_db.t VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Stop() }()
+	time.Sleep(300 * time.Millisecond)
+	// The idle session is closed; the one in a transaction may finish.
+	if err := idle.Ping(); err == nil {
+		t.Error("idle session still open during drain")
+	}
+	if _, err := busy.Execute("COMMIT"); err != nil {
+		t.Fatalf("commit during drain: %v", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("proxy did not exit after the last transaction ended")
+	}
+	var n int
+	if err := env.Direct(t, "", "").QueryRow("SELECT COUNT(*) FROM drain_db.t WHERE id = 7").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("committed row missing: %d %v", n, err)
+	}
+}
+
+// binaryLE is used by tests that craft packets by hand.
+var _ = binary.LittleEndian
