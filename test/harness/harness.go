@@ -112,6 +112,8 @@ type ProxyOptions struct {
 	Users string
 	// Backends limits the backends to these instance names (default all).
 	Backends []string
+	// LogLevel defaults to debug.
+	LogLevel string
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -150,7 +152,11 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	}
 	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", sandbox.MonitorUser, sandbox.MonitorPassword)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
-	fmt.Fprintf(&b, "log:\n  level: debug\n  format: console\n")
+	level := o.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	fmt.Fprintf(&b, "log:\n  level: %s\n  format: console\n", level)
 	b.WriteString(o.Extra)
 	f, err := os.CreateTemp(e.Dir, "proxy-*.yaml")
 	if err != nil {

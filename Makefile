@@ -1,0 +1,50 @@
+# Switchyard — developer entry points. See README.md.
+GO        ?= go
+BIN       := bin/switchyard
+SANDBOX   ?= ./sandbox-data
+BASE_PORT ?= 13306
+REPLICAS  ?= 2
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all deps build run sandbox-up sandbox-down test unit lint bench fuzz clean
+
+all: build
+
+## deps: install MariaDB server and client from Debian (idempotent)
+deps:
+	@bash scripts/deps.sh
+
+## build: compile bin/switchyard
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/switchyard
+
+## run: the main job — a sandbox (1 master + 2 replicas) and the proxy in front of it
+run: deps build
+	$(BIN) sandbox up --dir $(SANDBOX) --base-port $(BASE_PORT) --replicas $(REPLICAS)
+	$(BIN) run --config $(SANDBOX)/switchyard.yaml
+
+sandbox-up: deps build
+	$(BIN) sandbox up --dir $(SANDBOX) --base-port $(BASE_PORT) --replicas $(REPLICAS)
+
+sandbox-down: build
+	$(BIN) sandbox down --dir $(SANDBOX)
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## test: everything CI runs (installs MariaDB if missing; starts its own servers)
+test: deps lint
+	$(GO) test -count=1 -timeout 25m ./...
+
+## unit: tests that need no server
+unit:
+	$(GO) test -count=1 ./conf/ ./backend/ ./proxy/ ./router/ ./failover/
+
+## bench: proxy vs direct-connection throughput, measured in the same run
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
+
+clean:
+	rm -rf bin

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what Switchyard's sandbox and tests need on Debian: the MariaDB
+# server and client. Safe to run repeatedly. Must run as root (or via sudo).
+set -euo pipefail
+
+if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
+  if command -v mariadb >/dev/null 2>&1; then
+    exit 0
+  fi
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+
+# The package may start the distribution's own server on port 3306. Stop
+# it by its pid file (never by name: sandbox servers are mariadbd too).
+for pidfile in /run/mysqld/mysqld.pid /var/run/mysqld/mysqld.pid; do
+  if [ -f "$pidfile" ]; then
+    pid="$(cat "$pidfile")"
+    $SUDO kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  fi
+done
+echo "mariadb-server installed: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version)"
