@@ -4,6 +4,7 @@ package bench
 
 import (
 	"database/sql"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
@@ -24,6 +25,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run()) // plain "go test ./...": nothing to start
+	}
 	var err error
 	env, err = harness.Setup(1, 7)
 	if err != nil {
