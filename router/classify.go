@@ -1,0 +1,357 @@
+package router
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/pingcap/tidb/pkg/parser"
+	"github.com/pingcap/tidb/pkg/parser/ast"
+	"github.com/pingcap/tidb/pkg/parser/mysql"
+	_ "github.com/pingcap/tidb/pkg/parser/test_driver" // value expressions for the parser
+)
+
+// Kind is what a statement does, as far as routing cares.
+type Kind uint8
+
+const (
+	// KindRead is a plain read a replica may serve.
+	KindRead Kind = iota
+	// KindWrite changes data or schema, or has a side effect: master.
+	KindWrite
+	// KindBegin opens a transaction (BEGIN, START TRANSACTION).
+	KindBegin
+	// KindBeginReadOnly is START TRANSACTION READ ONLY: one replica may
+	// serve the whole transaction.
+	KindBeginReadOnly
+	// KindEnd closes a transaction (COMMIT, ROLLBACK).
+	KindEnd
+	// KindSession changes session state (SET, USE): master, and the
+	// change is then replayed on every connection the session uses.
+	KindSession
+	// KindLastBackend must run where the previous statement ran (SHOW
+	// WARNINGS, SHOW ERRORS, @@warning_count …).
+	KindLastBackend
+)
+
+func (k Kind) String() string {
+	return [...]string{"read", "write", "begin", "begin-read-only", "end", "session", "last-backend"}[k]
+}
+
+// Class is the routing-relevant summary of one statement. It depends only
+// on the SQL text (and ANSI_QUOTES), so it can be cached and computed once
+// per prepared statement; session state is applied later, in Decide.
+type Class struct {
+	Kind Kind
+	// Reason says why a statement must go to the master ("" for reads).
+	Reason string
+	// Tables are the lower-cased names of the tables referenced
+	// (unqualified), to spot reads of the session's temporary tables.
+	Tables []string
+	// TempCreated / TempDropped name temporary tables created or dropped.
+	TempCreated []string
+	TempDropped []string
+	// Hint is a routing hint found in a comment (HintNone if none).
+	Hint Hint
+}
+
+// Hint is a comment-borne routing override.
+type Hint uint8
+
+const (
+	HintNone Hint = iota
+	HintMaster
+	HintReplica
+)
+
+// sessionFuncs read or change state bound to one server connection, or
+// have side effects: a statement calling one goes to the master.
+var sessionFuncs = map[string]bool{
+	"last_insert_id": true, "found_rows": true, "row_count": true,
+	"get_lock": true, "release_lock": true, "release_all_locks": true, "is_used_lock": true, "is_free_lock": true,
+	"connection_id": true, "nextval": true, "lastval": true, "setval": true,
+	"master_pos_wait": true, "master_gtid_wait": true, "source_pos_wait": true,
+	"binlog_gtid_pos": true, "sys_exec": true,
+}
+
+// connectionVars are system variables bound to one server connection:
+// reading them anywhere but where the session's statements ran is wrong.
+var connectionVars = map[string]bool{
+	"last_insert_id": true, "identity": true, "insert_id": true, "last_gtid": true,
+	"warning_count": true, "error_count": true, "in_transaction": true, "pseudo_thread_id": true,
+	"gtid_seq_no": true, "rand_seed1": true, "rand_seed2": true,
+}
+
+// replicaShows are SHOW statements about data and schema (same on every
+// server); any other SHOW is about one server or session: master.
+var replicaShows = map[ast.ShowStmtType]bool{
+	ast.ShowDatabases: true, ast.ShowTables: true, ast.ShowTableStatus: true, ast.ShowColumns: true,
+	ast.ShowIndex: true, ast.ShowCreateTable: true, ast.ShowCreateView: true, ast.ShowCreateDatabase: true,
+	ast.ShowCreateSequence: true, ast.ShowTriggers: true, ast.ShowProcedureStatus: true,
+	ast.ShowFunctionStatus: true, ast.ShowEvents: true, ast.ShowCharset: true, ast.ShowCollation: true,
+	ast.ShowEngines: true, ast.ShowPrivileges: true, ast.ShowCreateProcedure: true,
+}
+
+// Classifier parses statements with a pool of TiDB parsers (a parser is
+// not goroutine-safe and reuses its AST) and caches results by text.
+type Classifier struct {
+	parsers sync.Pool
+	cache   *classCache
+}
+
+// NewClassifier returns a classifier caching up to cacheSize statements.
+func NewClassifier(cacheSize int) *Classifier {
+	c := &Classifier{cache: newClassCache(cacheSize)}
+	c.parsers.New = func() any { return parser.New() }
+	return c
+}
+
+// Classify returns the class of one SQL text (possibly several
+// statements). ansiQuotes must reflect the session's sql_mode. It never
+// fails: what the parser cannot read goes to the master.
+func (c *Classifier) Classify(sql string, ansiQuotes bool) Class {
+	key := cacheKey{sql: sql, ansi: ansiQuotes}
+	if cl, ok := c.cache.get(key); ok {
+		return cl
+	}
+	cl := c.classify(sql, ansiQuotes)
+	c.cache.put(key, cl)
+	return cl
+}
+
+func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
+	hint := findHint(sql)
+	p := c.parsers.Get().(*parser.Parser)
+	defer c.parsers.Put(p)
+	var mode mysql.SQLMode
+	if ansiQuotes {
+		mode = mysql.ModeANSIQuotes
+	}
+	p.SetSQLMode(mode)
+	stmts, _, err := p.Parse(sql, "", "")
+	if err != nil || len(stmts) == 0 {
+		return Class{Kind: fallbackKind(sql), Reason: "not parsable", Hint: hint}
+	}
+	var out Class
+	for i, st := range stmts {
+		cl := classifyStmt(st)
+		if i == 0 {
+			out = cl
+			continue
+		}
+		out = merge(out, cl)
+	}
+	out.Hint = hint
+	return out
+}
+
+// merge combines the classes of a multi-statement: the strongest kind
+// wins, and anything but all-reads goes to the master.
+func merge(a, b Class) Class {
+	a.Tables = append(a.Tables, b.Tables...)
+	a.TempCreated = append(a.TempCreated, b.TempCreated...)
+	a.TempDropped = append(a.TempDropped, b.TempDropped...)
+	if a.Kind == KindRead && b.Kind == KindRead {
+		return a
+	}
+	a.Kind, a.Reason = KindWrite, "multi-statement with "+nonEmpty(b.Reason, a.Reason, b.Kind.String())
+	return a
+}
+
+func nonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+func classifyStmt(st ast.StmtNode) Class {
+	switch n := st.(type) {
+	case *ast.SelectStmt, *ast.SetOprStmt:
+		return classifyRead(st)
+	case *ast.ShowStmt:
+		switch {
+		case n.Tp == ast.ShowWarnings || n.Tp == ast.ShowErrors:
+			return Class{Kind: KindLastBackend, Reason: "diagnostics of the previous statement"}
+		case replicaShows[n.Tp]:
+			return classifyRead(st)
+		default:
+			return Class{Kind: KindWrite, Reason: "server-specific SHOW"}
+		}
+	case *ast.ExplainStmt:
+		if n.Analyze {
+			return Class{Kind: KindWrite, Reason: "EXPLAIN ANALYZE executes"}
+		}
+		inner := classifyStmt(n.Stmt)
+		if inner.Kind == KindRead {
+			return inner
+		}
+		return Class{Kind: KindWrite, Reason: "EXPLAIN of a write", Tables: inner.Tables}
+	case *ast.BeginStmt:
+		if n.ReadOnly && n.AsOf == nil {
+			return Class{Kind: KindBeginReadOnly}
+		}
+		return Class{Kind: KindBegin, Reason: "transaction"}
+	case *ast.CommitStmt, *ast.RollbackStmt:
+		return Class{Kind: KindEnd, Reason: "transaction"}
+	case *ast.SetStmt:
+		for _, v := range n.Variables {
+			if v.IsGlobal {
+				return Class{Kind: KindWrite, Reason: "SET GLOBAL"}
+			}
+		}
+		return Class{Kind: KindSession, Reason: "session state"}
+	case *ast.UseStmt:
+		return Class{Kind: KindSession, Reason: "session state"}
+	case *ast.CreateTableStmt:
+		cl := Class{Kind: KindWrite, Reason: "DDL"}
+		if n.TemporaryKeyword != ast.TemporaryNone {
+			cl.TempCreated = []string{n.Table.Name.L}
+			cl.Reason = "temporary table"
+		}
+		return cl
+	case *ast.DropTableStmt:
+		cl := Class{Kind: KindWrite, Reason: "DDL"}
+		if n.TemporaryKeyword != ast.TemporaryNone {
+			for _, t := range n.Tables {
+				cl.TempDropped = append(cl.TempDropped, t.Name.L)
+			}
+		}
+		return cl
+	case *ast.InsertStmt, *ast.UpdateStmt, *ast.DeleteStmt, *ast.LoadDataStmt:
+		return Class{Kind: KindWrite, Reason: "write", Tables: collect(st).tables}
+	case *ast.CallStmt:
+		return Class{Kind: KindWrite, Reason: "CALL"}
+	case *ast.LockTablesStmt, *ast.UnlockTablesStmt:
+		return Class{Kind: KindWrite, Reason: "table locks"}
+	default:
+		if ast.IsReadOnly(st, true) {
+			// e.g. DO SLEEP(1), HELP: nothing to gain, keep session semantics.
+			return Class{Kind: KindWrite, Reason: "utility statement"}
+		}
+		return Class{Kind: KindWrite, Reason: "write"}
+	}
+}
+
+// classifyRead checks a SELECT (or UNION, SHOW) for anything that ties it
+// to the master: locking, INTO, session functions, user variables,
+// connection-bound system variables.
+func classifyRead(st ast.StmtNode) Class {
+	v := collect(st)
+	cl := Class{Kind: KindRead, Tables: v.tables}
+	switch {
+	case v.locking:
+		cl.Kind, cl.Reason = KindWrite, "locking read"
+	case v.into:
+		cl.Kind, cl.Reason = KindWrite, "SELECT INTO"
+	case v.sessionFunc != "":
+		cl.Kind, cl.Reason = KindWrite, "session function "+v.sessionFunc+"()"
+	case v.userVar:
+		cl.Kind, cl.Reason = KindWrite, "user variable"
+	case v.diagVar:
+		cl.Kind, cl.Reason = KindLastBackend, "diagnostics of the previous statement"
+	case v.connVar != "":
+		cl.Kind, cl.Reason = KindWrite, "connection variable @@"+v.connVar
+	}
+	return cl
+}
+
+// visitor walks an AST and notes what routing cares about.
+type visitor struct {
+	tables      []string
+	locking     bool
+	into        bool
+	sessionFunc string
+	userVar     bool
+	connVar     string
+	diagVar     bool
+}
+
+func collect(st ast.Node) *visitor {
+	v := &visitor{}
+	st.Accept(v)
+	return v
+}
+
+func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
+	switch x := n.(type) {
+	case *ast.SelectStmt:
+		if x.LockInfo != nil && x.LockInfo.LockType != ast.SelectLockNone {
+			v.locking = true
+		}
+		if x.SelectIntoOpt != nil {
+			v.into = true
+		}
+	case *ast.TableName:
+		v.tables = append(v.tables, x.Name.L)
+	case *ast.FuncCallExpr:
+		if sessionFuncs[x.FnName.L] && v.sessionFunc == "" {
+			v.sessionFunc = x.FnName.L
+		}
+	case *ast.VariableExpr:
+		if !x.IsSystem {
+			v.userVar = true
+		} else if name := strings.ToLower(x.Name); !x.IsGlobal {
+			if name == "warning_count" || name == "error_count" {
+				v.diagVar = true
+			} else if connectionVars[name] {
+				v.connVar = name
+			}
+		}
+	}
+	return n, false
+}
+
+func (v *visitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+// fallbackKind recognises transaction control the parser rejects (BEGIN
+// WORK, COMMIT WORK, ROLLBACK WORK …) so it is still counted as such;
+// everything else unparsable is a write, for the master.
+func fallbackKind(sql string) Kind {
+	words := strings.Fields(strings.ToUpper(strings.TrimRight(strings.TrimSpace(sql), ";")))
+	if len(words) == 0 || len(words) > 4 {
+		return KindWrite
+	}
+	switch words[0] {
+	case "BEGIN":
+		return KindBegin
+	case "COMMIT":
+		return KindEnd
+	case "ROLLBACK":
+		if len(words) > 1 && words[1] == "TO" {
+			return KindWrite
+		}
+		return KindEnd
+	}
+	return KindWrite
+}
+
+// findHint looks for a routing hint comment: /* master */ or
+// /* switchyard:master */ force the master, /* replica */, /* slave */ or
+// /* switchyard:replica */ ask for a replica. Case and spaces inside the
+// comment do not matter; the comment may be anywhere in the statement.
+func findHint(sql string) Hint {
+	for i := 0; i+4 <= len(sql); {
+		j := strings.Index(sql[i:], "/*")
+		if j < 0 {
+			return HintNone
+		}
+		start := i + j + 2
+		end := strings.Index(sql[start:], "*/")
+		if end < 0 {
+			return HintNone
+		}
+		body := strings.ToLower(strings.TrimSpace(sql[start : start+end]))
+		body = strings.TrimPrefix(body, "+")
+		body = strings.TrimSpace(body)
+		switch body {
+		case "master", "primary", "switchyard:master":
+			return HintMaster
+		case "replica", "slave", "switchyard:replica":
+			return HintReplica
+		}
+		i = start + end + 2
+	}
+	return HintNone
+}

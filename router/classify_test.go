@@ -1,0 +1,354 @@
+package router
+
+import (
+	"reflect"
+	"testing"
+)
+
+// Expected routes: R = replica may serve it, M = master, B = begin,
+// BRO = begin read only, E = end of transaction, S = session state,
+// L = last backend (diagnostics).
+const (
+	R   = KindRead
+	M   = KindWrite
+	B   = KindBegin
+	BRO = KindBeginReadOnly
+	E   = KindEnd
+	S   = KindSession
+	L   = KindLastBackend
+)
+
+var classifyCases = []struct {
+	sql  string
+	want Kind
+}{
+	// Plain reads.
+	{"SELECT 1", R},
+	{"select * from t where id = 1", R},
+	{"SELECT a, b FROM db.t WHERE a > 10 ORDER BY b LIMIT 5", R},
+	{"SELECT COUNT(*) FROM t", R},
+	{"SELECT * FROM t1 JOIN t2 ON t1.id = t2.id WHERE t2.x IN (SELECT x FROM t3)", R},
+	{"SELECT * FROM t1 LEFT JOIN t2 USING (id)", R},
+	{"SELECT DISTINCT a FROM t", R},
+	{"SELECT a, SUM(b) FROM t GROUP BY a HAVING SUM(b) > 3", R},
+	{"SELECT * FROM (SELECT a FROM t) AS x", R},
+	{"SELECT a FROM t UNION SELECT a FROM u", R},
+	{"SELECT a FROM t UNION ALL SELECT a FROM u ORDER BY a", R},
+	{"(SELECT a FROM t) UNION (SELECT b FROM u)", R},
+	{"WITH c AS (SELECT 1 AS x) SELECT * FROM c", R},
+	{"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM r WHERE n < 5) SELECT * FROM r", R},
+	{"SELECT NOW(), UUID(), RAND()", R},
+	{"SELECT SLEEP(0)", R},
+	{"SELECT @@version", R},
+	{"SELECT @@session.sql_mode", R},
+	{"SELECT @@sql_mode, @@time_zone", R},
+	{"SELECT @@global.read_only", R},
+	{"SELECT DATABASE(), USER(), CURRENT_USER()", R},
+	{"SELECT * FROM v_orders", R},
+	{"SELECT seq FROM seq_1_to_10", R},
+	{"SELECT JSON_EXTRACT(doc, '$.a') FROM docs", R},
+	{"SELECT * FROM t WHERE name LIKE 'a%' AND id BETWEEN 1 AND 10", R},
+	{"SELECT CASE WHEN a > 1 THEN 'x' ELSE 'y' END FROM t", R},
+	{"SELECT * FROM t FORCE INDEX (idx) WHERE a = 1", R},
+	{"SELECT SQL_NO_CACHE * FROM t", R},
+	{"SELECT * FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id)", R},
+	{"SELECT ROW_NUMBER() OVER (ORDER BY a) FROM t", R},
+	{"SELECT a FROM t WHERE b = ?", R},
+	{"SELECT ? + ?", R},
+	{"select\n*\nfrom\tt", R},
+	{"SELECT 'FOR UPDATE' AS s", R},
+	{"SELECT * FROM t -- FOR UPDATE", R},
+	{"SELECT 'last_insert_id()'", R},
+	{"SELECT GROUP_CONCAT(a SEPARATOR ',') FROM t", R},
+	{"SELECT CONVERT(a USING utf8mb4) FROM t", R},
+	{"SELECT * FROM `db`.`t` WHERE `a` = 1", R},
+	{"SELECT MD5('x'), SHA2('x', 256)", R},
+	{"SELECT 1; SELECT 2", R},
+	{"TABLE t", R},
+	{"VALUES ROW(1, 2)", R},
+	// SHOW / DESC / EXPLAIN.
+	{"SHOW DATABASES", R},
+	{"SHOW TABLES", R},
+	{"SHOW FULL TABLES FROM db", R},
+	{"SHOW TABLE STATUS LIKE 't'", R},
+	{"SHOW COLUMNS FROM t", R},
+	{"SHOW FULL COLUMNS FROM t", R},
+	{"SHOW INDEX FROM t", R},
+	{"SHOW CREATE TABLE t", R},
+	{"SHOW CREATE VIEW v", R},
+	{"SHOW CREATE DATABASE db", R},
+	{"SHOW TRIGGERS", R},
+	{"SHOW PROCEDURE STATUS", R},
+	{"SHOW CHARACTER SET", R},
+	{"SHOW COLLATION", R},
+	{"SHOW ENGINES", R},
+	{"DESC t", R},
+	{"DESCRIBE t", R},
+	{"EXPLAIN SELECT * FROM t", R},
+	{"EXPLAIN FORMAT=JSON SELECT * FROM t", R},
+	{"EXPLAIN UPDATE t SET a = 1", M},
+	{"EXPLAIN DELETE FROM t", M},
+	{"SHOW VARIABLES LIKE 'sql_mode'", M},
+	{"SHOW SESSION STATUS", M},
+	{"SHOW GLOBAL STATUS", M},
+	{"SHOW PROCESSLIST", M},
+	{"SHOW FULL PROCESSLIST", M},
+	{"SHOW MASTER STATUS", M},
+	{"SHOW GRANTS", M},
+	{"SHOW PROFILES", M},
+	{"SHOW WARNINGS", L},
+	{"SHOW ERRORS", L},
+	{"SHOW COUNT(*) WARNINGS", L},
+	{"SELECT @@warning_count", L},
+	{"SELECT @@error_count", L},
+	// Writes and DDL.
+	{"INSERT INTO t VALUES (1)", M},
+	{"INSERT INTO t (a, b) VALUES (1, 2), (3, 4)", M},
+	{"INSERT INTO t SELECT * FROM u", M},
+	{"INSERT IGNORE INTO t VALUES (1)", M},
+	{"INSERT INTO t VALUES (1) ON DUPLICATE KEY UPDATE a = a + 1", M},
+	{"REPLACE INTO t VALUES (1)", M},
+	{"UPDATE t SET a = 1 WHERE id = 2", M},
+	{"UPDATE t1 JOIN t2 ON t1.id = t2.id SET t1.a = t2.a", M},
+	{"DELETE FROM t WHERE id = 1", M},
+	{"DELETE t1 FROM t1 JOIN t2 ON t1.id = t2.id", M},
+	{"TRUNCATE TABLE t", M},
+	{"LOAD DATA INFILE '/tmp/x' INTO TABLE t", M},
+	{"LOAD DATA LOCAL INFILE 'x.csv' INTO TABLE t", M},
+	{"CREATE TABLE t (id INT PRIMARY KEY)", M},
+	{"CREATE TABLE IF NOT EXISTS t (id INT)", M},
+	{"CREATE TABLE t2 LIKE t", M},
+	{"CREATE TABLE t2 AS SELECT * FROM t", M},
+	{"ALTER TABLE t ADD COLUMN c INT", M},
+	{"DROP TABLE t", M},
+	{"DROP TABLE IF EXISTS t1, t2", M},
+	{"RENAME TABLE t TO u", M},
+	{"CREATE INDEX i ON t (a)", M},
+	{"DROP INDEX i ON t", M},
+	{"CREATE DATABASE d", M},
+	{"DROP DATABASE d", M},
+	{"CREATE VIEW v AS SELECT 1", M},
+	{"CREATE OR REPLACE VIEW v AS SELECT a FROM t", M},
+	{"DROP VIEW v", M},
+	{"CREATE USER 'u'@'%' IDENTIFIED BY 'p'", M},
+	{"GRANT SELECT ON db.* TO 'u'@'%'", M},
+	{"REVOKE SELECT ON db.* FROM 'u'@'%'", M},
+	{"ANALYZE TABLE t", M},
+	{"OPTIMIZE TABLE t", M},
+	{"FLUSH PRIVILEGES", M},
+	{"CREATE SEQUENCE s", M},
+	{"CREATE TEMPORARY TABLE tmp (a INT)", M},
+	{"DROP TEMPORARY TABLE tmp", M},
+	// Locking reads and INTO.
+	{"SELECT * FROM t WHERE id = 1 FOR UPDATE", M},
+	{"SELECT * FROM t WHERE id = 1 FOR UPDATE SKIP LOCKED", M},
+	{"SELECT * FROM t WHERE id = 1 FOR UPDATE NOWAIT", M},
+	{"SELECT * FROM t LOCK IN SHARE MODE", M},
+	{"SELECT * FROM t FOR SHARE", M},
+	{"SELECT a FROM t UNION SELECT a FROM u FOR UPDATE", M},
+	{"SELECT * FROM (SELECT * FROM t FOR UPDATE) x", M},
+	{"SELECT a INTO @x FROM t LIMIT 1", M},
+	{"SELECT * INTO OUTFILE '/tmp/out' FROM t", M},
+	{"SELECT * FROM t INTO DUMPFILE '/tmp/d'", M},
+	// Session-bound functions and variables.
+	{"SELECT LAST_INSERT_ID()", M},
+	{"select last_insert_id()", M},
+	{"SELECT FOUND_ROWS()", M},
+	{"SELECT ROW_COUNT()", M},
+	{"SELECT GET_LOCK('l', 10)", M},
+	{"SELECT RELEASE_LOCK('l')", M},
+	{"SELECT IS_FREE_LOCK('l')", M},
+	{"SELECT IS_USED_LOCK('l')", M},
+	{"SELECT RELEASE_ALL_LOCKS()", M},
+	{"SELECT CONNECTION_ID()", M},
+	{"SELECT NEXTVAL(s)", M},
+	{"SELECT LASTVAL(s)", M},
+	{"SELECT SETVAL(s, 10)", M},
+	{"SELECT MASTER_GTID_WAIT('0-1-1', 1)", M},
+	{"SELECT * FROM t WHERE id = LAST_INSERT_ID()", M},
+	{"SELECT @x", M},
+	{"SELECT @x := 1", M},
+	{"SELECT * FROM t WHERE a = @v", M},
+	{"SELECT @@last_insert_id", M},
+	{"SELECT @@identity", M},
+	{"SELECT @@session.last_gtid", M},
+	{"SELECT @@in_transaction", M},
+	// Transactions.
+	{"BEGIN", B},
+	{"BEGIN WORK", B},
+	{"START TRANSACTION", B},
+	{"START TRANSACTION WITH CONSISTENT SNAPSHOT", B},
+	{"START TRANSACTION READ WRITE", B},
+	{"START TRANSACTION READ ONLY", BRO},
+	{"COMMIT", E},
+	{"COMMIT WORK", E},
+	{"ROLLBACK", E},
+	{"ROLLBACK WORK", E},
+	{"SAVEPOINT sp1", M},
+	{"ROLLBACK TO SAVEPOINT sp1", E},
+	{"RELEASE SAVEPOINT sp1", M},
+	// Session state.
+	{"SET NAMES utf8mb4", S},
+	{"SET NAMES utf8mb4 COLLATE utf8mb4_unicode_ci", S},
+	{"SET CHARACTER SET latin1", S},
+	{"SET autocommit = 0", S},
+	{"SET SESSION sql_mode = 'ANSI_QUOTES'", S},
+	{"SET @@session.time_zone = '+00:00'", S},
+	{"SET @u = 1", S},
+	{"SET @a = 1, @b = 2", S},
+	{"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", S},
+	{"USE db", S},
+	{"SET GLOBAL read_only = 1", M},
+	{"SET @@global.max_connections = 100", M},
+	// Other statements that stay on the master.
+	{"CALL p()", M},
+	{"CALL db.p(1, 'a')", M},
+	{"LOCK TABLES t READ", M},
+	{"LOCK TABLES t WRITE, u READ", M},
+	{"UNLOCK TABLES", M},
+	{"DO SLEEP(1)", M},
+	{"DO RELEASE_LOCK('l')", M},
+	{"PREPARE s FROM 'SELECT 1'", M},
+	{"EXECUTE s", M},
+	{"DEALLOCATE PREPARE s", M},
+	{"KILL 123", M},
+	{"SELECT 1; INSERT INTO t VALUES (1)", M},
+	{"INSERT INTO t VALUES (1); SELECT 1", M},
+	// MariaDB syntax the TiDB parser cannot read: master, never an error.
+	{"INSERT INTO t VALUES (1) RETURNING id", M},
+	{"DELETE FROM t WHERE id = 1 RETURNING *", M},
+	{"SET STATEMENT max_statement_time=1 FOR SELECT * FROM t", M},
+	{"SELECT * FROM t FOR SYSTEM_TIME AS OF TIMESTAMP '2024-01-01'", M},
+	{"CREATE OR REPLACE TABLE t (a INT)", M},
+	{"SELECT * FROM t LIMIT ROWS EXAMINED 100", M},
+	{"EXECUTE IMMEDIATE 'SELECT 1'", M},
+	{"/*M!100100 SELECT 1 */", M},
+	{"SHOW ALL SLAVES STATUS", M},
+	{"SELECT * FROM JSON_TABLE('[1]', '$[*]' COLUMNS (a INT PATH '$')) AS jt", M},
+	{"XA START 'x'", M},
+	{"HANDLER t OPEN", M},
+	{"SELECT NEXT VALUE FOR s", M},
+	{"this is not sql", M},
+	{"", M},
+	{"SELECT * FROM", M},
+}
+
+func TestClassify(t *testing.T) {
+	if len(classifyCases) < 150 {
+		t.Fatalf("only %d cases", len(classifyCases))
+	}
+	c := NewClassifier(0) // no cache: every case is parsed
+	for _, tt := range classifyCases {
+		got := c.Classify(tt.sql, false)
+		if got.Kind != tt.want {
+			t.Errorf("%-60q got %s (%s), want %s", tt.sql, got.Kind, got.Reason, tt.want)
+		}
+	}
+}
+
+func TestClassifyTablesAndTemporary(t *testing.T) {
+	c := NewClassifier(0)
+	tests := []struct {
+		sql                      string
+		tables, created, dropped []string
+	}{
+		{"SELECT * FROM a JOIN db.b ON a.id = b.id WHERE x IN (SELECT y FROM c)", []string{"a", "b", "c"}, nil, nil},
+		{"CREATE TEMPORARY TABLE Tmp1 (a INT)", nil, []string{"tmp1"}, nil},
+		{"DROP TEMPORARY TABLE IF EXISTS tmp1, tmp2", nil, nil, []string{"tmp1", "tmp2"}},
+		{"INSERT INTO t SELECT * FROM u", []string{"t", "u"}, nil, nil},
+	}
+	for _, tt := range tests {
+		got := c.Classify(tt.sql, false)
+		if !sameSet(got.Tables, tt.tables) || !reflect.DeepEqual(got.TempCreated, tt.created) || !reflect.DeepEqual(got.TempDropped, tt.dropped) {
+			t.Errorf("%s: tables %v created %v dropped %v", tt.sql, got.Tables, got.TempCreated, got.TempDropped)
+		}
+	}
+}
+
+func sameSet(a, b []string) bool {
+	m := map[string]bool{}
+	for _, x := range a {
+		m[x] = true
+	}
+	for _, x := range b {
+		if !m[x] {
+			return false
+		}
+	}
+	return len(m) == len(b) || (len(a) == 0 && len(b) == 0)
+}
+
+func TestHints(t *testing.T) {
+	tests := []struct {
+		sql  string
+		want Hint
+	}{
+		{"/* master */ SELECT 1", HintMaster},
+		{"SELECT /*MASTER*/ 1", HintMaster},
+		{"/*+ switchyard:master */ SELECT 1", HintMaster},
+		{"/* primary */ SELECT 1", HintMaster},
+		{"/* replica */ SELECT 1", HintReplica},
+		{"/* slave */ SELECT 1", HintReplica},
+		{"SELECT 1 /* switchyard:replica */", HintReplica},
+		{"/* just a comment */ SELECT 1", HintNone},
+		{"/* master of puppets */ SELECT 1", HintNone},
+		{"SELECT '/* master */'", HintMaster}, // documented: comments are found textually
+		{"/* unterminated master", HintNone},
+		{"SELECT 1", HintNone},
+	}
+	c := NewClassifier(0)
+	for _, tt := range tests {
+		if got := c.Classify(tt.sql, false).Hint; got != tt.want {
+			t.Errorf("%q: hint %d, want %d", tt.sql, got, tt.want)
+		}
+	}
+}
+
+func TestANSIQuotesChangesParsing(t *testing.T) {
+	c := NewClassifier(100)
+	// With ANSI_QUOTES "t" is an identifier; without, a string.
+	if got := c.Classify(`SELECT * FROM "t"`, true); got.Kind != KindRead || len(got.Tables) != 1 {
+		t.Errorf("ANSI_QUOTES: %+v", got)
+	}
+	if got := c.Classify(`SELECT * FROM "t"`, false); got.Kind != KindWrite {
+		t.Errorf("without ANSI_QUOTES the statement is invalid and must go to the master: %+v", got)
+	}
+}
+
+func TestCacheReturnsSameClass(t *testing.T) {
+	c := NewClassifier(2)
+	for i := 0; i < 3; i++ {
+		for _, q := range []string{"SELECT 1", "SELECT LAST_INSERT_ID()", "INSERT INTO t VALUES (1)"} {
+			want := NewClassifier(0).Classify(q, false)
+			if got := c.Classify(q, false); !reflect.DeepEqual(got, want) {
+				t.Fatalf("cached %q: %+v want %+v", q, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkClassify(b *testing.B) {
+	cases := map[string]string{
+		"point-select-100B": "SELECT id, name, email, created_at FROM users WHERE id = 12345 AND tenant_id = 42 LIMIT 1",
+		"join-370B": "SELECT o.id, o.total, c.name, SUM(i.qty) AS items FROM orders o JOIN customers c ON c.id = o.customer_id " +
+			"JOIN order_items i ON i.order_id = o.id WHERE o.created_at > '2024-01-01' AND c.country IN ('FR', 'DE', 'IT') " +
+			"AND o.id NOT IN (SELECT order_id FROM refunds WHERE amount > 0) GROUP BY o.id, o.total, c.name ORDER BY o.total DESC LIMIT 50",
+		"insert-10-values": "INSERT INTO t (a, b) VALUES (1,'a'),(2,'b'),(3,'c'),(4,'d'),(5,'e'),(6,'f'),(7,'g'),(8,'h'),(9,'i'),(10,'j')",
+	}
+	for name, q := range cases {
+		b.Run(name+"/parse", func(b *testing.B) {
+			c := NewClassifier(0)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				c.Classify(q, false)
+			}
+		})
+		b.Run(name+"/cached", func(b *testing.B) {
+			c := NewClassifier(1000)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				c.Classify(q, false)
+			}
+		})
+	}
+}
