@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Account is a login used on the servers.
@@ -24,13 +25,14 @@ type Server struct {
 var ErrNoMaster = errors.New("no writable master is known")
 
 // Cluster owns the backend servers, the pools to them (one per server and
-// account) and which server is the master. The master and the server list
-// change under a mutex; sessions read them on each acquisition.
+// account), and the current Topology: which server is the master, the
+// epoch, and each server's health as last seen by the monitor. The
+// topology is an immutable value swapped atomically, so routing reads it
+// without locks; writers (monitor, failover, admin) serialise on mu.
 type Cluster struct {
 	mu      sync.RWMutex
 	servers []Server
-	master  string
-	epoch   uint64
+	topo    atomic.Pointer[Topology]
 	pools   map[poolKey]*Pool
 	opts    PoolOptions
 	tls     *tls.Config
@@ -43,7 +45,60 @@ type poolKey struct {
 
 // NewCluster creates a cluster; master is the initial master's name.
 func NewCluster(servers []Server, master string, opts PoolOptions, tlsConf *tls.Config) *Cluster {
-	return &Cluster{servers: servers, master: master, pools: map[poolKey]*Pool{}, opts: opts, tls: tlsConf}
+	c := &Cluster{servers: servers, pools: map[poolKey]*Pool{}, opts: opts, tls: tlsConf}
+	t := &Topology{Master: master, Epoch: 1}
+	for _, s := range servers {
+		t.Servers = append(t.Servers, ServerState{Server: s, Health: Health{Up: true}})
+	}
+	c.topo.Store(t)
+	return c
+}
+
+// Topology returns the current snapshot (never nil; do not modify it).
+func (c *Cluster) Topology() *Topology { return c.topo.Load() }
+
+// update applies f to a copy of the topology and publishes it.
+func (c *Cluster) update(f func(t *Topology)) *Topology {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.topo.Load().clone()
+	f(t)
+	c.topo.Store(t)
+	return t
+}
+
+// SetHealth records what the monitor saw of one server.
+func (c *Cluster) SetHealth(name string, h Health) {
+	c.update(func(t *Topology) {
+		if s := t.server(name); s != nil {
+			s.Health = h
+		}
+	})
+}
+
+// SetOffline takes a server out of routing (true) or puts it back.
+func (c *Cluster) SetOffline(name string, offline bool) error {
+	found := false
+	c.update(func(t *Topology) {
+		if s := t.server(name); s != nil {
+			s.Offline, found = offline, true
+		}
+	})
+	if !found {
+		return fmt.Errorf("unknown backend %q", name)
+	}
+	return nil
+}
+
+// KillInUse closes the sockets of every connection to a server that a
+// session holds, so statements blocked on a dead or hung server fail now
+// instead of hanging.
+func (c *Cluster) KillInUse(server string) int {
+	n := 0
+	for _, p := range c.PoolsOf(server) {
+		n += p.KillInUse()
+	}
+	return n
 }
 
 // Servers returns a copy of the server list.
@@ -55,31 +110,28 @@ func (c *Cluster) Servers() []Server {
 
 // Master returns the current master's name and the topology epoch.
 func (c *Cluster) Master() (string, uint64) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.master, c.epoch
+	t := c.topo.Load()
+	return t.Master, t.Epoch
 }
 
 // SetMaster retargets writes to name and bumps the epoch. Connections
 // already handed out to the old master stay with their sessions, which
 // compare epochs before reuse.
 func (c *Cluster) SetMaster(name string) uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.master = name
-	c.epoch++
-	return c.epoch
+	return c.update(func(t *Topology) {
+		t.Master = name
+		t.Epoch++
+	}).Epoch
 }
 
 // MasterPool returns the pool to the current master for an account.
 func (c *Cluster) MasterPool(a Account) (*Pool, uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.master == "" {
-		return nil, c.epoch, ErrNoMaster
+	t := c.topo.Load()
+	if t.Master == "" {
+		return nil, t.Epoch, ErrNoMaster
 	}
-	p, err := c.poolLocked(c.master, a)
-	return p, c.epoch, err
+	p, err := c.Pool(t.Master, a)
+	return p, t.Epoch, err
 }
 
 // Pool returns the pool to a named server for an account.

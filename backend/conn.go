@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -52,8 +53,9 @@ type Conn struct {
 	// multiStatements mirrors COM_SET_OPTION state (on after connect).
 	multiStatements bool
 	// broken is set when the connection's protocol state is unknown
-	// (I/O error, timeout, abandoned result); it is then never reused.
-	broken bool
+	// (I/O error, timeout, abandoned result, killed); it is then never
+	// reused. Atomic: KillInUse sets it from the monitor's goroutine.
+	broken atomic.Bool
 }
 
 // Dial opens and authenticates a backend connection. ctx bounds the TCP
@@ -141,10 +143,17 @@ func (c *Conn) Packets() *packet.Conn { return c.Conn.Conn }
 func (c *Conn) SetDeadline(t time.Time) { _ = c.net.SetDeadline(t) }
 
 // MarkBroken records that the connection must not be reused.
-func (c *Conn) MarkBroken() { c.broken = true }
+func (c *Conn) MarkBroken() { c.broken.Store(true) }
 
 // Broken reports whether the connection was marked unusable.
-func (c *Conn) Broken() bool { return c.broken }
+func (c *Conn) Broken() bool { return c.broken.Load() }
+
+// Kill closes the socket from any goroutine: the holder's blocked read or
+// write fails and it discards the connection.
+func (c *Conn) Kill() {
+	c.broken.Store(true)
+	_ = c.net.Close()
+}
 
 // Variant returns the handshake-time properties of the connection.
 func (c *Conn) Variant() Variant { return c.variant }
@@ -200,12 +209,12 @@ func (c *Conn) SetMultiStatements(ctx context.Context, on bool) error {
 	pc := c.Packets()
 	pc.ResetSequence()
 	if err := pc.WritePacket([]byte{0, 0, 0, 0, mysql.COM_SET_OPTION, opt, 0}); err != nil {
-		c.broken = true
+		c.broken.Store(true)
 		return fmt.Errorf("set multi-statements on %s: %w", c.Addr(), err)
 	}
 	data, err := pc.ReadPacket()
 	if err != nil {
-		c.broken = true
+		c.broken.Store(true)
 		return fmt.Errorf("set multi-statements on %s: %w", c.Addr(), err)
 	}
 	if len(data) > 0 && data[0] == mysql.ERR_HEADER {
@@ -224,16 +233,16 @@ func (c *Conn) Reset(ctx context.Context) error {
 	pc := c.Packets()
 	pc.ResetSequence()
 	if err := pc.WritePacket([]byte{0, 0, 0, 0, mysql.COM_RESET_CONNECTION}); err != nil {
-		c.broken = true
+		c.broken.Store(true)
 		return fmt.Errorf("reset connection to %s: %w", c.Addr(), err)
 	}
 	data, err := pc.ReadPacket()
 	if err != nil {
-		c.broken = true
+		c.broken.Store(true)
 		return fmt.Errorf("reset connection to %s: %w", c.Addr(), err)
 	}
 	if len(data) == 0 || data[0] != mysql.OK_HEADER {
-		c.broken = true
+		c.broken.Store(true)
 		return fmt.Errorf("reset connection to %s: unexpected reply 0x%x", c.Addr(), data[:min(len(data), 1)])
 	}
 	// The multi-statement option survives COM_RESET_CONNECTION on the
@@ -246,7 +255,7 @@ func (c *Conn) Ping(ctx context.Context) error {
 	c.armDeadline(ctx)
 	defer c.SetDeadline(time.Time{})
 	if err := c.Conn.Ping(); err != nil {
-		c.broken = true
+		c.broken.Store(true)
 		return err
 	}
 	return nil
@@ -262,12 +271,12 @@ func (c *Conn) armDeadline(ctx context.Context) {
 // packet, after which the protocol state is still clean.
 func (c *Conn) noteError(err error) {
 	if _, ok := asMyError(err); !ok {
-		c.broken = true
+		c.broken.Store(true)
 	}
 }
 
 // Close closes the network connection without a COM_QUIT round trip.
 func (c *Conn) Close() error {
-	c.broken = true
+	c.broken.Store(true)
 	return c.Conn.Close()
 }

@@ -43,6 +43,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	idle    map[Variant][]*Conn
+	inUse   map[*Conn]struct{}
 	open    int
 	waiters []chan struct{}
 	closed  bool
@@ -56,7 +57,7 @@ func NewPool(name string, dial DialOptions, opts PoolOptions) *Pool {
 	if opts.MaxOpen <= 0 {
 		opts.MaxOpen = 100
 	}
-	p := &Pool{name: name, dial: dial, opts: opts, idle: map[Variant][]*Conn{}, stop: make(chan struct{})}
+	p := &Pool{name: name, dial: dial, opts: opts, idle: map[Variant][]*Conn{}, inUse: map[*Conn]struct{}{}, stop: make(chan struct{})}
 	go p.janitor()
 	return p
 }
@@ -77,6 +78,7 @@ func (p *Pool) Acquire(ctx context.Context, v Variant) (*Conn, error) {
 			return nil, ErrPoolClosed
 		}
 		if c := p.popIdleLocked(v); c != nil {
+			p.inUse[c] = struct{}{}
 			p.mu.Unlock()
 			if p.expired(c, time.Now()) {
 				p.discard(c)
@@ -124,6 +126,9 @@ func (p *Pool) newConn(ctx context.Context, v Variant) (*Conn, error) {
 		return nil, fmt.Errorf("backend %s: %w", p.name, err)
 	}
 	c.pool = p
+	p.mu.Lock()
+	p.inUse[c] = struct{}{}
+	p.mu.Unlock()
 	return c, nil
 }
 
@@ -133,7 +138,7 @@ func (p *Pool) Release(c *Conn) {
 	if c == nil {
 		return
 	}
-	if c.broken || p.expired(c, time.Now()) {
+	if c.Broken() || p.expired(c, time.Now()) {
 		p.discard(c)
 		return
 	}
@@ -151,7 +156,7 @@ func (p *Pool) Release(c *Conn) {
 // ReleaseClean returns a connection the caller knows has no session state
 // (for example one that only ran monitor queries), skipping the reset.
 func (p *Pool) ReleaseClean(c *Conn) {
-	if c.broken {
+	if c.Broken() {
 		p.discard(c)
 		return
 	}
@@ -166,6 +171,7 @@ func (p *Pool) putIdle(c *Conn) {
 		p.discard(c)
 		return
 	}
+	delete(p.inUse, c)
 	p.idle[c.variant] = append(p.idle[c.variant], c)
 	p.wakeOneLocked()
 	p.mu.Unlock()
@@ -178,9 +184,25 @@ func (p *Pool) discard(c *Conn) {
 	_ = c.Close()
 	p.discarded.Add(1)
 	p.mu.Lock()
+	delete(p.inUse, c)
 	p.open--
 	p.wakeOneLocked()
 	p.mu.Unlock()
+}
+
+// KillInUse closes the sockets of connections handed out to sessions;
+// their blocked reads fail at once. Returns how many were closed.
+func (p *Pool) KillInUse() int {
+	p.mu.Lock()
+	list := make([]*Conn, 0, len(p.inUse))
+	for c := range p.inUse {
+		list = append(list, c)
+	}
+	p.mu.Unlock()
+	for _, c := range list {
+		c.Kill()
+	}
+	return len(list)
 }
 
 // CloseIdle closes every idle connection (used when a server is fenced or

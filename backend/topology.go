@@ -1,0 +1,63 @@
+package backend
+
+import "time"
+
+// Health is what the monitor last saw of one server.
+type Health struct {
+	Up        bool
+	CheckedAt time.Time
+	Err       string
+	// Failures counts consecutive failed checks.
+	Failures int
+	ReadOnly bool
+	ServerID uint32
+	// Replica is nil when the server replicates from nobody.
+	Replica *ReplicaStatus
+	// Applied is @@gtid_slave_pos (what a replica has applied); Current
+	// is @@gtid_current_pos (applied or written here).
+	Applied Position
+	Current Position
+}
+
+// ServerState is one server in a topology snapshot.
+type ServerState struct {
+	Server
+	Health
+	// Offline is set by the operator: no new statements are routed here.
+	Offline bool
+}
+
+// LagSeconds returns the replication lag, or -1 when unknown (not a
+// replica, SQL thread stopped, IO thread not connected).
+func (s *ServerState) LagSeconds() int64 {
+	if s.Replica == nil || s.Replica.SecondsBehind == nil {
+		return -1
+	}
+	return *s.Replica.SecondsBehind
+}
+
+// Topology is an immutable snapshot: the master, the epoch (bumped on
+// every change of master) and every server's state.
+type Topology struct {
+	Epoch   uint64
+	Master  string
+	Servers []ServerState
+}
+
+// Server returns the named server's state, or nil.
+func (t *Topology) Server(name string) *ServerState { return t.server(name) }
+
+func (t *Topology) server(name string) *ServerState {
+	for i := range t.Servers {
+		if t.Servers[i].Name == name {
+			return &t.Servers[i]
+		}
+	}
+	return nil
+}
+
+func (t *Topology) clone() *Topology {
+	c := *t
+	c.Servers = append([]ServerState(nil), t.Servers...)
+	return &c
+}

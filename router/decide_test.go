@@ -1,0 +1,190 @@
+package router
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+func lag(n int64) *int64 { return &n }
+
+// fixture: m1 master, r1 (weight 1) and r2 (weight 3) healthy replicas at
+// GTID 0-1-100, r3 lagging 60 s.
+func fixture() *backend.Topology {
+	pos, _ := backend.ParsePosition("0-1-100")
+	rep := func(l *int64) *backend.ReplicaStatus {
+		return &backend.ReplicaStatus{MasterHost: "h", IORunning: true, SQLRunning: true, SecondsBehind: l}
+	}
+	return &backend.Topology{Epoch: 3, Master: "m1", Servers: []backend.ServerState{
+		{Server: backend.Server{Name: "m1", Weight: 1}, Health: backend.Health{Up: true, Current: pos}},
+		{Server: backend.Server{Name: "r1", Weight: 1}, Health: backend.Health{Up: true, ReadOnly: true, Replica: rep(lag(0)), Applied: pos}},
+		{Server: backend.Server{Name: "r2", Weight: 3}, Health: backend.Health{Up: true, ReadOnly: true, Replica: rep(lag(1)), Applied: pos}},
+		{Server: backend.Server{Name: "r3", Weight: 5}, Health: backend.Health{Up: true, ReadOnly: true, Replica: rep(lag(60)), Applied: pos}},
+	}}
+}
+
+var policy = Policy{Split: true, ReadYourWrites: true, MaxLag: 10 * time.Second, ReplicaFallbackToMaster: true}
+
+func TestDecideRoutes(t *testing.T) {
+	read := Class{Kind: KindRead, Tables: []string{"t"}}
+	tests := []struct {
+		name    string
+		class   Class
+		session func(*Session)
+		topo    func(*backend.Topology)
+		policy  func(*Policy)
+		want    string // "replica" = r1 or r2
+		wantErr error
+	}{
+		{"plain read", read, nil, nil, nil, "replica", nil},
+		{"write", Class{Kind: KindWrite}, nil, nil, nil, "m1", nil},
+		{"begin", Class{Kind: KindBegin}, nil, nil, nil, "m1", nil},
+		{"session statement", Class{Kind: KindSession}, nil, nil, nil, "m1", nil},
+		{"read in transaction", read, func(s *Session) { s.InTx, s.TxOn = true, "m1" }, nil, nil, "m1", nil},
+		{"read-only transaction stays on its replica", read, func(s *Session) { s.InTx, s.TxOn = true, "r2" }, nil, nil, "r2", nil},
+		{"begin read only", Class{Kind: KindBeginReadOnly}, nil, nil, nil, "replica", nil},
+		{"autocommit off", read, func(s *Session) { s.AutocommitOff = true }, nil, nil, "m1", nil},
+		{"temp table read", read, func(s *Session) { s.TempTables = map[string]bool{"t": true} }, nil, nil, "m1", nil},
+		{"other table with temp tables around", Class{Kind: KindRead, Tables: []string{"u"}}, func(s *Session) { s.TempTables = map[string]bool{"t": true} }, nil, nil, "replica", nil},
+		{"master hint", Class{Kind: KindRead, Hint: HintMaster}, nil, nil, nil, "m1", nil},
+		{"replica hint on a write is ignored", Class{Kind: KindWrite, Hint: HintReplica}, nil, nil, nil, "m1", nil},
+		{"diagnostics follow the last statement", Class{Kind: KindLastBackend}, func(s *Session) { s.LastTarget = "r1" }, nil, nil, "r1", nil},
+		{"split off", read, nil, nil, func(p *Policy) { p.Split = false }, "m1", nil},
+		{"no replica: master", read, nil, func(t *backend.Topology) {
+			for i := 1; i < len(t.Servers); i++ {
+				t.Servers[i].Up = false
+			}
+		}, nil, "m1", nil},
+		{"no replica: error", read, nil, func(t *backend.Topology) {
+			for i := 1; i < len(t.Servers); i++ {
+				t.Servers[i].Offline = true
+			}
+		}, func(p *Policy) { p.ReplicaFallbackToMaster = false }, "", ErrNoReplica},
+		{"sql thread stopped excluded", read, nil, func(t *backend.Topology) {
+			t.Servers[1].Replica = &backend.ReplicaStatus{IORunning: true}
+			t.Servers[2].Offline = true
+		}, nil, "m1", nil},
+		{"no master", Class{Kind: KindWrite}, nil, func(t *backend.Topology) { t.Master = "" }, nil, "", ErrNoMaster},
+		{"avoided replicas", read, func(s *Session) { s.Avoid("r1", time.Minute); s.Avoid("r2", time.Minute) }, nil, nil, "m1", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewSession()
+			if tt.session != nil {
+				tt.session(s)
+			}
+			topo := fixture()
+			if tt.topo != nil {
+				tt.topo(topo)
+			}
+			p := policy
+			if tt.policy != nil {
+				tt.policy(&p)
+			}
+			d, err := Decide(tt.class, s, topo, p)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			switch tt.want {
+			case "replica":
+				if d.Target != "r1" && d.Target != "r2" {
+					t.Fatalf("target %q, want a healthy replica", d.Target)
+				}
+			default:
+				if d.Target != tt.want {
+					t.Fatalf("target %q (%s), want %q", d.Target, d.Reason, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestWeightsAndLagExclusion(t *testing.T) {
+	s := NewSession()
+	counts := map[string]int{}
+	const n = 40000
+	for i := 0; i < n; i++ {
+		d, err := Decide(Class{Kind: KindRead}, s, fixture(), policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[d.Target]++
+	}
+	if counts["r3"] != 0 || counts["m1"] != 0 {
+		t.Fatalf("lagging replica or master used: %v", counts)
+	}
+	ratio := float64(counts["r2"]) / float64(counts["r1"])
+	if ratio < 2.7 || ratio > 3.3 {
+		t.Fatalf("r2/r1 = %.2f, want about 3 (weights 3:1): %v", ratio, counts)
+	}
+}
+
+func TestReadYourWrites(t *testing.T) {
+	s := NewSession()
+	topo := fixture()
+	// A write committed as 0-1-101: replicas are at 100, so a read must wait.
+	s.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
+	d, _ := Decide(Class{Kind: KindRead}, s, topo, policy)
+	if d.WaitGTID != "0-1-101" || d.Fallback != "m1" {
+		t.Fatalf("want a wait for 0-1-101 with fallback m1, got %+v", d)
+	}
+	s.CaughtUp(d.Target)
+	for i := 0; i < 50; i++ {
+		d2, _ := Decide(Class{Kind: KindRead}, s, topo, policy)
+		if d2.Target == d.Target && d2.WaitGTID != "" {
+			t.Fatalf("replica known caught up still waits: %+v", d2)
+		}
+		if d2.Target != d.Target && d2.WaitGTID == "" {
+			t.Fatalf("other replica not known caught up does not wait: %+v", d2)
+		}
+	}
+	// Once the monitor sees the replica past the write, no wait at all.
+	pos, _ := backend.ParsePosition("0-1-105")
+	for i := range topo.Servers {
+		topo.Servers[i].Applied = pos
+	}
+	s2 := NewSession()
+	s2.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
+	if d, _ := Decide(Class{Kind: KindRead}, s2, topo, policy); d.WaitGTID != "" {
+		t.Fatalf("unneeded wait: %+v", d)
+	}
+	// eventual consistency never waits.
+	p := policy
+	p.ReadYourWrites = false
+	s3 := NewSession()
+	s3.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-999"})
+	if d, _ := Decide(Class{Kind: KindRead}, s3, fixture(), p); d.WaitGTID != "" {
+		t.Fatalf("eventual waited: %+v", d)
+	}
+}
+
+func TestObserveTransactionsAndTempTables(t *testing.T) {
+	s := NewSession()
+	s.Observe(Class{Kind: KindBegin}, Outcome{Target: "m1", OK: true, InTx: true})
+	if !s.InTx || s.TxOn != "m1" {
+		t.Fatalf("after BEGIN: %+v", s)
+	}
+	s.Observe(Class{Kind: KindEnd}, Outcome{Target: "m1", OK: true})
+	if s.InTx || s.TxOn != "" {
+		t.Fatalf("after COMMIT: %+v", s)
+	}
+	s.Observe(Class{Kind: KindWrite, TempCreated: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
+	if !s.TempTables["tmp"] {
+		t.Fatal("temp table not recorded")
+	}
+	s.Observe(Class{Kind: KindWrite, TempCreated: []string{"failed"}}, Outcome{Target: "m1", OK: false})
+	if s.TempTables["failed"] {
+		t.Fatal("temp table recorded although CREATE failed")
+	}
+	s.Observe(Class{Kind: KindWrite, TempDropped: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
+	if s.TempTables["tmp"] {
+		t.Fatal("dropped temp table still recorded")
+	}
+	off := false
+	s.Observe(Class{Kind: KindSession}, Outcome{Target: "m1", OK: true, Autocommit: &off})
+	if !s.AutocommitOff {
+		t.Fatal("autocommit=0 not noticed")
+	}
+}
