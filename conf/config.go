@@ -135,6 +135,9 @@ type Routing struct {
 	NoReplica string `yaml:"no_replica"`
 	// ReadWriteSplit turns the split on; when false everything goes to the master.
 	ReadWriteSplit bool `yaml:"read_write_split"`
+	// GTIDWaitTimeout bounds the read-your-writes wait on a replica; past
+	// it the read goes to the master.
+	GTIDWaitTimeout Duration `yaml:"gtid_wait_timeout"`
 }
 
 // Admin configures the admin SQL listener.

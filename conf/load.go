@@ -45,10 +45,11 @@ func Defaults() Config {
 			HoldTimeout:  Duration(10 * time.Second),
 		},
 		Routing: Routing{
-			Consistency:    "session",
-			MaxReplicaLag:  Duration(10 * time.Second),
-			NoReplica:      "master",
-			ReadWriteSplit: true,
+			Consistency:     "session",
+			MaxReplicaLag:   Duration(10 * time.Second),
+			NoReplica:       "master",
+			ReadWriteSplit:  true,
+			GTIDWaitTimeout: Duration(time.Second),
 		},
 		Admin: Admin{Listen: "127.0.0.1:6033", User: "admin"},
 		Hooks: Hooks{Timeout: Duration(30 * time.Second)},
@@ -235,6 +236,7 @@ func (c *Config) validate() []fieldError {
 		"pool.acquire_timeout": p.AcquireTimeout, "handshake_timeout": c.HandshakeTimeout,
 		"monitor.interval": c.Monitor.Interval, "monitor.connect_timeout": c.Monitor.ConnectTimeout,
 		"failover.hold_timeout": c.Failover.HoldTimeout, "failover.apply_timeout": c.Failover.ApplyTimeout,
+		"routing.gtid_wait_timeout": c.Routing.GTIDWaitTimeout,
 	} {
 		if d <= 0 {
 			add(field, "must be a positive duration")
@@ -242,6 +244,9 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Monitor.FailCount < 1 {
 		add("monitor.failcount", "must be at least 1")
+	}
+	if len(c.Backends) > 1 && c.Monitor.User == "" {
+		add("monitor.user", "is required with more than one backend (replica health, lag and roles come from the monitor)")
 	}
 	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
 		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)

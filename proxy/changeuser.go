@@ -49,9 +49,8 @@ func (s *session) changeUser(data []byte) (quit bool, err error) {
 		return true, s.writeErrFatal(errAccessDenied(req.user, hostOf(s.raw.RemoteAddr()), len(reply) > 0))
 	}
 	s.stmts.clear()
-	if s.master != nil {
-		s.releaseMaster()
-	}
+	s.releaseAll()
+	s.route.Reset()
 	s.user = u
 	s.log = s.srv.log.With(zap.Uint32("session", s.id), zap.String("user", u.Name))
 	coll := s.state.collationID
@@ -59,6 +58,7 @@ func (s *session) changeUser(data []byte) (quit bool, err error) {
 		coll = req.collation
 	}
 	s.state = sessionState{db: req.db, collationID: coll}
+	s.stateVersion++
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
 	if _, err := s.masterConn(); err != nil {
 		var me *mysql.MyError

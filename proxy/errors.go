@@ -7,6 +7,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/router"
 )
 
 // Every error a client sees is a *mysql.MyError: either the server's own
@@ -30,6 +31,16 @@ func errNoBackend(err error) *mysql.MyError {
 		return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000", Message: "Switchyard: no writable master is available"}
 	}
 	return &mysql.MyError{Code: 2003, State: "HY000", Message: fmt.Sprintf("Switchyard: cannot reach backend: %v", shortErr(err))}
+}
+
+func errRouting(err error) *mysql.MyError {
+	switch {
+	case errors.Is(err, router.ErrNoMaster):
+		return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000", Message: "Switchyard: no writable master is available"}
+	case errors.Is(err, router.ErrNoReplica):
+		return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000", Message: "Switchyard: " + err.Error()}
+	}
+	return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000", Message: "Switchyard: " + err.Error()}
 }
 
 func errPacketTooBig(max int) *mysql.MyError {

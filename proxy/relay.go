@@ -53,6 +53,7 @@ func (s *session) relayResult(bc *backend.Conn) error {
 			}
 		case mysql.ERR_HEADER:
 			// An error ends the whole response, even in a multi-statement.
+			s.lastOK = false
 			return s.writeClient(p)
 		case mysql.LocalInFile_HEADER:
 			more, err := s.relayLocalInfile(bc, p)
@@ -130,6 +131,7 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte) (more bool, err
 		}
 		if isEOF(p[4:]) {
 			s.status = eofStatus(p[4:])
+			s.lastOK = true
 			return s.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
 		}
 	}

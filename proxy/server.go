@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/router"
 )
 
 // Settings are the parts of the config the proxy reads on each new
@@ -33,6 +34,9 @@ type Settings struct {
 	IOTimeout        time.Duration // proxy's own backend round trips
 	QueryTimeout     time.Duration // a relayed statement; 0 = none
 	AcquireTimeout   time.Duration
+	Policy           router.Policy
+	GTIDWait         time.Duration // read-your-writes wait on a replica
+	AvoidFor         time.Duration // how long a session avoids a failed replica
 }
 
 // SettingsFrom extracts proxy settings from a config.
@@ -50,16 +54,29 @@ func SettingsFrom(c *conf.Config) *Settings {
 		IOTimeout:        c.Pool.IOTimeout.D(),
 		QueryTimeout:     c.Pool.QueryTimeout.D(),
 		AcquireTimeout:   c.Pool.AcquireTimeout.D(),
+		Policy: router.Policy{
+			Split:                   c.Routing.ReadWriteSplit,
+			ReadYourWrites:          c.Routing.Consistency == "session",
+			MaxLag:                  c.Routing.MaxReplicaLag.D(),
+			ReplicaFallbackToMaster: c.Routing.NoReplica == "master",
+		},
+		GTIDWait: c.Routing.GTIDWaitTimeout.D(),
+		AvoidFor: 4 * c.Monitor.Interval.D(),
 	}
 }
 
+func (s *Server) policy() router.Policy   { return s.settings.Load().Policy }
+func (s *Server) gtidWait() time.Duration { return s.settings.Load().GTIDWait }
+func (s *Server) avoidFor() time.Duration { return s.settings.Load().AvoidFor }
+
 // Server accepts client connections and runs one session goroutine each.
 type Server struct {
-	log      *zap.Logger
-	cluster  *backend.Cluster
-	mysql    *server.Server
-	tls      bool
-	settings atomic.Pointer[Settings]
+	log        *zap.Logger
+	cluster    *backend.Cluster
+	classifier *router.Classifier
+	mysql      *server.Server
+	tls        bool
+	settings   atomic.Pointer[Settings]
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -95,7 +112,8 @@ func New(cfg *conf.Config, cluster *backend.Cluster, tlsConf *tls.Config, log *z
 	if err := advertise(ms, extra); err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, cluster: cluster, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{}}
+	s := &Server{log: log, cluster: cluster, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{},
+		classifier: router.NewClassifier(10000)}
 	s.settings.Store(SettingsFrom(cfg))
 	return s, nil
 }

@@ -15,11 +15,11 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
 	"github.com/go-mysql-org/go-mysql/server"
-	"github.com/pingcap/tidb/pkg/parser/charset"
 	"go.uber.org/zap"
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/router"
 )
 
 // session is one client connection. Everything in it is touched only by
@@ -34,19 +34,29 @@ type session struct {
 	log      *zap.Logger
 	id       uint32
 
-	user    conf.User
-	caps    uint32 // client capabilities we honour
-	state   sessionState
-	hs      handshakeHandler
-	master  *backend.Conn // pinned backend connection, nil until needed
-	mEpoch  uint64
-	stmts   stmtRegistry
-	status  uint16 // last server status flags seen
-	pktBuf  []byte // reused backend packet buffer
-	okBuf   []byte
-	lastOK  bool        // the last relayed response ended in an OK packet
-	idle    atomic.Bool // waiting for the next command
-	closing atomic.Bool
+	user  conf.User
+	caps  uint32 // client capabilities we honour
+	state sessionState
+	// stateVersion counts changes of state; each held connection records
+	// the version it was brought to.
+	stateVersion uint64
+	hs           handshakeHandler
+	conns        map[string]*heldConn // by server name
+	route        *router.Session
+	stmts        stmtRegistry
+	status       uint16 // last server status flags seen
+	pktBuf       []byte // reused backend packet buffer
+	okBuf        []byte
+	// Filled while relaying one response, read by Observe afterwards.
+	lastOK      bool   // the response ended in OK/EOF, not ERR
+	lastGTID    string // last_gtid reported by the server
+	charsetSeen bool   // a character_set_* variable changed
+	autocommit  *bool  // autocommit change reported by the server
+	cur         *heldConn
+	idle        atomic.Bool // waiting for the next command
+	closing     atomic.Bool
+	lastStmt    atomic.Pointer[string] // statement text (truncated), for SHOW SESSIONS
+	lastBackend atomic.Pointer[string]
 }
 
 // sessionState is what must be replayed on any backend connection the
@@ -61,6 +71,23 @@ type sessionState struct {
 	multiOff bool // client turned multi-statements off (COM_SET_OPTION)
 }
 
+func (st *sessionState) has(name string) bool {
+	_, ok := st.varValue[name]
+	return ok
+}
+
+// moveVarLast sets a variable and makes it replay after the others.
+func (st *sessionState) moveVarLast(name, value string) {
+	for i, n := range st.vars {
+		if n == name {
+			st.vars = append(st.vars[:i], st.vars[i+1:]...)
+			break
+		}
+	}
+	delete(st.varValue, name)
+	st.setVar(name, value)
+}
+
 func (st *sessionState) setVar(name, value string) {
 	if st.varValue == nil {
 		st.varValue = map[string]string{}
@@ -71,13 +98,16 @@ func (st *sessionState) setVar(name, value string) {
 	st.varValue[name] = value
 }
 
-// trackedVars are reported by the server in OK packets so the proxy knows
-// the session's state without parsing every SET.
-const trackedVars = "autocommit,character_set_client,character_set_connection,character_set_results," +
-	"collation_connection,time_zone,sql_mode,last_gtid"
+// ansiQuotes reports whether the session's sql_mode makes "x" an
+// identifier (it changes how statements parse).
+func (st *sessionState) ansiQuotes() bool {
+	m := strings.ToUpper(st.varValue["sql_mode"])
+	return strings.Contains(m, "ANSI_QUOTES") || strings.Contains(m, "ANSI,") || m == "ANSI"
+}
 
 func newSession(srv *Server, set *Settings, c net.Conn) *session {
-	return &session{srv: srv, settings: set, raw: c, log: srv.log, stmts: newStmtRegistry()}
+	return &session{srv: srv, settings: set, raw: c, log: srv.log, stmts: newStmtRegistry(),
+		conns: map[string]*heldConn{}, route: router.NewSession()}
 }
 
 // run performs the handshake and serves commands until the client leaves.
@@ -163,9 +193,7 @@ func (s *session) cleanup() {
 	if s.out != nil {
 		_ = s.out.Flush() // a final error packet may still be buffered
 	}
-	if s.master != nil {
-		s.releaseMaster()
-	}
+	s.releaseAll()
 	s.raw.Close()
 	s.log.Debug("session ended")
 }
@@ -240,19 +268,20 @@ func (s *session) dispatch(data []byte) (quit bool, err error) {
 		return false, s.writeOKStatus()
 	case mysql.COM_QUERY:
 		s.srv.stats.Queries.Add(1)
-		return false, s.forward(data, s.relayResult)
+		return false, s.query(data)
 	case mysql.COM_INIT_DB:
-		return false, s.forward(data, func(bc *backend.Conn) error {
+		return false, s.onMaster(data, func(bc *backend.Conn) error {
 			err := s.relayResult(bc)
-			if err == nil && s.lastOK {
+			if err == nil && s.lastOK && s.state.db != string(data[1:]) {
 				s.state.db = string(data[1:])
+				s.stateChanged()
 			}
 			return err
 		})
 	case mysql.COM_FIELD_LIST:
-		return false, s.forward(data, s.relayFieldList)
+		return false, s.onMaster(data, s.relayFieldList)
 	case mysql.COM_STATISTICS:
-		return false, s.forward(data, s.relayOnePacket)
+		return false, s.onMaster(data, s.relayOnePacket)
 	case mysql.COM_SET_OPTION:
 		return false, s.setOption(data)
 	case mysql.COM_RESET_CONNECTION:
@@ -263,7 +292,7 @@ func (s *session) dispatch(data []byte) (quit bool, err error) {
 		return false, s.prepare(data)
 	case mysql.COM_STMT_EXECUTE:
 		s.srv.stats.Queries.Add(1)
-		return false, s.execute(data)
+		return false, s.executeStmt(data)
 	case mysql.COM_STMT_SEND_LONG_DATA:
 		return false, s.sendLongData(data)
 	case mysql.COM_STMT_CLOSE:
@@ -281,19 +310,143 @@ func (s *session) dispatch(data []byte) (quit bool, err error) {
 	}
 }
 
-// forward sends a client command to the master connection and lets relay
-// answer it. A lost backend is reported to the client as an error and the
-// session goes on with a new connection next time.
-func (s *session) forward(cmd []byte, relay func(*backend.Conn) error) error {
-	bc, err := s.masterConn()
+// onMaster runs a command that is not routed (metadata, statistics) on
+// the master.
+func (s *session) onMaster(cmd []byte, relay func(*backend.Conn) error) error {
+	return s.execute(router.Class{Kind: router.KindWrite, Reason: "command"}, cmd, relay, func() (router.Decision, error) {
+		m, _ := s.srv.cluster.Master()
+		if m == "" {
+			return router.Decision{}, router.ErrNoMaster
+		}
+		return router.Decision{Target: m}, nil
+	})
+}
+
+// query handles COM_QUERY: classify, decide, run.
+func (s *session) query(data []byte) error {
+	sql := string(data[1:])
+	s.noteStatement(sql)
+	cl := s.srv.classifier.Classify(sql, s.state.ansiQuotes())
+	return s.execute(cl, data, s.relayResult, func() (router.Decision, error) {
+		return router.Decide(cl, s.route, s.srv.cluster.Topology(), s.srv.policy())
+	})
+}
+
+func (s *session) noteStatement(sql string) {
+	if len(sql) > 200 {
+		sql = sql[:200]
+	}
+	s.lastStmt.Store(&sql)
+}
+
+// execute runs one client command on the backend chosen by decide, with
+// the read-your-writes wait when needed, relays the reply, and tells the
+// router what happened. A replica that cannot be reached before anything
+// was sent is avoided and the decision taken again, so the client never
+// sees that failure.
+func (s *session) execute(cl router.Class, cmd []byte, relay func(*backend.Conn) error, decide func() (router.Decision, error)) error {
+	return s.executeBuilt(cl, func(*backend.Conn) ([]byte, error) { return cmd, nil }, relay, decide)
+}
+
+// executeBuilt is execute for commands whose bytes depend on the backend
+// connection (prepared statement ids): build may prepare on bc first.
+func (s *session) executeBuilt(cl router.Class, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error)) error {
+	var bc *backend.Conn
+	var d router.Decision
+	for attempt := 0; ; attempt++ {
+		var err error
+		d, err = decide()
+		if err != nil {
+			return s.writeErrFatal(errRouting(err))
+		}
+		bc, err = s.connTo(d.Target)
+		if err == nil {
+			break
+		}
+		master, _ := s.srv.cluster.Master()
+		if _, isServerErr := backend.AsMyError(err); isServerErr || d.Target == master || attempt >= 2 {
+			s.srv.stats.BackendErrors.Add(1)
+			return s.writeErrFatal(errNoBackend(err))
+		}
+		s.log.Warn("replica unreachable; routing elsewhere", zap.String("backend", d.Target), zap.Error(err))
+		s.route.Avoid(d.Target, s.srv.avoidFor())
+	}
+	if d.WaitGTID != "" {
+		caught, err := s.waitGTID(bc, d.WaitGTID)
+		switch {
+		case err != nil:
+			s.log.Warn("read-your-writes wait failed; reading from the master", zap.String("backend", d.Target), zap.Error(err))
+			fallthrough
+		case !caught:
+			if bc, err = s.connTo(d.Fallback); err != nil {
+				return s.writeErrFatal(errNoBackend(err))
+			}
+			d.Target = d.Fallback
+		default:
+			s.route.CaughtUp(d.Target)
+		}
+	}
+	s.cur = s.conns[d.Target]
+	s.lastOK, s.lastGTID, s.autocommit, s.charsetSeen = false, "", nil, false
+	s.lastBackend.Store(&d.Target)
+	cmd, err := build(bc)
 	if err != nil {
-		s.srv.stats.BackendErrors.Add(1)
-		return s.writeErrFatal(errNoBackend(err))
+		s.cur = nil
+		if me, ok := err.(*mysql.MyError); ok {
+			return s.writeErrFatal(me)
+		}
+		return s.backendFailed(bc, err, false)
+	}
+	if cmd == nil {
+		s.cur = nil
+		return nil // nothing to send (a command without reply)
 	}
 	if err := s.sendCommand(bc, cmd); err != nil {
 		return s.backendFailed(bc, err, false)
 	}
-	return relay(bc)
+	if err := relay(bc); err != nil {
+		return err
+	}
+	if s.charsetSeen {
+		s.learnCollation(bc)
+	}
+	s.route.Observe(cl, router.Outcome{Target: d.Target, OK: s.lastOK, InTx: s.status&mysql.SERVER_STATUS_IN_TRANS != 0,
+		LastGTID: s.lastGTID, Autocommit: s.autocommit})
+	s.cur = nil
+	return nil
+}
+
+// learnCollation reads collation_connection after a character set change:
+// MariaDB reports character_set_* but not the collation a SET NAMES …
+// COLLATE chose, and replaying only the character sets would reset it.
+func (s *session) learnCollation(bc *backend.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
+	defer cancel()
+	r, err := bc.Exec(ctx, "SELECT @@collation_connection")
+	if err != nil || r.Resultset == nil || len(r.Values) == 0 {
+		return
+	}
+	s.state.moveVarLast("collation_connection", string(r.Values[0][0].AsString()))
+	s.stateChanged()
+}
+
+// waitGTID runs MASTER_GTID_WAIT on a replica: true when it has applied
+// gtid within the configured wait.
+func (s *session) waitGTID(bc *backend.Conn, gtid string) (bool, error) {
+	wait := s.srv.gtidWait()
+	ctx, cancel := context.WithTimeout(context.Background(), wait+s.settings.IOTimeout)
+	defer cancel()
+	r, err := bc.Exec(ctx, fmt.Sprintf("SELECT MASTER_GTID_WAIT('%s', %.3f)", escapeSQL(gtid), wait.Seconds()))
+	if err != nil {
+		if _, isServerErr := backend.AsMyError(err); !isServerErr {
+			s.release(s.nameOf(bc))
+		}
+		return false, err
+	}
+	if r.Resultset == nil || len(r.Values) == 0 {
+		return false, fmt.Errorf("MASTER_GTID_WAIT returned no row")
+	}
+	return r.Values[0][0].AsInt64() == 0 && r.Values[0][0].Value() != nil, nil
 }
 
 // sendCommand writes one command packet to the backend and arms the
@@ -313,133 +466,78 @@ func (s *session) sendCommand(bc *backend.Conn, cmd []byte) error {
 
 // backendFailed handles an I/O failure on the backend: the connection is
 // dropped, the client gets an error packet (mid-result too: ERR may end a
-// result set), and the session continues.
+// result set), and the session continues on other connections.
 func (s *session) backendFailed(bc *backend.Conn, err error, midResult bool) error {
 	if errors.Is(err, errClientWrite) {
 		return err
 	}
+	name := s.nameOf(bc)
 	s.srv.stats.BackendErrors.Add(1)
-	s.log.Warn("backend connection lost", zap.String("backend", bc.BackendName()), zap.Error(err))
+	s.log.Warn("backend connection lost", zap.String("backend", name), zap.Bool("mid_result", midResult), zap.Error(err))
 	bc.MarkBroken()
-	if bc == s.master {
-		s.releaseMaster()
+	s.release(name)
+	if master, _ := s.srv.cluster.Master(); name != master {
+		s.route.Avoid(name, s.srv.avoidFor())
 	}
-	s.stmts.forgetConn(bc)
-	// The transaction, if any, died with the connection.
+	// A transaction on that connection died with it.
 	s.status &^= mysql.SERVER_STATUS_IN_TRANS
-	_ = midResult
-	return s.writeErrFatal(errBackendLost(bc.BackendName(), err))
+	s.route.Observe(router.Class{Kind: router.KindWrite}, router.Outcome{Target: name})
+	s.cur = nil
+	return s.writeErrFatal(errBackendLost(name, err))
 }
 
-// masterConn returns the session's connection to the current master,
-// opening one and replaying session state if needed.
+// masterConn returns the session's connection to the current master.
+// Connections to a server that is no longer the master are given back.
 func (s *session) masterConn() (*backend.Conn, error) {
-	pool, epoch, err := s.srv.cluster.MasterPool(backend.Account{User: s.user.BackendUser, Password: s.user.BackendPassword.Value()})
-	if err != nil {
-		return nil, err
+	master, _ := s.srv.cluster.Master()
+	if master == "" {
+		return nil, backend.ErrNoMaster
 	}
-	if s.master != nil && s.mEpoch == epoch && !s.master.Broken() {
-		return s.master, nil
-	}
-	if s.master != nil {
-		s.releaseMaster()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.settings.AcquireTimeout)
-	defer cancel()
-	bc, err := pool.Acquire(ctx, s.variant())
-	if err != nil {
-		return nil, err
-	}
-	if err := s.applyState(bc); err != nil {
-		if _, isServerErr := backend.AsMyError(err); !isServerErr {
-			bc.MarkBroken()
-		}
-		pool.Release(bc)
-		return nil, err
-	}
-	bc.SetBeforeRead(s.flushClient)
-	s.master, s.mEpoch = bc, epoch
-	return bc, nil
+	return s.connTo(master)
 }
 
-func (s *session) releaseMaster() {
-	bc := s.master
-	s.master = nil
-	bc.SetBeforeRead(nil)
-	s.stmts.forgetConn(bc)
-	if p := poolOf(s.srv.cluster, bc, s.user); p != nil {
-		p.Release(bc)
-	} else {
-		bc.Close()
-	}
-}
-
-func poolOf(c *backend.Cluster, bc *backend.Conn, u conf.User) *backend.Pool {
-	p, err := c.Pool(bc.BackendName(), backend.Account{User: u.BackendUser, Password: u.BackendPassword.Value()})
-	if err != nil {
-		return nil
-	}
-	return p
-}
-
-func (s *session) variant() backend.Variant {
-	return backend.Variant{
-		FoundRows:   s.caps&mysql.CLIENT_FOUND_ROWS != 0,
-		LocalInfile: s.settings.LoadDataLocal && s.caps&mysql.CLIENT_LOCAL_FILES != 0,
-	}
-}
-
-// applyState brings a fresh (reset) backend connection to the session's
-// state: character set, tracked variables, database, multi-statements.
-func (s *session) applyState(bc *backend.Conn) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
-	defer cancel()
-	set := []string{"session_track_system_variables='" + trackedVars + "'"}
-	cs, coll := "utf8mb4", ""
-	if c, err := charset.GetCollationByID(int(s.state.collationID)); err == nil {
-		cs, coll = c.CharsetName, c.Name
-	}
-	names := "SET NAMES " + cs
-	if coll != "" && !strings.Contains(coll, "_0900_") { // MySQL 8 collations MariaDB lacks
-		names += " COLLATE " + coll
-	}
-	set = append([]string{names}, set...)
-	for _, name := range s.state.vars {
-		if name == "last_gtid" {
-			continue // read-only, informational
-		}
-		set = append(set, fmt.Sprintf("@@session.%s='%s'", name, escapeSQL(s.state.varValue[name])))
-	}
-	if _, err := bc.Exec(ctx, strings.Join(set, ", ")); err != nil {
-		return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
-	}
-	if s.state.db != "" {
-		if err := bc.UseDB(ctx, s.state.db); err != nil {
-			return err
-		}
-	}
-	// A pooled connection keeps the option its last user set.
-	wantMulti := !s.state.multiOff && s.caps&mysql.CLIENT_MULTI_STATEMENTS != 0
-	return bc.SetMultiStatements(ctx, wantMulti)
-}
-
-func escapeSQL(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)
-}
-
-// noteOK records what an OK packet says about the session.
+// noteOK records what an OK packet says about the session: status
+// flags, and (session tracking) a changed database or variable, or the
+// GTID of a commit.
 func (s *session) noteOK(ok okPacket) {
 	s.status = ok.status
 	if ok.status&mysql.SERVER_SESSION_STATE_CHANGED == 0 {
 		return
 	}
+	changed := false
 	for _, ch := range parseSessionState(ok.sessionState) {
-		switch ch.kind {
-		case mysql.SESSION_TRACK_SCHEMA:
-			s.state.db = ch.value
-		case mysql.SESSION_TRACK_SYSTEM_VARIABLES:
-			s.state.setVar(ch.name, ch.value)
+		switch {
+		case ch.kind == mysql.SESSION_TRACK_SCHEMA:
+			if s.state.db != ch.value {
+				s.state.db, changed = ch.value, true
+			}
+		case ch.name == "last_gtid":
+			s.lastGTID = ch.value
+		case ch.kind == mysql.SESSION_TRACK_SYSTEM_VARIABLES:
+			if strings.HasPrefix(ch.name, "character_set_") {
+				s.charsetSeen = true
+			}
+			if ch.name == "autocommit" {
+				on := strings.EqualFold(ch.value, "ON") || ch.value == "1"
+				s.autocommit = &on
+			}
+			if s.state.varValue[ch.name] != ch.value || !s.state.has(ch.name) {
+				s.state.setVar(ch.name, ch.value)
+				changed = true
+			}
 		}
+	}
+	if changed {
+		s.stateChanged()
+	}
+}
+
+// stateChanged bumps the state version; the connection that reported the
+// change already has it.
+func (s *session) stateChanged() {
+	s.stateVersion++
+	if s.cur != nil {
+		s.cur.synced = s.stateVersion
 	}
 }
 
@@ -486,15 +584,15 @@ func (s *session) setOption(data []byte) error {
 	if on {
 		s.caps |= mysql.CLIENT_MULTI_STATEMENTS
 	}
-	if s.master != nil {
+	for _, h := range s.conns {
 		ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
-		err := s.master.SetMultiStatements(ctx, on)
+		err := h.bc.SetMultiStatements(ctx, on)
 		cancel()
 		if err != nil {
 			if me, ok := backend.AsMyError(err); ok {
 				return s.writeErrFatal(me)
 			}
-			return s.backendFailed(s.master, err, false)
+			return s.backendFailed(h.bc, err, false)
 		}
 	}
 	// The server answers COM_SET_OPTION with an EOF packet.
@@ -508,9 +606,9 @@ func (s *session) resetConnection() error {
 	s.stmts.clear()
 	db := s.state.db
 	s.state = sessionState{db: db, collationID: s.state.collationID, multiOff: s.state.multiOff}
-	if s.master != nil {
-		s.releaseMaster() // released connections are reset by the pool
-	}
+	s.stateVersion++
+	s.releaseAll() // released connections are reset by the pool
+	s.route.Reset()
 	if _, err := s.masterConn(); err != nil {
 		return s.writeErrFatal(errNoBackend(err))
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/router"
 )
 
 // Prepared statements: the client sees the proxy's own statement ids.
@@ -16,8 +17,14 @@ import (
 // server), and executed there even when the client does not resend types.
 
 type preparedStmt struct {
-	id         uint32
-	query      []byte
+	id    uint32
+	query []byte
+	class router.Class
+	// longDataOn is the server that received COM_STMT_SEND_LONG_DATA for
+	// the next execute (which must run there); lastOn where it last ran
+	// (its cursor lives there).
+	longDataOn string
+	lastOn     string
 	numParams  uint16
 	numColumns uint16
 	paramTypes []byte // 2 bytes per parameter, from the last bind
@@ -51,39 +58,45 @@ func (r *stmtRegistry) forgetConn(bc *backend.Conn) {
 	}
 }
 
-// prepare handles COM_STMT_PREPARE: prepared on the backend now (so the
-// client gets real metadata and real errors), the reply relayed with the
-// proxy's id in place of the server's.
+// prepare handles COM_STMT_PREPARE: classified once, prepared now on the
+// backend that would run it (so the client gets real metadata and real
+// errors), the reply relayed with the proxy's id in place of the server's.
+// Other backends prepare it lazily when a later execute runs there.
 func (s *session) prepare(data []byte) error {
-	bc, err := s.masterConn()
-	if err != nil {
-		return s.writeErrFatal(errNoBackend(err))
+	sql := string(data[1:])
+	s.noteStatement(sql)
+	cl := s.srv.classifier.Classify(sql, s.state.ansiQuotes())
+	decide := func() (router.Decision, error) {
+		return router.Decide(cl, s.route, s.srv.cluster.Topology(), s.srv.policy())
 	}
-	if err := s.sendCommand(bc, data); err != nil {
-		return s.backendFailed(bc, err, false)
+	relay := func(bc *backend.Conn) error {
+		p, err := s.readBackend(bc)
+		if err != nil {
+			return s.backendFailed(bc, err, false)
+		}
+		if p[4] == mysql.ERR_HEADER {
+			return s.writeClient(p)
+		}
+		if p[4] != mysql.OK_HEADER || len(p) < 4+12 {
+			return s.backendFailed(bc, fmt.Errorf("bad COM_STMT_PREPARE reply"), false)
+		}
+		st := &preparedStmt{
+			query:      append([]byte(nil), data[1:]...),
+			class:      cl,
+			numColumns: binary.LittleEndian.Uint16(p[9:]),
+			numParams:  binary.LittleEndian.Uint16(p[11:]),
+			onConn:     map[*backend.Conn]uint32{bc: binary.LittleEndian.Uint32(p[5:])},
+		}
+		s.stmts.add(st)
+		binary.LittleEndian.PutUint32(p[5:], st.id)
+		if err := s.writeClient(p); err != nil {
+			return s.abandon(bc, err)
+		}
+		return s.relayDefinitions(bc, st.numParams, st.numColumns)
 	}
-	p, err := s.readBackend(bc)
-	if err != nil {
-		return s.backendFailed(bc, err, false)
-	}
-	if p[4] == mysql.ERR_HEADER {
-		return s.writeClient(p)
-	}
-	if p[4] != mysql.OK_HEADER || len(p) < 4+12 {
-		return s.backendFailed(bc, fmt.Errorf("bad COM_STMT_PREPARE reply"), false)
-	}
-	st := &preparedStmt{
-		query:      append([]byte(nil), data[1:]...),
-		numColumns: binary.LittleEndian.Uint16(p[9:]),
-		numParams:  binary.LittleEndian.Uint16(p[11:]),
-		onConn:     map[*backend.Conn]uint32{bc: binary.LittleEndian.Uint32(p[5:])},
-	}
-	s.stmts.add(st)
-	binary.LittleEndian.PutUint32(p[5:], st.id)
-	if err := s.writeClient(p); err != nil {
-		return s.abandon(bc, err)
-	}
-	return s.relayDefinitions(bc, st.numParams, st.numColumns)
+	// Preparing is not running: the router's view of the session must not
+	// change, so the class passed to Observe is a neutral one.
+	return s.execute(router.Class{Kind: router.KindRead}, data, relay, decide)
 }
 
 // relayDefinitions relays parameter and column definitions, each block
@@ -135,28 +148,42 @@ func (s *session) prepareOn(bc *backend.Conn, st *preparedStmt) (uint32, error) 
 	return id, nil
 }
 
-// stmtForCommand resolves the statement id in bytes 1..4 of a command and
-// prepares it on the session's backend connection if needed.
-func (s *session) stmtForCommand(data []byte, name string) (*preparedStmt, *backend.Conn, uint32, error) {
+// lookup resolves the statement id in bytes 1..4 of a command.
+func (s *session) lookup(data []byte) *preparedStmt {
 	if len(data) < 5 {
-		return nil, nil, 0, s.writeErrFatal(errMalformed(name))
+		return nil
 	}
-	st := s.stmts.get(binary.LittleEndian.Uint32(data[1:]))
-	if st == nil {
-		return nil, nil, 0, s.writeErrFatal(errUnknownStmt(binary.LittleEndian.Uint32(data[1:]), name))
-	}
-	bc, err := s.masterConn()
-	if err != nil {
-		return nil, nil, 0, s.writeErrFatal(errNoBackend(err))
-	}
-	id, err := s.prepareOn(bc, st)
-	if err != nil {
-		if me, ok := err.(*mysql.MyError); ok {
-			return nil, nil, 0, s.writeErrFatal(me)
+	return s.stmts.get(binary.LittleEndian.Uint32(data[1:]))
+}
+
+// decideFor routes a statement command: where long data went, else as
+// its class says given the session's state.
+func (s *session) decideFor(st *preparedStmt) func() (router.Decision, error) {
+	return func() (router.Decision, error) {
+		if st.longDataOn != "" {
+			return router.Decision{Target: st.longDataOn}, nil
 		}
-		return nil, nil, 0, s.backendFailed(bc, err, false)
+		return router.Decide(st.class, s.route, s.srv.cluster.Topology(), s.srv.policy())
 	}
-	return st, bc, id, nil
+}
+
+// onStmtConn returns a build function that prepares st on the chosen
+// connection if needed and rewrites the command for the backend's id.
+func (s *session) onStmtConn(st *preparedStmt, data []byte, rewrite func([]byte, uint32) ([]byte, error)) func(*backend.Conn) ([]byte, error) {
+	return func(bc *backend.Conn) ([]byte, error) {
+		id, err := s.prepareOn(bc, st)
+		if err != nil {
+			return nil, err
+		}
+		st.lastOn = s.nameOf(bc)
+		return rewrite(data, id)
+	}
+}
+
+func withID(data []byte, id uint32) ([]byte, error) {
+	pkt := append([]byte(nil), data...)
+	binary.LittleEndian.PutUint32(pkt[1:], id)
+	return pkt, nil
 }
 
 // execute handles COM_STMT_EXECUTE: the packet is forwarded as the client
@@ -164,19 +191,111 @@ func (s *session) stmtForCommand(data []byte, name string) (*preparedStmt, *back
 // backend's statement id, and with the parameter types added when the
 // client relies on types bound in an earlier execute on another
 // connection.
-func (s *session) execute(data []byte) error {
-	st, bc, backendID, err := s.stmtForCommand(data, "mysqld_stmt_execute")
+func (s *session) executeStmt(data []byte) error {
+	st := s.lookup(data)
 	if st == nil {
-		return err
+		return s.writeErrFatal(errUnknownStmt(stmtID(data), "mysqld_stmt_execute"))
 	}
-	pkt, err := st.bindPacket(data, backendID)
+	s.noteStatement(string(st.query))
+	build := s.onStmtConn(st, data, func(d []byte, id uint32) ([]byte, error) {
+		pkt, err := st.bindPacket(d, id)
+		if err != nil {
+			return nil, errMalformed(err.Error())
+		}
+		return pkt, nil
+	})
+	defer func() { st.longDataOn = "" }()
+	return s.executeBuilt(st.class, build, s.relayResult, s.decideFor(st))
+}
+
+func stmtID(data []byte) uint32 {
+	if len(data) < 5 {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(data[1:])
+}
+
+// sendLongData forwards COM_STMT_SEND_LONG_DATA (no reply) to the backend
+// the next execute will use, and pins that execute there.
+func (s *session) sendLongData(data []byte) error {
+	st := s.lookup(data)
+	if st == nil {
+		return nil // no reply in the protocol: the execute will report it
+	}
+	d, err := s.decideFor(st)()
 	if err != nil {
-		return s.writeErrFatal(errMalformed(err.Error()))
+		return nil
 	}
+	bc, err := s.connTo(d.Target)
+	if err != nil {
+		return nil
+	}
+	st.longDataOn = d.Target
+	id, err := s.prepareOn(bc, st)
+	if err != nil {
+		return nil
+	}
+	pkt, _ := withID(data, id)
 	if err := s.sendCommand(bc, pkt); err != nil {
-		return s.backendFailed(bc, err, false)
+		// No reply is expected: drop the connection quietly; the execute
+		// that follows will report the failure.
+		bc.MarkBroken()
+		s.release(d.Target)
 	}
-	return s.relayResult(bc)
+	return nil
+}
+
+// closeStmt handles COM_STMT_CLOSE (no reply) on every connection where
+// the statement was prepared.
+func (s *session) closeStmt(data []byte) error {
+	st := s.lookup(data)
+	if st == nil {
+		return nil
+	}
+	s.stmts.remove(st.id)
+	for bc, id := range st.onConn {
+		if bc.Broken() {
+			continue
+		}
+		pkt := []byte{mysql.COM_STMT_CLOSE, 0, 0, 0, 0}
+		binary.LittleEndian.PutUint32(pkt[1:], id)
+		if err := s.sendCommand(bc, pkt); err != nil {
+			bc.MarkBroken()
+		}
+	}
+	return nil
+}
+
+// sameBackend routes RESET and FETCH where the statement last ran.
+func (s *session) sameBackend(st *preparedStmt) func() (router.Decision, error) {
+	return func() (router.Decision, error) {
+		if st.longDataOn != "" {
+			return router.Decision{Target: st.longDataOn}, nil
+		}
+		if st.lastOn != "" {
+			return router.Decision{Target: st.lastOn}, nil
+		}
+		return s.decideFor(st)()
+	}
+}
+
+// resetStmt handles COM_STMT_RESET (reply OK/ERR).
+func (s *session) resetStmt(data []byte) error {
+	st := s.lookup(data)
+	if st == nil {
+		return s.writeErrFatal(errUnknownStmt(stmtID(data), "mysqld_stmt_reset"))
+	}
+	defer func() { st.longDataOn = "" }()
+	return s.executeBuilt(router.Class{Kind: router.KindRead}, s.onStmtConn(st, data, withID), s.relayResult, s.sameBackend(st))
+}
+
+// fetch handles COM_STMT_FETCH on a cursor (rows then EOF, or ERR).
+func (s *session) fetch(data []byte) error {
+	st := s.lookup(data)
+	if st == nil {
+		return s.writeErrFatal(errUnknownStmt(stmtID(data), "mysqld_stmt_fetch"))
+	}
+	return s.executeBuilt(router.Class{Kind: router.KindRead}, s.onStmtConn(st, data, withID), s.relayRows, s.sameBackend(st))
 }
 
 // bindPacket rewrites an execute packet for the backend statement id,
@@ -214,93 +333,4 @@ func (st *preparedStmt) bindPacket(data []byte, backendID uint32) ([]byte, error
 	fixed = append(fixed, st.paramTypes...)
 	fixed = append(fixed, out[flagPos+1:]...)
 	return fixed, nil
-}
-
-// sendLongData forwards COM_STMT_SEND_LONG_DATA (no reply).
-func (s *session) sendLongData(data []byte) error {
-	_, bc, id, err := s.stmtForCommandQuiet(data)
-	if bc == nil {
-		return err
-	}
-	pkt := append([]byte(nil), data...)
-	binary.LittleEndian.PutUint32(pkt[1:], id)
-	if err := s.sendCommand(bc, pkt); err != nil {
-		// No reply is expected: drop the connection quietly; the execute
-		// that follows will report the failure.
-		bc.MarkBroken()
-		s.releaseMaster()
-	}
-	return nil
-}
-
-// stmtForCommandQuiet is stmtForCommand for commands that have no reply:
-// errors are not written to the client (the protocol has no room).
-func (s *session) stmtForCommandQuiet(data []byte) (*preparedStmt, *backend.Conn, uint32, error) {
-	if len(data) < 5 {
-		return nil, nil, 0, nil
-	}
-	st := s.stmts.get(binary.LittleEndian.Uint32(data[1:]))
-	if st == nil {
-		return nil, nil, 0, nil
-	}
-	bc, err := s.masterConn()
-	if err != nil {
-		return nil, nil, 0, nil
-	}
-	id, err := s.prepareOn(bc, st)
-	if err != nil {
-		return nil, nil, 0, nil
-	}
-	return st, bc, id, nil
-}
-
-// closeStmt handles COM_STMT_CLOSE (no reply).
-func (s *session) closeStmt(data []byte) error {
-	if len(data) < 5 {
-		return nil
-	}
-	st := s.stmts.get(binary.LittleEndian.Uint32(data[1:]))
-	if st == nil {
-		return nil
-	}
-	s.stmts.remove(st.id)
-	for bc, id := range st.onConn {
-		if bc.Broken() {
-			continue
-		}
-		pkt := []byte{mysql.COM_STMT_CLOSE, 0, 0, 0, 0}
-		binary.LittleEndian.PutUint32(pkt[1:], id)
-		if err := s.sendCommand(bc, pkt); err != nil {
-			bc.MarkBroken()
-		}
-	}
-	return nil
-}
-
-// resetStmt handles COM_STMT_RESET (reply OK/ERR).
-func (s *session) resetStmt(data []byte) error {
-	st, bc, id, err := s.stmtForCommand(data, "mysqld_stmt_reset")
-	if st == nil {
-		return err
-	}
-	pkt := append([]byte(nil), data...)
-	binary.LittleEndian.PutUint32(pkt[1:], id)
-	if err := s.sendCommand(bc, pkt); err != nil {
-		return s.backendFailed(bc, err, false)
-	}
-	return s.relayResult(bc)
-}
-
-// fetch handles COM_STMT_FETCH on a cursor (rows then EOF, or ERR).
-func (s *session) fetch(data []byte) error {
-	st, bc, id, err := s.stmtForCommand(data, "mysqld_stmt_fetch")
-	if st == nil {
-		return err
-	}
-	pkt := append([]byte(nil), data...)
-	binary.LittleEndian.PutUint32(pkt[1:], id)
-	if err := s.sendCommand(bc, pkt); err != nil {
-		return s.backendFailed(bc, err, false)
-	}
-	return s.relayRows(bc)
 }

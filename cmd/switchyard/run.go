@@ -60,6 +60,7 @@ func cmdRun(args []string) error {
 type app struct {
 	log     *zap.Logger
 	cluster *backend.Cluster
+	monitor *backend.Monitor
 	proxy   *proxy.Server
 	served  chan error
 }
@@ -82,6 +83,13 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		IdleTimeout: cfg.Pool.IdleTimeout.D(), MaxLifetime: cfg.Pool.MaxLifetime.D(),
 		ConnectTimeout: cfg.Pool.ConnectTimeout.D(), IOTimeout: cfg.Pool.IOTimeout.D(),
 	}, backendTLS)
+	monitor := backend.NewMonitor(cluster, backend.MonitorOptions{
+		Account:   backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()},
+		Interval:  cfg.Monitor.Interval.D(),
+		Timeout:   max(cfg.Monitor.ConnectTimeout.D(), cfg.Monitor.Interval.D()),
+		FailCount: cfg.Monitor.FailCount,
+	}, log.Named("monitor"))
+	monitor.Start(context.Background())
 	var clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -97,7 +105,7 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 	if err := px.Listen(cfg.Listen); err != nil {
 		return nil, err
 	}
-	a := &app{log: log, cluster: cluster, proxy: px, served: make(chan error, 1)}
+	a := &app{log: log, cluster: cluster, monitor: monitor, proxy: px, served: make(chan error, 1)}
 	go func() { a.served <- px.Serve() }()
 	log.Info("switchyard started", zap.String("version", version), zap.String("listen", px.Addr().String()),
 		zap.String("master", master), zap.Bool("tls", clientTLS != nil))
@@ -159,6 +167,7 @@ func (a *app) reload(path string) {
 
 func (a *app) stop(ctx context.Context) {
 	a.proxy.Shutdown(ctx)
+	a.monitor.Stop()
 	a.cluster.Close()
 }
 
