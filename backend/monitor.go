@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -98,6 +98,7 @@ func (m *Monitor) watch(ctx context.Context, s Server, first *sync.WaitGroup) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(time.Hour)
 	prev := Health{Up: true}
+	cut := false
 	tick := time.NewTicker(m.opts.Interval)
 	defer tick.Stop()
 	for {
@@ -114,7 +115,12 @@ func (m *Monitor) watch(ctx context.Context, s Server, first *sync.WaitGroup) {
 				m.log.Warn("backend down", zap.String("backend", s.Name), zap.String("error", h.Err))
 			}
 		}
-		if h.Failures == m.opts.FailCount || (h.Failures > 0 && refused(h.Err) && prev.Failures == 0) {
+		// Once per outage: at once when refused, else after FailCount
+		// failures (a hung server still accepts TCP).
+		if h.Up {
+			cut = false
+		} else if !cut && (h.Failures >= m.opts.FailCount || refused(h.Err)) {
+			cut = true
 			if n := m.cluster.KillInUse(s.Name); n > 0 {
 				m.log.Warn("cut statements running on a failed backend", zap.String("backend", s.Name), zap.Int("connections", n))
 			}

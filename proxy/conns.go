@@ -21,49 +21,77 @@ type heldConn struct {
 }
 
 // connTo returns the session's connection to a server, opening one if
-// needed, and brings it up to date with the session's state (database,
-// character set, variables) before it is used.
+// needed, brought up to date with the session's state (database,
+// character set, variables).
 func (s *session) connTo(server string) (*backend.Conn, error) {
+	bc, err := s.acquire(server)
+	if err != nil {
+		return nil, err
+	}
+	return bc, s.sync(server)
+}
+
+// acquire returns the held connection to server or takes one from the
+// pool, without bringing it up to date (see sync).
+func (s *session) acquire(server string) (*backend.Conn, error) {
 	h := s.conns[server]
 	if h != nil && h.bc.Broken() {
 		s.release(server)
 		h = nil
 	}
-	if h == nil {
-		pool, err := s.srv.cluster.Pool(server, s.account())
-		if err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.settings.AcquireTimeout)
-		bc, err := pool.Acquire(ctx, s.variant())
-		cancel()
-		if err != nil {
-			return nil, err
-		}
-		bc.SetBeforeRead(s.flushClient)
-		h = &heldConn{bc: bc, pool: pool}
-		if err := s.applyState(bc); err != nil {
-			if _, isServerErr := backend.AsMyError(err); !isServerErr {
-				bc.MarkBroken()
-			}
-			bc.SetBeforeRead(nil)
-			pool.Release(bc)
-			return nil, err
-		}
-		h.synced = s.stateVersion
-		s.conns[server] = h
-		return bc, nil
+	if h != nil {
+		return h.bc, nil
 	}
-	if h.synced != s.stateVersion {
-		if err := s.applyState(h.bc); err != nil {
-			if _, isServerErr := backend.AsMyError(err); !isServerErr {
+	pool, err := s.srv.cluster.Pool(server, s.account())
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.settings.AcquireTimeout)
+	bc, err := pool.Acquire(ctx, s.variant())
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	bc.SetBeforeRead(s.flushClient)
+	// synced = ^0 forces a full state sync on first use.
+	s.conns[server] = &heldConn{bc: bc, pool: pool, synced: ^uint64(0)}
+	return bc, nil
+}
+
+// sync replays the session state on the held connection to server if it
+// is behind. An idle pooled connection may have died with its server
+// (restart): then the idle ones are dropped and one fresh try is made.
+func (s *session) sync(server string) error {
+	for attempt := 0; ; attempt++ {
+		h := s.conns[server]
+		if h == nil {
+			return fmt.Errorf("no connection to %s", server)
+		}
+		if h.synced == s.stateVersion {
+			return nil
+		}
+		fresh := h.synced == ^uint64(0)
+		err := s.applyState(h.bc)
+		if err == nil {
+			h.synced = s.stateVersion
+			return nil
+		}
+		if _, isServerErr := backend.AsMyError(err); isServerErr {
+			if fresh {
 				s.release(server)
 			}
-			return nil, err
+			return err
 		}
-		h.synced = s.stateVersion
+		h.bc.MarkBroken()
+		s.release(server)
+		if !fresh || attempt > 0 {
+			return err
+		}
+		h.pool.CloseIdle()
+		if _, err := s.acquire(server); err != nil {
+			return err
+		}
 	}
-	return h.bc, nil
 }
 
 // release gives one server's connection back to its pool (which resets

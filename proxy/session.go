@@ -351,9 +351,19 @@ func (s *session) execute(cl router.Class, cmd []byte, relay func(*backend.Conn)
 // executeBuilt is execute for commands whose bytes depend on the backend
 // connection (prepared statement ids): build may prepare on bc first.
 func (s *session) executeBuilt(cl router.Class, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error)) error {
+	return s.executeBuiltAttempt(cl, build, relay, decide, 0)
+}
+
+// isLocalClose tells a write on a socket we closed ourselves (nothing was
+// sent) from a failure on the wire.
+func isLocalClose(err error) bool {
+	return errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "use of closed network connection")
+}
+
+func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error), attempt int) error {
 	var bc *backend.Conn
 	var d router.Decision
-	for attempt := 0; ; attempt++ {
+	for try := 0; ; try++ {
 		var err error
 		d, err = decide()
 		if err != nil {
@@ -402,6 +412,13 @@ func (s *session) executeBuilt(cl router.Class, build func(*backend.Conn) ([]byt
 		return nil // nothing to send (a command without reply)
 	}
 	if err := s.sendCommand(bc, cmd); err != nil {
+		if bc.Broken() && !s.route.InTx && attempt < 2 && isLocalClose(err) {
+			// The connection was cut by the monitor before anything left:
+			// the statement never reached a server, so route it again.
+			s.release(d.Target)
+			s.route.Avoid(d.Target, s.srv.avoidFor())
+			return s.executeBuiltAttempt(cl, build, relay, decide, attempt+1)
+		}
 		return s.backendFailed(bc, err, false)
 	}
 	if err := relay(bc); err != nil {

@@ -114,6 +114,8 @@ type ProxyOptions struct {
 	Backends []string
 	// LogLevel defaults to debug.
 	LogLevel string
+	// Weights sets backend weights by instance name (default 1).
+	Weights map[string]int
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -149,6 +151,9 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 			continue
 		}
 		fmt.Fprintf(&b, "  - name: %s\n    host: 127.0.0.1\n    port: %d\n", in.Name, in.Port)
+		if w, ok := o.Weights[in.Name]; ok {
+			fmt.Fprintf(&b, "    weight: %d\n", w)
+		}
 	}
 	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", sandbox.MonitorUser, sandbox.MonitorPassword)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
