@@ -13,8 +13,9 @@ type classCache struct {
 }
 
 type cacheKey struct {
-	sql  string
-	ansi bool
+	sql   string
+	ansi  bool
+	shape bool // sql is a normalized shape, not a text
 }
 
 // maxCachedSQL keeps large statements (bulk inserts) out of the cache.
