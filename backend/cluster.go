@@ -1,11 +1,13 @@
 package backend
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Account is a login used on the servers.
@@ -33,9 +35,13 @@ type Cluster struct {
 	mu      sync.RWMutex
 	servers []Server
 	topo    atomic.Pointer[Topology]
-	pools   map[poolKey]*Pool
-	opts    PoolOptions
-	tls     *tls.Config
+	// changed is closed and replaced whenever the topology changes, so
+	// waiters can select on it.
+	changed  chan struct{}
+	inflight atomic.Int64 // statements running on the master
+	pools    map[poolKey]*Pool
+	opts     PoolOptions
+	tls      *tls.Config
 }
 
 type poolKey struct {
@@ -45,7 +51,7 @@ type poolKey struct {
 
 // NewCluster creates a cluster; master is the initial master's name.
 func NewCluster(servers []Server, master string, opts PoolOptions, tlsConf *tls.Config) *Cluster {
-	c := &Cluster{servers: servers, pools: map[poolKey]*Pool{}, opts: opts, tls: tlsConf}
+	c := &Cluster{servers: servers, pools: map[poolKey]*Pool{}, opts: opts, tls: tlsConf, changed: make(chan struct{})}
 	t := &Topology{Master: master, Epoch: 1}
 	for _, s := range servers {
 		t.Servers = append(t.Servers, ServerState{Server: s, Health: Health{Up: true}})
@@ -64,7 +70,97 @@ func (c *Cluster) update(f func(t *Topology)) *Topology {
 	t := c.topo.Load().clone()
 	f(t)
 	c.topo.Store(t)
+	close(c.changed)
+	c.changed = make(chan struct{})
 	return t
+}
+
+// Changed returns a channel closed at the next topology change.
+func (c *Cluster) Changed() <-chan struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.changed
+}
+
+// SetEpoch sets the epoch (restored from persisted state at start-up).
+func (c *Cluster) SetEpoch(e uint64) {
+	c.update(func(t *Topology) { t.Epoch = e })
+}
+
+// SetNote records the failover engine's view of a server.
+func (c *Cluster) SetNote(name string, diverged bool, note string) {
+	c.update(func(t *Topology) {
+		if s := t.server(name); s != nil {
+			s.Diverged, s.Note = diverged, note
+		}
+	})
+}
+
+// SetMasterUnreachable flags (or clears) "the proxy cannot reach the
+// master, the replicas can".
+func (c *Cluster) SetMasterUnreachable(v bool) {
+	if c.topo.Load().MasterUnreachable == v {
+		return
+	}
+	c.update(func(t *Topology) { t.MasterUnreachable = v })
+}
+
+// Hold pauses new statements for the master and waits (bounded by ctx)
+// for those already running to finish. Release or SetMaster ends it.
+func (c *Cluster) Hold(ctx context.Context) error {
+	c.update(func(t *Topology) { t.Holding = true })
+	for c.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d statement(s) still running on the master: %w", c.inflight.Load(), ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Release ends a hold without changing the master.
+func (c *Cluster) Release() {
+	c.update(func(t *Topology) { t.Holding = false })
+}
+
+// EnterMaster is called before a statement runs on the master: it waits
+// (bounded by ctx) while writes are held, and counts the statement as in
+// flight until the returned function is called. bypass lets statements of
+// an open transaction through (holding them would only make their
+// transaction fail later).
+func (c *Cluster) EnterMaster(ctx context.Context, bypass bool) (master string, epoch uint64, done func(), err error) {
+	for {
+		t := c.topo.Load()
+		if !t.Holding || bypass {
+			c.inflight.Add(1)
+			if t2 := c.topo.Load(); t2.Holding && !bypass && t2 != t {
+				c.inflight.Add(-1)
+				continue
+			}
+			return t.Master, t.Epoch, func() { c.inflight.Add(-1) }, nil
+		}
+		select {
+		case <-c.Changed():
+		case <-ctx.Done():
+			return "", t.Epoch, nil, fmt.Errorf("writes held for a topology change: %w", ctx.Err())
+		}
+	}
+}
+
+// WaitChange waits (bounded by ctx) for a topology with another epoch.
+func (c *Cluster) WaitChange(ctx context.Context, epoch uint64) (*Topology, error) {
+	for {
+		t := c.topo.Load()
+		if t.Epoch != epoch {
+			return t, nil
+		}
+		select {
+		case <-c.Changed():
+		case <-ctx.Done():
+			return t, ctx.Err()
+		}
+	}
 }
 
 // SetHealth records what the monitor saw of one server.
@@ -121,6 +217,8 @@ func (c *Cluster) SetMaster(name string) uint64 {
 	return c.update(func(t *Topology) {
 		t.Master = name
 		t.Epoch++
+		t.Holding = false
+		t.MasterUnreachable = false
 	}).Epoch
 }
 

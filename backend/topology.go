@@ -25,6 +25,12 @@ type ServerState struct {
 	Health
 	// Offline is set by the operator: no new statements are routed here.
 	Offline bool
+	// Note explains a state the failover engine put the server in (e.g.
+	// "diverged: 0-1-57 not on the master"); empty when nothing to say.
+	Note string
+	// Diverged servers hold transactions the master never had: kept out
+	// of routing and read-only until an operator deals with them.
+	Diverged bool
 }
 
 // LagSeconds returns the replication lag, or -1 when unknown (not a
@@ -42,6 +48,12 @@ type Topology struct {
 	Epoch   uint64
 	Master  string
 	Servers []ServerState
+	// Holding pauses statements for the master (failover, switchover):
+	// they wait for the next topology instead of failing.
+	Holding bool
+	// MasterUnreachable: the proxy cannot reach the master but replicas
+	// still replicate from it, so no failover was done.
+	MasterUnreachable bool
 }
 
 // Server returns the named server's state, or nil.

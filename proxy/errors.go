@@ -43,6 +43,11 @@ func errRouting(err error) *mysql.MyError {
 	return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000", Message: "Switchyard: " + err.Error()}
 }
 
+func errHeld(err error) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_LOCK_WAIT_TIMEOUT, State: "HY000",
+		Message: "Switchyard: no master available within failover.hold_timeout (" + shortErr(err) + ")"}
+}
+
 func errPacketTooBig(max int) *mysql.MyError {
 	return &mysql.MyError{Code: mysql.ER_NET_PACKET_TOO_LARGE, State: "08S01",
 		Message: fmt.Sprintf("Got a packet bigger than 'max_allowed_packet' bytes (%d)", max)}

@@ -37,6 +37,7 @@ type Settings struct {
 	Policy           router.Policy
 	GTIDWait         time.Duration // read-your-writes wait on a replica
 	AvoidFor         time.Duration // how long a session avoids a failed replica
+	HoldTimeout      time.Duration // how long master statements wait for a new master
 }
 
 // SettingsFrom extracts proxy settings from a config.
@@ -60,14 +61,16 @@ func SettingsFrom(c *conf.Config) *Settings {
 			MaxLag:                  c.Routing.MaxReplicaLag.D(),
 			ReplicaFallbackToMaster: c.Routing.NoReplica == "master",
 		},
-		GTIDWait: c.Routing.GTIDWaitTimeout.D(),
-		AvoidFor: 4 * c.Monitor.Interval.D(),
+		GTIDWait:    c.Routing.GTIDWaitTimeout.D(),
+		AvoidFor:    4 * c.Monitor.Interval.D(),
+		HoldTimeout: c.Failover.HoldTimeout.D(),
 	}
 }
 
-func (s *Server) policy() router.Policy   { return s.settings.Load().Policy }
-func (s *Server) gtidWait() time.Duration { return s.settings.Load().GTIDWait }
-func (s *Server) avoidFor() time.Duration { return s.settings.Load().AvoidFor }
+func (s *Server) policy() router.Policy      { return s.settings.Load().Policy }
+func (s *Server) gtidWait() time.Duration    { return s.settings.Load().GTIDWait }
+func (s *Server) holdTimeout() time.Duration { return s.settings.Load().HoldTimeout }
+func (s *Server) avoidFor() time.Duration    { return s.settings.Load().AvoidFor }
 
 // Server accepts client connections and runs one session goroutine each.
 type Server struct {

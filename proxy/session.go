@@ -53,6 +53,7 @@ type session struct {
 	charsetSeen bool   // a character_set_* variable changed
 	autocommit  *bool  // autocommit change reported by the server
 	cur         *heldConn
+	epoch       uint64      // topology epoch the held connections belong to
 	idle        atomic.Bool // waiting for the next command
 	closing     atomic.Bool
 	lastStmt    atomic.Pointer[string] // statement text (truncated), for SHOW SESSIONS
@@ -363,38 +364,55 @@ func isLocalClose(err error) bool {
 func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error), attempt int) error {
 	var bc *backend.Conn
 	var d router.Decision
+	gateDone := func() {}
+	defer func() { gateDone() }()
 	for try := 0; ; try++ {
 		var err error
-		d, err = decide()
-		if err != nil {
+		gateDone()
+		gateDone = func() {}
+		s.followEpoch()
+		if d, err = decide(); err != nil {
 			return s.writeErrFatal(errRouting(err))
 		}
-		bc, err = s.connTo(d.Target)
+		topo := s.srv.cluster.Topology()
+		if d.Target == topo.Master {
+			// Statements for the master pass the write gate: during a
+			// failover or switchover they wait for the new master.
+			master, done, err := s.enterMaster()
+			if err != nil {
+				return s.writeErrFatal(errHeld(err))
+			}
+			gateDone = done
+			if master != d.Target {
+				continue // the master changed while we waited: decide again
+			}
+		}
+		bc, err = s.prepareTarget(&d)
 		if err == nil {
 			break
 		}
-		master, _ := s.srv.cluster.Master()
-		if _, isServerErr := backend.AsMyError(err); isServerErr || d.Target == master || attempt >= 2 {
+		if me, isServerErr := backend.AsMyError(err); isServerErr && (d.Target == topo.Master || try >= 2) {
+			return s.writeErrFatal(me)
+		}
+		if d.Target == topo.Master {
+			// The master is unreachable: wait (hold_timeout) for the
+			// failover engine to name another, then run there.
+			gateDone()
+			gateDone = func() {}
+			if s.waitForNewMaster(topo.Epoch) && try < 3 {
+				continue
+			}
 			s.srv.stats.BackendErrors.Add(1)
 			return s.writeErrFatal(errNoBackend(err))
 		}
-		s.log.Warn("replica unreachable; routing elsewhere", zap.String("backend", d.Target), zap.Error(err))
-		s.route.Avoid(d.Target, s.srv.avoidFor())
-	}
-	if d.WaitGTID != "" {
-		caught, err := s.waitGTID(bc, d.WaitGTID)
-		switch {
-		case err != nil:
-			s.log.Warn("read-your-writes wait failed; reading from the master", zap.String("backend", d.Target), zap.Error(err))
-			fallthrough
-		case !caught:
-			if bc, err = s.connTo(d.Fallback); err != nil {
-				return s.writeErrFatal(errNoBackend(err))
-			}
-			d.Target = d.Fallback
-		default:
-			s.route.CaughtUp(d.Target)
+		if try >= 2 {
+			s.srv.stats.BackendErrors.Add(1)
+			return s.writeErrFatal(errNoBackend(err))
 		}
+		// Nothing was sent yet: a replica that cannot serve this session
+		// (down, or lacking its database so far) is avoided for a moment.
+		s.log.Warn("replica cannot serve the session; routing elsewhere", zap.String("backend", d.Target), zap.Error(err))
+		s.route.Avoid(d.Target, s.srv.avoidFor())
 	}
 	s.cur = s.conns[d.Target]
 	s.lastOK, s.lastGTID, s.autocommit, s.charsetSeen = false, "", nil, false
@@ -413,10 +431,12 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 	}
 	if err := s.sendCommand(bc, cmd); err != nil {
 		if bc.Broken() && !s.route.InTx && attempt < 2 && isLocalClose(err) {
-			// The connection was cut by the monitor before anything left:
-			// the statement never reached a server, so route it again.
+			// The connection was cut (monitor, failover) before anything
+			// left: the statement never reached a server, route it again.
 			s.release(d.Target)
-			s.route.Avoid(d.Target, s.srv.avoidFor())
+			if m, _ := s.srv.cluster.Master(); d.Target != m {
+				s.route.Avoid(d.Target, s.srv.avoidFor())
+			}
 			return s.executeBuiltAttempt(cl, build, relay, decide, attempt+1)
 		}
 		return s.backendFailed(bc, err, false)
@@ -431,6 +451,69 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 		LastGTID: s.lastGTID, Autocommit: s.autocommit})
 	s.cur = nil
 	return nil
+}
+
+// enterMaster passes the cluster's write gate (bounded by hold_timeout).
+// Statements inside an open transaction are not held.
+func (s *session) enterMaster() (string, func(), error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.holdTimeout())
+	defer cancel()
+	master, _, done, err := s.srv.cluster.EnterMaster(ctx, s.route.InTx)
+	return master, done, err
+}
+
+// waitForNewMaster waits up to hold_timeout for a topology with another
+// epoch; true if one came.
+func (s *session) waitForNewMaster(epoch uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.holdTimeout())
+	defer cancel()
+	t, err := s.srv.cluster.WaitChange(ctx, epoch)
+	return err == nil && t.Master != ""
+}
+
+// followEpoch drops every held connection when the topology epoch
+// changed: the master may be another server now, and the session's
+// transaction (if any) died with the old one.
+func (s *session) followEpoch() {
+	_, epoch := s.srv.cluster.Master()
+	if s.epoch == epoch {
+		return
+	}
+	if s.epoch != 0 {
+		s.releaseAll()
+		if s.route.InTx {
+			s.route.Observe(router.Class{Kind: router.KindWrite}, router.Outcome{})
+			s.status &^= mysql.SERVER_STATUS_IN_TRANS
+		}
+	}
+	s.epoch = epoch
+}
+
+// prepareTarget gets the connection for a decision: for read-your-writes
+// it first waits on the replica for the session's last write (before the
+// session state is replayed, so a database created by that write exists),
+// and switches to the fallback (master) when the wait times out.
+func (s *session) prepareTarget(d *router.Decision) (*backend.Conn, error) {
+	if d.WaitGTID == "" {
+		return s.connTo(d.Target)
+	}
+	bc, err := s.acquire(d.Target)
+	if err != nil {
+		return nil, err
+	}
+	caught, err := s.waitGTID(bc, d.WaitGTID)
+	if err != nil {
+		s.log.Warn("read-your-writes wait failed; reading from the master", zap.String("backend", d.Target), zap.Error(err))
+	}
+	if !caught {
+		d.Target, d.WaitGTID = d.Fallback, ""
+		return s.connTo(d.Target)
+	}
+	s.route.CaughtUp(d.Target)
+	if err := s.sync(d.Target); err != nil {
+		return nil, err
+	}
+	return bc, nil
 }
 
 // learnCollation reads collation_connection after a character set change:

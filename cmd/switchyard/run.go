@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/failover"
 	"github.com/switchyard/switchyard/proxy"
 )
 
@@ -58,11 +59,13 @@ func cmdRun(args []string) error {
 
 // app is the running process: everything cmd wired together.
 type app struct {
-	log     *zap.Logger
-	cluster *backend.Cluster
-	monitor *backend.Monitor
-	proxy   *proxy.Server
-	served  chan error
+	log        *zap.Logger
+	cluster    *backend.Cluster
+	monitor    *backend.Monitor
+	engine     *failover.Engine
+	stopEngine context.CancelFunc
+	proxy      *proxy.Server
+	served     chan error
 }
 
 func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
@@ -90,6 +93,11 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		FailCount: cfg.Monitor.FailCount,
 	}, log.Named("monitor"))
 	monitor.Start(context.Background())
+	engine := failover.New(cluster, &failover.Actuator{
+		Admin:       backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()},
+		Replication: backend.Account{User: cfg.Failover.ReplicationUser, Password: cfg.Failover.ReplicationPassword.Value()},
+		Timeout:     cfg.Monitor.ConnectTimeout.D(),
+	}, engineSettings(cfg), log.Named("failover"))
 	var clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -105,7 +113,9 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 	if err := px.Listen(cfg.Listen); err != nil {
 		return nil, err
 	}
-	a := &app{log: log, cluster: cluster, monitor: monitor, proxy: px, served: make(chan error, 1)}
+	engineCtx, stopEngine := context.WithCancel(context.Background())
+	go engine.Run(engineCtx)
+	a := &app{log: log, cluster: cluster, monitor: monitor, engine: engine, stopEngine: stopEngine, proxy: px, served: make(chan error, 1)}
 	go func() { a.served <- px.Serve() }()
 	log.Info("switchyard started", zap.String("version", version), zap.String("listen", px.Addr().String()),
 		zap.String("master", master), zap.Bool("tls", clientTLS != nil))
@@ -134,6 +144,20 @@ func discoverMaster(cfg *conf.Config, servers []backend.Server, log *zap.Logger)
 		}
 	}
 	return backend.FindMaster(obs)
+}
+
+func engineSettings(cfg *conf.Config) failover.Settings {
+	set := failover.Settings{
+		Enabled: cfg.Failover.Enabled, Cooldown: cfg.Failover.Cooldown.D(), ApplyTimeout: cfg.Failover.ApplyTimeout.D(),
+		HoldTimeout: cfg.Failover.HoldTimeout.D(), Interval: cfg.Monitor.Interval.D(), FailCount: cfg.Monitor.FailCount,
+		StateFile: cfg.Failover.StateFile,
+		Hooks: failover.Hooks{PreFailover: cfg.Hooks.PreFailover, PostFailover: cfg.Hooks.PostFailover,
+			PostSwitchover: cfg.Hooks.PostSwitchover, Timeout: cfg.Hooks.Timeout.D()},
+	}
+	for _, b := range cfg.Backends {
+		set.Servers = append(set.Servers, failover.ServerConfig{Name: b.Name, Addr: b.Addr(), Candidate: b.Candidate, NoMaster: b.NoMaster})
+	}
+	return set
 }
 
 func backendTLSConfig(t conf.TLSClient) (*tls.Config, error) {
@@ -167,6 +191,7 @@ func (a *app) reload(path string) {
 
 func (a *app) stop(ctx context.Context) {
 	a.proxy.Shutdown(ctx)
+	a.stopEngine()
 	a.monitor.Stop()
 	a.cluster.Close()
 }

@@ -1,0 +1,193 @@
+package failover
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// Actuator performs the replication changes on real servers, one SQL
+// statement at a time, each under a deadline. It holds no state.
+type Actuator struct {
+	Admin       backend.Account // monitor/failover account (needs READ_ONLY ADMIN etc.)
+	Replication backend.Account // what replicas log in with
+	Timeout     time.Duration   // per connection attempt
+}
+
+func (a *Actuator) open(addr string) (*sql.DB, error) {
+	db, err := sql.Open("mysql", backend.MonitorDSN(addr, a.Admin, a.Timeout))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	return db, nil
+}
+
+func (a *Actuator) exec(ctx context.Context, addr string, stmts ...string) error {
+	db, err := a.open(addr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s on %s: %w", firstWords(q), addr, err)
+		}
+	}
+	return nil
+}
+
+func firstWords(q string) string {
+	if i := strings.Index(q, "MASTER_PASSWORD"); i > 0 {
+		return q[:i] + "…" // never log the replication password
+	}
+	return q
+}
+
+// Inspect reads a server's replication state afresh (not the monitor's
+// cached view): decisions are taken on what the servers say now.
+func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
+	r := Replica{}
+	db, err := a.open(addr)
+	if err != nil {
+		return r, err
+	}
+	defer db.Close()
+	var slave, current string
+	if err := db.QueryRowContext(ctx, "SELECT @@gtid_slave_pos, @@gtid_current_pos").Scan(&slave, &current); err != nil {
+		return r, err
+	}
+	r.Reachable = true
+	r.Applied, _ = backend.ParsePosition(slave)
+	r.Current, _ = backend.ParsePosition(current)
+	rs, ok, err := backend.QueryReplicaStatus(ctx, db, backend.MariaDB)
+	if err != nil {
+		return r, err
+	}
+	if ok {
+		r.IOConnected = rs.IORunning
+		r.Received, _ = backend.ParsePosition(rs.GTIDReceived)
+	}
+	return r, nil
+}
+
+// Fence makes a (former) master refuse writes: read_only=1, then its
+// client connections are killed so open transactions end. Replication
+// threads and our own connection are spared.
+func (a *Actuator) Fence(ctx context.Context, addr string, kill bool) error {
+	db, err := a.open(addr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "SET GLOBAL read_only = 1"); err != nil {
+		return fmt.Errorf("fence %s: %w", addr, err)
+	}
+	if !kill {
+		return nil
+	}
+	rows, err := backend.QueryMaps(ctx, db, "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST "+
+		"WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') AND COMMAND NOT IN ('Binlog Dump', 'Daemon')")
+	if err != nil {
+		return fmt.Errorf("fence %s: list connections: %w", addr, err)
+	}
+	for _, row := range rows {
+		if row["USER"] == a.Admin.User && row["COMMAND"] == "Sleep" {
+			continue
+		}
+		_, _ = db.ExecContext(ctx, "KILL CONNECTION "+row["ID"])
+	}
+	return nil
+}
+
+// WaitApplied waits until the server has applied pos (MASTER_GTID_WAIT).
+func (a *Actuator) WaitApplied(ctx context.Context, addr string, pos backend.Position, timeout time.Duration) error {
+	if len(pos) == 0 {
+		return nil
+	}
+	db, err := a.open(addr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var res sql.NullInt64
+	q := fmt.Sprintf("SELECT MASTER_GTID_WAIT('%s', %.3f)", pos.String(), timeout.Seconds())
+	if err := db.QueryRowContext(ctx, q).Scan(&res); err != nil {
+		return fmt.Errorf("wait for %s on %s: %w", pos, addr, err)
+	}
+	if !res.Valid || res.Int64 != 0 {
+		return fmt.Errorf("%s did not apply %s within %s", addr, pos, timeout)
+	}
+	return nil
+}
+
+// Promote turns a replica into a writable master.
+func (a *Actuator) Promote(ctx context.Context, addr string) error {
+	return a.exec(ctx, addr,
+		"STOP SLAVE",
+		"RESET SLAVE ALL",
+		"SET GLOBAL rpl_semi_sync_master_enabled = 1",
+		"SET GLOBAL read_only = 0",
+	)
+}
+
+// Repoint makes a server a read-only replica of master with GTID
+// auto-positioning (useGTID "slave_pos" for replicas, "current_pos" for a
+// former master), and checks that both replication threads run.
+func (a *Actuator) Repoint(ctx context.Context, addr, masterAddr, useGTID string) error {
+	host, port, err := net.SplitHostPort(masterAddr)
+	if err != nil {
+		return err
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return fmt.Errorf("bad master port in %s", masterAddr)
+	}
+	err = a.exec(ctx, addr,
+		"SET GLOBAL read_only = 1",
+		"STOP SLAVE",
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
+			"MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+			sqlQuote(host), port, sqlQuote(a.Replication.User), sqlQuote(a.Replication.Password), useGTID),
+		"START SLAVE",
+	)
+	if err != nil {
+		return err
+	}
+	return a.waitThreads(ctx, addr, 5*time.Second)
+}
+
+func (a *Actuator) waitThreads(ctx context.Context, addr string, limit time.Duration) error {
+	db, err := a.open(addr)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	deadline := time.Now().Add(limit)
+	var last backend.ReplicaStatus
+	for time.Now().Before(deadline) {
+		rs, ok, err := backend.QueryReplicaStatus(ctx, db, backend.MariaDB)
+		if err == nil && ok {
+			last = rs
+			if rs.IORunning && rs.SQLRunning {
+				return nil
+			}
+			if rs.LastIOError != "" && strings.Contains(rs.LastIOError, "1236") {
+				break // the master's binlog lacks our position: diverged
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("replication on %s not running: IO=%s SQL=%v %s %s", addr, last.IOState, last.SQLRunning, last.LastIOError, last.LastSQLError)
+}
+
+func sqlQuote(s string) string { return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) }

@@ -1,0 +1,151 @@
+package failover
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// Replica is what the engine knows about one replica when it decides.
+type Replica struct {
+	Name string
+	// Order is the position in the config (ties go to the earlier one).
+	Order     int
+	Candidate bool
+	NoMaster  bool
+	Reachable bool
+	// IOConnected: its IO thread is still connected to the old master
+	// (Slave_IO_Running = Yes).
+	IOConnected bool
+	// Received is what the IO thread fetched (Gtid_IO_Pos); Applied is
+	// @@gtid_slave_pos; Current is @@gtid_current_pos.
+	Received backend.Position
+	Applied  backend.Position
+	Current  backend.Position
+}
+
+// Verdict is the outcome of confirming a suspected master failure.
+type Verdict struct {
+	Dead bool
+	// Reason is a sentence for the log and SHOW FAILOVERS.
+	Reason string
+}
+
+// Confirm decides whether a master the proxy cannot reach is really gone:
+// if any reachable replica's IO thread is still connected to it, the
+// master is alive and only our path to it is broken — no failover. With no
+// reachable replica there is nobody to promote either.
+func Confirm(replicas []Replica) Verdict {
+	reachable := 0
+	for _, r := range replicas {
+		if !r.Reachable {
+			continue
+		}
+		reachable++
+		if r.IOConnected {
+			return Verdict{Dead: false, Reason: fmt.Sprintf("replica %s still receives from the master: only the proxy's path to it is broken", r.Name)}
+		}
+	}
+	if reachable == 0 {
+		return Verdict{Dead: false, Reason: "no replica is reachable: nothing can confirm the failure or be promoted"}
+	}
+	return Verdict{Dead: true, Reason: fmt.Sprintf("master unreachable and none of %d reachable replica(s) receives from it", reachable)}
+}
+
+// known is what a replica holds: received or applied, whichever is ahead
+// per domain (the relay log can hold more than is applied).
+func known(r Replica) backend.Position {
+	out := backend.Position{}
+	for _, p := range []backend.Position{r.Current, r.Applied, r.Received} {
+		for d, g := range p {
+			if have, ok := out[d]; !ok || g.Seq > have.Seq {
+				out[d] = g
+			}
+		}
+	}
+	return out
+}
+
+// total orders positions for ranking: the sum of sequence numbers over
+// domains (within one domain this is the sequence number itself).
+func total(p backend.Position) uint64 {
+	var n uint64
+	for _, g := range p {
+		n += g.Seq
+	}
+	return n
+}
+
+// PickCandidate chooses the replica to promote: among reachable replicas
+// not marked no_master, the most advanced one (it holds every transaction
+// the dead master acknowledged under semi-sync). Ties go to a replica
+// flagged candidate, then to config order. A preferred candidate that is
+// behind is not waited for: the most advanced replica wins, so nothing
+// that was acknowledged has to be copied between replicas first.
+func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
+	var pool []Replica
+	var skipped []string
+	for _, r := range replicas {
+		switch {
+		case !r.Reachable:
+			skipped = append(skipped, r.Name+" (unreachable)")
+		case r.NoMaster:
+			skipped = append(skipped, r.Name+" (no_master)")
+		case want != "" && r.Name != want:
+		default:
+			pool = append(pool, r)
+		}
+	}
+	if len(pool) == 0 {
+		if want != "" {
+			return Replica{}, "", fmt.Errorf("%s cannot be promoted: not a reachable replica eligible for master", want)
+		}
+		return Replica{}, "", fmt.Errorf("no eligible replica to promote (%s)", strings.Join(skipped, ", "))
+	}
+	sort.SliceStable(pool, func(i, j int) bool {
+		a, b := known(pool[i]), known(pool[j])
+		if ta, tb := total(a), total(b); ta != tb {
+			return ta > tb
+		}
+		if pool[i].Candidate != pool[j].Candidate {
+			return pool[i].Candidate
+		}
+		return pool[i].Order < pool[j].Order
+	})
+	best := pool[0]
+	reason := fmt.Sprintf("%s is the most advanced eligible replica at %s", best.Name, known(best))
+	if want != "" {
+		reason = fmt.Sprintf("%s requested by the operator, at %s", best.Name, known(best))
+	}
+	// Anyone ahead of the pick (only possible with want set, or with
+	// no_master servers) is reported: their extra transactions are lost
+	// for them to keep replicating.
+	for _, r := range replicas {
+		if r.Reachable && r.Name != best.Name && !known(best).Covers(known(r)) {
+			reason += fmt.Sprintf("; %s is ahead (%s) and will need attention", r.Name, known(r))
+		}
+	}
+	return best, reason, nil
+}
+
+// Errant returns the GTIDs a server holds that the master does not (per
+// domain, the server's last GTID beyond the master's), formatted for the
+// operator; empty means the server can follow the master.
+func Errant(server, master backend.Position) []string {
+	var out []string
+	for d, g := range server {
+		m, ok := master[d]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s (domain %d unknown to the master)", g, d))
+		case g.Seq > m.Seq:
+			out = append(out, fmt.Sprintf("%d-%d-%d..%d (master stops at %s)", d, g.Server, m.Seq+1, g.Seq, m))
+		case g.Seq == m.Seq && g.Server != m.Server:
+			out = append(out, fmt.Sprintf("%s conflicts with the master's %s", g, m))
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,105 @@
+package failover
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+func pos(s string) backend.Position {
+	p, err := backend.ParsePosition(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func TestConfirm(t *testing.T) {
+	tests := []struct {
+		name     string
+		replicas []Replica
+		dead     bool
+		reason   string
+	}{
+		{"all replicas lost the master", []Replica{{Name: "r1", Reachable: true}, {Name: "r2", Reachable: true}}, true, "none of 2"},
+		{"one replica still connected", []Replica{{Name: "r1", Reachable: true}, {Name: "r2", Reachable: true, IOConnected: true}}, false, "r2 still receives"},
+		{"connected but unreachable replica does not count", []Replica{{Name: "r1", Reachable: true}, {Name: "r2", IOConnected: true}}, true, "none of 1"},
+		{"no reachable replica", []Replica{{Name: "r1"}, {Name: "r2"}}, false, "no replica is reachable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Confirm(tt.replicas)
+			if v.Dead != tt.dead || !strings.Contains(v.Reason, tt.reason) {
+				t.Fatalf("%+v", v)
+			}
+		})
+	}
+}
+
+func TestPickCandidate(t *testing.T) {
+	r := func(name string, order int, received string, mods ...func(*Replica)) Replica {
+		x := Replica{Name: name, Order: order, Reachable: true, Received: pos(received), Applied: pos(received)}
+		for _, m := range mods {
+			m(&x)
+		}
+		return x
+	}
+	behindApplied := func(applied string) func(*Replica) { return func(x *Replica) { x.Applied = pos(applied) } }
+	candidate := func(x *Replica) { x.Candidate = true }
+	noMaster := func(x *Replica) { x.NoMaster = true }
+	unreachable := func(x *Replica) { x.Reachable = false }
+	tests := []struct {
+		name     string
+		replicas []Replica
+		want     string
+		request  string
+		errLike  string
+	}{
+		{"most advanced wins even last in config", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-12")}, "r2", "", ""},
+		{"received (relay log) counts, not only applied", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-12", behindApplied("0-1-9"))}, "r2", "", ""},
+		{"tie goes to the candidate flag", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-10", candidate)}, "r2", "", ""},
+		{"tie without flags goes to config order", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-10")}, "r1", "", ""},
+		{"behind candidate loses to an advanced replica", []Replica{r("r1", 0, "0-1-9", candidate), r("r2", 1, "0-1-10")}, "r2", "", ""},
+		{"no_master is respected even if most advanced", []Replica{r("r1", 0, "0-1-9"), r("r2", 1, "0-1-20", noMaster)}, "r1", "", ""},
+		{"unreachable skipped", []Replica{r("r1", 0, "0-1-30", unreachable), r("r2", 1, "0-1-20")}, "r2", "", ""},
+		{"nobody eligible", []Replica{r("r1", 0, "0-1-9", noMaster), r("r2", 1, "0-1-20", unreachable)}, "", "", "no eligible replica"},
+		{"operator's choice", []Replica{r("r1", 0, "0-1-9"), r("r2", 1, "0-1-20")}, "r1", "r1", ""},
+		{"operator's choice must be eligible", []Replica{r("r1", 0, "0-1-9", noMaster), r("r2", 1, "0-1-20")}, "", "r1", "cannot be promoted"},
+		{"several domains", []Replica{r("r1", 0, "0-1-10,1-2-5"), r("r2", 1, "0-1-10,1-2-7")}, "r2", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason, err := PickCandidate(tt.replicas, tt.request)
+			if tt.errLike != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.errLike) {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			if err != nil || got.Name != tt.want {
+				t.Fatalf("got %s (%s), %v; want %s", got.Name, reason, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestErrant(t *testing.T) {
+	tests := []struct {
+		server, master string
+		want           string // substring; "" = nothing errant
+	}{
+		{"0-1-10", "0-2-15", ""},
+		{"0-1-10", "0-1-10", ""},
+		{"0-1-12", "0-2-10", "0-1-11..12"},
+		{"0-1-10", "0-2-10", "conflicts"},
+		{"0-1-10,5-1-3", "0-2-12", "domain 5 unknown"},
+		{"", "0-2-12", ""},
+	}
+	for _, tt := range tests {
+		got := strings.Join(Errant(pos(tt.server), pos(tt.master)), "; ")
+		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("Errant(%s, %s) = %q, want %q", tt.server, tt.master, got, tt.want)
+		}
+	}
+}

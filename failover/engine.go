@@ -1,0 +1,590 @@
+package failover
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// Settings configure the engine.
+type Settings struct {
+	Enabled      bool
+	Cooldown     time.Duration
+	ApplyTimeout time.Duration
+	HoldTimeout  time.Duration
+	Interval     time.Duration
+	FailCount    int
+	StateFile    string
+	Hooks        Hooks
+	// Servers in config order with their promotion flags.
+	Servers []ServerConfig
+}
+
+// ServerConfig is the promotion-relevant part of a backend's config.
+type ServerConfig struct {
+	Name      string
+	Addr      string
+	Candidate bool
+	NoMaster  bool
+}
+
+// Hooks are shell commands run around topology changes.
+type Hooks struct {
+	PreFailover, PostFailover, PostSwitchover string
+	Timeout                                   time.Duration
+}
+
+// Step is one timed stage of a failover or switchover.
+type Step struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Record is one failover or switchover, kept in history and persisted.
+type Record struct {
+	Kind      string        `json:"kind"` // failover, switchover
+	Started   time.Time     `json:"started"`
+	Reason    string        `json:"reason"`
+	OldMaster string        `json:"old_master"`
+	NewMaster string        `json:"new_master,omitempty"`
+	Positions string        `json:"positions,omitempty"` // GTID positions seen
+	Steps     []Step        `json:"steps"`
+	Duration  time.Duration `json:"duration_ns"`
+	Error     string        `json:"error,omitempty"`
+	Epoch     uint64        `json:"epoch,omitempty"`
+}
+
+// Engine detects a dead master, confirms it, promotes the best replica and
+// keeps the topology healthy afterwards (rejoining old masters). One
+// topology change runs at a time (mu); Run's goroutine drives automatic
+// actions, the admin port calls Switchover and Failover.
+type Engine struct {
+	cluster *backend.Cluster
+	act     *Actuator
+	set     Settings
+	log     *zap.Logger
+
+	mu         sync.Mutex   // one topology change at a time
+	lastChange atomic.Int64 // unix nanoseconds of the last topology change
+	history    []Record
+	noted      map[string]string // last message logged per condition, to log changes once
+	nextRejoin map[string]time.Time
+	histMu     sync.Mutex
+}
+
+// New builds an engine.
+func New(c *backend.Cluster, act *Actuator, set Settings, log *zap.Logger) *Engine {
+	e := &Engine{cluster: c, act: act, set: set, log: log, noted: map[string]string{}, nextRejoin: map[string]time.Time{}}
+	e.loadState()
+	return e
+}
+
+// persisted is the state file's content.
+type persisted struct {
+	Epoch   uint64   `json:"epoch"`
+	Master  string   `json:"master"`
+	History []Record `json:"history"`
+}
+
+func (e *Engine) loadState() {
+	if e.set.StateFile == "" {
+		return
+	}
+	data, err := os.ReadFile(e.set.StateFile)
+	if err != nil {
+		return
+	}
+	var p persisted
+	if err := json.Unmarshal(data, &p); err != nil {
+		e.log.Warn("ignoring unreadable state file", zap.String("file", e.set.StateFile), zap.Error(err))
+		return
+	}
+	e.history = p.History
+	if t := e.cluster.Topology(); p.Epoch >= t.Epoch {
+		// Continue the epoch sequence; the master itself was discovered
+		// from the servers, never taken from this file.
+		e.cluster.SetEpoch(p.Epoch + 1)
+	}
+	if p.Master != "" && p.Master != e.cluster.Topology().Master {
+		e.log.Warn("master differs from the last one recorded", zap.String("recorded", p.Master),
+			zap.String("discovered", e.cluster.Topology().Master))
+	}
+}
+
+func (e *Engine) saveState() {
+	if e.set.StateFile == "" {
+		return
+	}
+	t := e.cluster.Topology()
+	e.histMu.Lock()
+	p := persisted{Epoch: t.Epoch, Master: t.Master, History: e.history}
+	e.histMu.Unlock()
+	data, _ := json.MarshalIndent(p, "", "  ")
+	tmp := e.set.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err == nil {
+		_ = os.Rename(tmp, e.set.StateFile)
+	} else {
+		e.log.Error("cannot persist topology state", zap.String("file", e.set.StateFile), zap.Error(err))
+	}
+}
+
+// History returns the recorded failovers and switchovers, oldest first.
+func (e *Engine) History() []Record {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	return append([]Record(nil), e.history...)
+}
+
+// Run watches the topology until ctx ends.
+func (e *Engine) Run(ctx context.Context) {
+	t := time.NewTicker(e.set.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.tick(ctx)
+		}
+	}
+}
+
+// noteOnce logs msg for key only when it changed since last time.
+func (e *Engine) noteOnce(key, msg string, fields ...zap.Field) {
+	if e.noted[key] == msg {
+		return
+	}
+	e.noted[key] = msg
+	if msg != "" {
+		e.log.Warn(msg, fields...)
+	}
+}
+
+func (e *Engine) tick(ctx context.Context) {
+	topo := e.cluster.Topology()
+	master := topo.Server(topo.Master)
+	if master != nil && !master.Up && (master.Failures >= e.set.FailCount || strings.Contains(master.Err, "refused")) {
+		e.autoFailover(ctx, topo)
+		return
+	}
+	e.noted["suspect"] = ""
+	if master != nil && master.Up {
+		e.cluster.SetMasterUnreachable(false)
+		e.rejoinStrays(ctx, topo)
+	}
+}
+
+func (e *Engine) autoFailover(ctx context.Context, topo *backend.Topology) {
+	switch {
+	case !e.set.Enabled:
+		e.noteOnce("suspect", "master is down and automatic failover is disabled", zap.String("master", topo.Master))
+		return
+	case e.lastChange.Load() != 0 && time.Since(time.Unix(0, e.lastChange.Load())) < e.set.Cooldown:
+		e.noteOnce("suspect", "master is down but the last topology change is within failover.cooldown: not failing over automatically",
+			zap.String("master", topo.Master), zap.Duration("cooldown", e.set.Cooldown))
+		return
+	}
+	replicas := e.inspectReplicas(ctx, topo)
+	v := Confirm(replicas)
+	if !v.Dead {
+		e.cluster.SetMasterUnreachable(true)
+		e.noteOnce("suspect", "master unreachable from the proxy, no failover: "+v.Reason, zap.String("master", topo.Master))
+		return
+	}
+	if _, err := e.Failover(ctx, "", "automatic: "+v.Reason, false); err != nil {
+		e.noteOnce("suspect", "automatic failover failed: "+err.Error(), zap.String("master", topo.Master))
+	}
+}
+
+// inspectReplicas asks every server but the master for its state now.
+func (e *Engine) inspectReplicas(ctx context.Context, topo *backend.Topology) []Replica {
+	var out []Replica
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, sc := range e.set.Servers {
+		if sc.Name == topo.Master {
+			continue
+		}
+		if st := topo.Server(sc.Name); st != nil && (st.Diverged || st.Offline) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 2*e.act.Timeout+time.Second)
+			defer cancel()
+			r, err := e.act.Inspect(cctx, sc.Addr)
+			r.Name, r.Order, r.Candidate, r.NoMaster = sc.Name, i, sc.Candidate, sc.NoMaster
+			if err != nil {
+				r.Reachable = false
+			}
+			mu.Lock()
+			out = append(out, r)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (e *Engine) server(name string) (ServerConfig, bool) {
+	for _, s := range e.set.Servers {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ServerConfig{}, false
+}
+
+// recorder times the steps of one record.
+type recorder struct {
+	rec   *Record
+	start time.Time
+}
+
+func (r *recorder) step(name string, f func() error) error {
+	t := time.Now()
+	err := f()
+	s := Step{Name: name, Duration: time.Since(t)}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	r.rec.Steps = append(r.rec.Steps, s)
+	return err
+}
+
+func (e *Engine) finish(r *recorder, err error) {
+	r.rec.Duration = time.Since(r.start)
+	r.rec.Epoch = e.cluster.Topology().Epoch
+	if err != nil {
+		r.rec.Error = err.Error()
+	}
+	e.histMu.Lock()
+	e.history = append(e.history, *r.rec)
+	e.histMu.Unlock()
+	e.saveState()
+	fields := []zap.Field{zap.String("kind", r.rec.Kind), zap.String("old_master", r.rec.OldMaster),
+		zap.String("new_master", r.rec.NewMaster), zap.Duration("duration", r.rec.Duration), zap.String("reason", r.rec.Reason)}
+	for _, s := range r.rec.Steps {
+		fields = append(fields, zap.Duration("step_"+s.Name, s.Duration))
+	}
+	if err != nil {
+		e.log.Error(r.rec.Kind+" aborted", append(fields, zap.Error(err))...)
+	} else {
+		e.log.Warn(r.rec.Kind+" done", fields...)
+	}
+}
+
+// ErrBusy is returned when another topology change is running.
+var ErrBusy = errors.New("another failover or switchover is in progress")
+
+// Failover promotes a replica because the master is gone. want names the
+// replica (admin FAILOVER TO); force skips the confirmation that the
+// master is dead (admin FAILOVER), never the cooldown for automatic runs.
+func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) (*Record, error) {
+	if !e.mu.TryLock() {
+		return nil, ErrBusy
+	}
+	defer e.mu.Unlock()
+	topo := e.cluster.Topology()
+	old := topo.Master
+	oldCfg, _ := e.server(old)
+	r := &recorder{rec: &Record{Kind: "failover", Started: time.Now(), Reason: reason, OldMaster: old}, start: time.Now()}
+	if force {
+		r.rec.Reason = "forced by the operator"
+	}
+	var err error
+	defer func() { e.finish(r, err) }()
+
+	if err = r.step("pre_hook", func() error { return e.hook(ctx, e.set.Hooks.PreFailover, "failover", oldCfg, ServerConfig{}) }); err != nil {
+		err = fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
+		return r.rec, err
+	}
+	// Writes wait from here; statements stuck on the dead master are cut.
+	_ = r.step("hold", func() error {
+		e.cluster.KillInUse(old)
+		hctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_ = e.cluster.Hold(hctx)
+		return nil
+	})
+	released := false
+	defer func() {
+		if !released {
+			e.cluster.Release()
+		}
+	}()
+	var cand Replica
+	var replicas []Replica
+	err = r.step("pick", func() error {
+		replicas = e.inspectReplicas(ctx, topo)
+		var why string
+		var perr error
+		cand, why, perr = PickCandidate(replicas, want)
+		if perr == nil {
+			r.rec.Reason += "; " + why
+		}
+		return perr
+	})
+	if err != nil {
+		return r.rec, err
+	}
+	candCfg, _ := e.server(cand.Name)
+	r.rec.NewMaster = cand.Name
+	r.rec.Positions = positions(replicas)
+	_ = r.step("fence", func() error {
+		fctx, cancel := context.WithTimeout(ctx, e.act.Timeout+time.Second)
+		defer cancel()
+		if ferr := e.act.Fence(fctx, oldCfg.Addr, true); ferr != nil {
+			return ferr // unreachable old master: expected when it died
+		}
+		return nil
+	})
+	err = r.step("apply", func() error {
+		actx, cancel := context.WithTimeout(ctx, e.set.ApplyTimeout+5*time.Second)
+		defer cancel()
+		return e.act.WaitApplied(actx, candCfg.Addr, known(cand), e.set.ApplyTimeout)
+	})
+	if err != nil {
+		err = fmt.Errorf("candidate %s could not apply its relay log: %w (nothing promoted)", cand.Name, err)
+		return r.rec, err
+	}
+	err = r.step("promote", func() error {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return e.act.Promote(pctx, candCfg.Addr)
+	})
+	if err != nil {
+		return r.rec, err
+	}
+	_ = r.step("repoint", func() error {
+		var errs []string
+		for _, rep := range replicas {
+			if rep.Name == cand.Name || !rep.Reachable {
+				continue
+			}
+			sc, _ := e.server(rep.Name)
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if rerr := e.act.Repoint(rctx, sc.Addr, candCfg.Addr, "slave_pos"); rerr != nil {
+				errs = append(errs, rerr.Error())
+			}
+			cancel()
+		}
+		if len(errs) > 0 {
+			return errors.New(strings.Join(errs, "; "))
+		}
+		return nil
+	})
+	_ = r.step("retarget", func() error {
+		e.cluster.SetMaster(cand.Name)
+		released = true
+		e.cluster.KillInUse(old)
+		return nil
+	})
+	e.lastChange.Store(time.Now().UnixNano())
+	_ = r.step("post_hook", func() error { return e.hook(ctx, e.set.Hooks.PostFailover, "failover", oldCfg, candCfg) })
+	return r.rec, nil
+}
+
+// Switchover moves the master role to a healthy replica with no loss:
+// writes are held, the old master is made read-only, the target applies
+// everything, is promoted, and the old master becomes its replica.
+func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
+	if !e.mu.TryLock() {
+		return nil, ErrBusy
+	}
+	defer e.mu.Unlock()
+	topo := e.cluster.Topology()
+	old := topo.Master
+	oldCfg, _ := e.server(old)
+	r := &recorder{rec: &Record{Kind: "switchover", Started: time.Now(), Reason: "requested by the operator", OldMaster: old}, start: time.Now()}
+	var err error
+	defer func() { e.finish(r, err) }()
+	if m := topo.Server(old); m == nil || !m.Up {
+		err = fmt.Errorf("master %s is not up: use FAILOVER", old)
+		return r.rec, err
+	}
+	var cand Replica
+	var replicas []Replica
+	if err = r.step("pick", func() error {
+		replicas = e.inspectReplicas(ctx, topo)
+		var perr error
+		cand, _, perr = PickCandidate(replicas, want)
+		return perr
+	}); err != nil {
+		return r.rec, err
+	}
+	candCfg, _ := e.server(cand.Name)
+	r.rec.NewMaster = cand.Name
+	released := false
+	defer func() {
+		if !released {
+			e.cluster.Release()
+		}
+	}()
+	_ = r.step("hold", func() error {
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return e.cluster.Hold(hctx)
+	})
+	var pos backend.Position
+	err = r.step("fence", func() error {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if ferr := e.act.Fence(fctx, oldCfg.Addr, false); ferr != nil {
+			return ferr
+		}
+		st, ierr := e.act.Inspect(fctx, oldCfg.Addr)
+		pos = st.Current
+		return ierr
+	})
+	if err != nil {
+		_ = e.act.exec(context.Background(), oldCfg.Addr, "SET GLOBAL read_only = 0") // undo
+		return r.rec, err
+	}
+	r.rec.Positions = old + "=" + pos.String()
+	err = r.step("apply", func() error {
+		actx, cancel := context.WithTimeout(ctx, e.set.ApplyTimeout+5*time.Second)
+		defer cancel()
+		return e.act.WaitApplied(actx, candCfg.Addr, pos, e.set.ApplyTimeout)
+	})
+	if err != nil {
+		_ = e.act.exec(context.Background(), oldCfg.Addr, "SET GLOBAL read_only = 0")
+		return r.rec, err
+	}
+	if err = r.step("promote", func() error {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return e.act.Promote(pctx, candCfg.Addr)
+	}); err != nil {
+		return r.rec, err
+	}
+	_ = r.step("retarget", func() error {
+		e.cluster.SetMaster(cand.Name)
+		released = true
+		return nil
+	})
+	e.lastChange.Store(time.Now().UnixNano())
+	_ = r.step("repoint", func() error {
+		var errs []string
+		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		if rerr := e.act.Repoint(rctx, oldCfg.Addr, candCfg.Addr, "current_pos"); rerr != nil {
+			errs = append(errs, rerr.Error())
+		}
+		for _, rep := range replicas {
+			if rep.Name == cand.Name || !rep.Reachable {
+				continue
+			}
+			sc, _ := e.server(rep.Name)
+			if rerr := e.act.Repoint(rctx, sc.Addr, candCfg.Addr, "slave_pos"); rerr != nil {
+				errs = append(errs, rerr.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return errors.New(strings.Join(errs, "; "))
+		}
+		return nil
+	})
+	_ = r.step("post_hook", func() error { return e.hook(ctx, e.set.Hooks.PostSwitchover, "switchover", oldCfg, candCfg) })
+	return r.rec, nil
+}
+
+// rejoinStrays makes servers that came back (an old master after a
+// restart) replicas of the current master when their history allows it,
+// and marks them diverged otherwise.
+func (e *Engine) rejoinStrays(ctx context.Context, topo *backend.Topology) {
+	master := topo.Server(topo.Master)
+	masterCfg, ok := e.server(topo.Master)
+	if master == nil || !ok {
+		return
+	}
+	for _, st := range topo.Servers {
+		if st.Name == topo.Master || !st.Up || st.Diverged || st.Offline {
+			continue
+		}
+		followsMaster := st.Replica != nil && fmt.Sprintf("%s:%d", st.Replica.MasterHost, st.Replica.MasterPort) == masterCfg.Addr
+		if followsMaster || (st.Replica != nil && st.Replica.IORunning) {
+			continue
+		}
+		if time.Now().Before(e.nextRejoin[st.Name]) {
+			continue
+		}
+		e.nextRejoin[st.Name] = time.Now().Add(5 * time.Second)
+		e.rejoin(ctx, st.Name, masterCfg)
+	}
+}
+
+func (e *Engine) rejoin(ctx context.Context, name string, masterCfg ServerConfig) {
+	sc, _ := e.server(name)
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	// Read-only first: a returning master must never take writes.
+	if err := e.act.exec(cctx, sc.Addr, "SET GLOBAL read_only = 1"); err != nil {
+		e.log.Warn("rejoin: cannot set read_only", zap.String("backend", name), zap.Error(err))
+		return
+	}
+	srv, err1 := e.act.Inspect(cctx, sc.Addr)
+	mst, err2 := e.act.Inspect(cctx, masterCfg.Addr)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if errant := Errant(srv.Current, mst.Current); len(errant) > 0 {
+		note := fmt.Sprintf("diverged: holds transactions the master %s lacks: %s", masterCfg.Name, strings.Join(errant, ", "))
+		e.cluster.SetNote(name, true, note)
+		e.log.Error("not rejoining a diverged server (kept read-only, out of routing)", zap.String("backend", name), zap.String("detail", note))
+		return
+	}
+	if err := e.act.Repoint(cctx, sc.Addr, masterCfg.Addr, "current_pos"); err != nil {
+		note := "rejoin failed: " + err.Error()
+		diverged := strings.Contains(err.Error(), "1236")
+		e.cluster.SetNote(name, diverged, note)
+		e.log.Error("rejoin failed", zap.String("backend", name), zap.Error(err))
+		return
+	}
+	e.cluster.SetNote(name, false, "rejoined as a replica of "+masterCfg.Name)
+	e.log.Warn("former master rejoined as a replica", zap.String("backend", name), zap.String("master", masterCfg.Name))
+}
+
+// hook runs a configured command with the topology change in its
+// environment; an empty command does nothing.
+func (e *Engine) hook(ctx context.Context, command, event string, old, new ServerConfig) error {
+	if command == "" {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, e.set.Hooks.Timeout)
+	defer cancel()
+	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", command)
+	cmd.Env = append(os.Environ(),
+		"SWITCHYARD_EVENT="+event,
+		"SWITCHYARD_OLD_MASTER="+old.Addr, "SWITCHYARD_OLD_MASTER_NAME="+old.Name,
+		"SWITCHYARD_NEW_MASTER="+new.Addr, "SWITCHYARD_NEW_MASTER_NAME="+new.Name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("hook %q: %w: %s", command, err, strings.TrimSpace(string(out)))
+	}
+	e.log.Info("hook ran", zap.String("event", event), zap.String("command", command), zap.String("output", strings.TrimSpace(string(out))))
+	return nil
+}
+
+func positions(rs []Replica) string {
+	var parts []string
+	for _, r := range rs {
+		if r.Reachable {
+			parts = append(parts, fmt.Sprintf("%s=%s", r.Name, known(r)))
+		}
+	}
+	return strings.Join(parts, " ")
+}
