@@ -39,6 +39,9 @@ type Cluster struct {
 	// waiters can select on it.
 	changed  chan struct{}
 	inflight atomic.Int64 // statements running on the master
+	// per-server counters, fixed at creation (servers added by reload
+	// get theirs lazily under mu).
+	counters map[string]*serverCounters
 	pools    map[poolKey]*Pool
 	opts     PoolOptions
 	tls      *tls.Config
@@ -51,7 +54,11 @@ type poolKey struct {
 
 // NewCluster creates a cluster; master is the initial master's name.
 func NewCluster(servers []Server, master string, opts PoolOptions, tlsConf *tls.Config) *Cluster {
-	c := &Cluster{servers: servers, pools: map[poolKey]*Pool{}, opts: opts, tls: tlsConf, changed: make(chan struct{})}
+	c := &Cluster{servers: servers, pools: map[poolKey]*Pool{}, opts: opts, tls: tlsConf, changed: make(chan struct{}),
+		counters: map[string]*serverCounters{}}
+	for _, s := range servers {
+		c.counters[s.Name] = &serverCounters{}
+	}
 	t := &Topology{Master: master, Epoch: 1}
 	for _, s := range servers {
 		t.Servers = append(t.Servers, ServerState{Server: s, Health: Health{Up: true}})
@@ -73,6 +80,50 @@ func (c *Cluster) update(f func(t *Topology)) *Topology {
 	close(c.changed)
 	c.changed = make(chan struct{})
 	return t
+}
+
+type serverCounters struct {
+	routed   atomic.Uint64
+	inflight atomic.Int64
+}
+
+func (c *Cluster) countersOf(name string) *serverCounters {
+	c.mu.RLock()
+	sc := c.counters[name]
+	c.mu.RUnlock()
+	if sc != nil {
+		return sc
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counters[name] == nil {
+		c.counters[name] = &serverCounters{}
+	}
+	return c.counters[name]
+}
+
+// Begin counts a statement routed to a server until done is called.
+func (c *Cluster) Begin(name string) (done func()) {
+	sc := c.countersOf(name)
+	sc.routed.Add(1)
+	sc.inflight.Add(1)
+	return func() { sc.inflight.Add(-1) }
+}
+
+// Routed returns how many statements were routed to a server.
+func (c *Cluster) Routed(name string) uint64 { return c.countersOf(name).routed.Load() }
+
+// Drain waits (bounded by ctx) until no statement runs on a server.
+func (c *Cluster) Drain(ctx context.Context, name string) error {
+	sc := c.countersOf(name)
+	for sc.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d statement(s) still running on %s: %w", sc.inflight.Load(), name, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Changed returns a channel closed at the next topology change.
@@ -195,6 +246,58 @@ func (c *Cluster) KillInUse(server string) int {
 		n += p.KillInUse()
 	}
 	return n
+}
+
+// SetServers replaces the server list (config reload): new servers start
+// with an unknown health, removed ones leave the topology (their pools are
+// closed), weights and addresses are updated. The master cannot be removed.
+func (c *Cluster) SetServers(servers []Server) error {
+	t := c.topo.Load()
+	found := false
+	for _, s := range servers {
+		if s.Name == t.Master {
+			found = true
+		}
+	}
+	if t.Master != "" && !found {
+		return fmt.Errorf("cannot remove the current master %s: switch over first", t.Master)
+	}
+	var removed []string
+	c.update(func(t *Topology) {
+		old := map[string]ServerState{}
+		for _, st := range t.Servers {
+			old[st.Name] = st
+		}
+		t.Servers = nil
+		for _, s := range servers {
+			st, ok := old[s.Name]
+			if !ok {
+				st = ServerState{Health: Health{Up: false, Err: "not checked yet"}}
+			}
+			st.Server = s
+			t.Servers = append(t.Servers, st)
+			delete(old, s.Name)
+		}
+		for name := range old {
+			removed = append(removed, name)
+		}
+	})
+	c.mu.Lock()
+	c.servers = append([]Server(nil), servers...)
+	var closing []*Pool
+	for k, p := range c.pools {
+		for _, name := range removed {
+			if k.server == name {
+				closing = append(closing, p)
+				delete(c.pools, k)
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, p := range closing {
+		p.Close()
+	}
+	return nil
 }
 
 // Servers returns a copy of the server list.

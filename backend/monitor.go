@@ -76,6 +76,38 @@ func (m *Monitor) startServer(ctx context.Context, s Server, first *sync.WaitGro
 	}()
 }
 
+// Sync starts checks for servers added to the cluster and stops those of
+// removed servers (config reload).
+func (m *Monitor) Sync(ctx context.Context) {
+	want := map[string]Server{}
+	for _, s := range m.cluster.Servers() {
+		want[s.Name] = s
+	}
+	m.mu.Lock()
+	var stop []context.CancelFunc
+	for name, cancel := range m.running {
+		if _, ok := want[name]; !ok {
+			stop = append(stop, cancel)
+			delete(m.running, name)
+		}
+	}
+	var start []Server
+	for name, s := range want {
+		if _, ok := m.running[name]; !ok {
+			start = append(start, s)
+		}
+	}
+	m.mu.Unlock()
+	for _, cancel := range stop {
+		cancel()
+	}
+	for _, s := range start {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		m.startServer(ctx, s, &wg)
+	}
+}
+
 // Stop ends all checks and waits for them.
 func (m *Monitor) Stop() {
 	m.mu.Lock()

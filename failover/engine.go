@@ -82,6 +82,7 @@ type Engine struct {
 	noted      map[string]string // last message logged per condition, to log changes once
 	nextRejoin map[string]time.Time
 	histMu     sync.Mutex
+	serversMu  sync.Mutex
 }
 
 // New builds an engine.
@@ -213,7 +214,7 @@ func (e *Engine) inspectReplicas(ctx context.Context, topo *backend.Topology) []
 	var out []Replica
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for i, sc := range e.set.Servers {
+	for i, sc := range e.servers() {
 		if sc.Name == topo.Master {
 			continue
 		}
@@ -239,8 +240,23 @@ func (e *Engine) inspectReplicas(ctx context.Context, topo *backend.Topology) []
 	return out
 }
 
+// SetServers updates the servers' promotion settings (config reload).
+func (e *Engine) SetServers(list []ServerConfig) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.serversMu.Lock()
+	e.set.Servers = list
+	e.serversMu.Unlock()
+}
+
+func (e *Engine) servers() []ServerConfig {
+	e.serversMu.Lock()
+	defer e.serversMu.Unlock()
+	return e.set.Servers
+}
+
 func (e *Engine) server(name string) (ServerConfig, bool) {
-	for _, s := range e.set.Servers {
+	for _, s := range e.servers() {
 		if s.Name == name {
 			return s, true
 		}
@@ -511,8 +527,12 @@ func (e *Engine) rejoinStrays(ctx context.Context, topo *backend.Topology) {
 	if master == nil || !ok {
 		return
 	}
+	// Right after a change the monitor's view is stale: let it catch up.
+	if last := e.lastChange.Load(); last != 0 && time.Since(time.Unix(0, last)) < 4*e.set.Interval {
+		return
+	}
 	for _, st := range topo.Servers {
-		if st.Name == topo.Master || !st.Up || st.Diverged || st.Offline {
+		if st.Name == topo.Master || !st.Up || st.Diverged || st.Offline || st.CheckedAt.UnixNano() < e.lastChange.Load() {
 			continue
 		}
 		followsMaster := st.Replica != nil && fmt.Sprintf("%s:%d", st.Replica.MasterHost, st.Replica.MasterPort) == masterCfg.Addr

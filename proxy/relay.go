@@ -79,6 +79,7 @@ func (s *session) relayOK(p []byte) (more bool, err error) {
 	}
 	s.noteOK(ok)
 	s.lastOK = true
+	s.lastRows += ok.affectedRows
 	s.okBuf = encodeOKForClient(s.okBuf, ok, s.caps&mysql.CLIENT_SESSION_TRACK != 0)
 	if err := s.writeClient(s.okBuf); err != nil {
 		return false, err
@@ -118,7 +119,8 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte) (more bool, err
 		s.status = status
 		return false, nil
 	}
-	for {
+	var rows uint64
+	for ; ; rows++ {
 		p, err := s.readBackend(bc)
 		if err != nil {
 			return false, s.backendFailed(bc, err, true)
@@ -132,6 +134,7 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte) (more bool, err
 		if isEOF(p[4:]) {
 			s.status = eofStatus(p[4:])
 			s.lastOK = true
+			s.lastRows += rows
 			return s.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
 		}
 	}

@@ -87,7 +87,8 @@ type Server struct {
 	draining bool
 	wg       sync.WaitGroup
 
-	stats Stats
+	stats   Stats
+	digests *digestTable
 }
 
 // Stats are cumulative counters (read with atomic loads).
@@ -116,7 +117,7 @@ func New(cfg *conf.Config, cluster *backend.Cluster, tlsConf *tls.Config, log *z
 		return nil, err
 	}
 	s := &Server{log: log, cluster: cluster, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{},
-		classifier: router.NewClassifier(10000)}
+		classifier: router.NewClassifier(10000), digests: newDigestTable()}
 	s.settings.Store(SettingsFrom(cfg))
 	return s, nil
 }

@@ -58,6 +58,10 @@ type session struct {
 	closing     atomic.Bool
 	lastStmt    atomic.Pointer[string] // statement text (truncated), for SHOW SESSIONS
 	lastBackend atomic.Pointer[string]
+	dbName      atomic.Pointer[string] // mirrors state.db for SHOW SESSIONS
+	inTx        atomic.Bool
+	started     time.Time
+	lastRows    uint64 // rows (or affected rows) of the last response
 }
 
 // sessionState is what must be replayed on any backend connection the
@@ -108,7 +112,7 @@ func (st *sessionState) ansiQuotes() bool {
 
 func newSession(srv *Server, set *Settings, c net.Conn) *session {
 	return &session{srv: srv, settings: set, raw: c, log: srv.log, stmts: newStmtRegistry(),
-		conns: map[string]*heldConn{}, route: router.NewSession()}
+		conns: map[string]*heldConn{}, route: router.NewSession(), started: time.Now()}
 }
 
 // run performs the handshake and serves commands until the client leaves.
@@ -415,7 +419,8 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 		s.route.Avoid(d.Target, s.srv.avoidFor())
 	}
 	s.cur = s.conns[d.Target]
-	s.lastOK, s.lastGTID, s.autocommit, s.charsetSeen = false, "", nil, false
+	s.lastOK, s.lastGTID, s.autocommit, s.charsetSeen, s.lastRows = false, "", nil, false, 0
+	start := time.Now()
 	s.lastBackend.Store(&d.Target)
 	cmd, err := build(bc)
 	if err != nil {
@@ -429,6 +434,7 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 		s.cur = nil
 		return nil // nothing to send (a command without reply)
 	}
+	defer s.srv.cluster.Begin(d.Target)()
 	if err := s.sendCommand(bc, cmd); err != nil {
 		if bc.Broken() && !s.route.InTx && attempt < 2 && isLocalClose(err) {
 			// The connection was cut (monitor, failover) before anything
@@ -449,6 +455,12 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 	}
 	s.route.Observe(cl, router.Outcome{Target: d.Target, OK: s.lastOK, InTx: s.status&mysql.SERVER_STATUS_IN_TRANS != 0,
 		LastGTID: s.lastGTID, Autocommit: s.autocommit})
+	s.inTx.Store(s.route.InTx)
+	if db := s.state.db; s.dbName.Load() == nil || *s.dbName.Load() != db {
+		s.dbName.Store(&db)
+	}
+	master, _ := s.srv.cluster.Master()
+	s.srv.digests.record(cl.Digest, time.Since(start), s.lastRows, d.Target == master)
 	s.cur = nil
 	return nil
 }

@@ -52,6 +52,9 @@ type Class struct {
 	TempDropped []string
 	// Hint is a routing hint found in a comment (HintNone if none).
 	Hint Hint
+	// Digest is the statement with literals replaced by "?" (for the
+	// query statistics); empty for statements too long to normalize.
+	Digest string
 }
 
 // Hint is a comment-borne routing override.
@@ -119,15 +122,20 @@ func (c *Classifier) Classify(sql string, ansiQuotes bool) Class {
 	// with comments (hints, and MariaDB's executable /*M! */ comments,
 	// which the normalizer would drop).
 	var shape cacheKey
-	useShape := c.cache.size > 0 && !ansiQuotes && !strings.Contains(sql, "/*") && len(sql) <= maxCachedSQL
+	digest := ""
+	if len(sql) <= maxCachedSQL {
+		digest = parser.Normalize(sql, "ON")
+	}
+	useShape := c.cache.size > 0 && !ansiQuotes && !strings.Contains(sql, "/*") && digest != ""
 	if useShape {
-		shape = cacheKey{sql: parser.Normalize(sql, "ON"), shape: true}
+		shape = cacheKey{sql: digest, shape: true}
 		if cl, ok := c.cache.get(shape); ok {
 			c.cache.put(key, cl)
 			return cl
 		}
 	}
 	cl := c.classify(sql, ansiQuotes)
+	cl.Digest = digest
 	c.cache.put(key, cl)
 	if useShape {
 		c.cache.put(shape, cl)

@@ -17,6 +17,9 @@ Usage:
   switchyard sandbox up [--dir D] [--base-port P] [--replicas N]
   switchyard sandbox down [--dir D] [--purge]
   switchyard sandbox status [--dir D]
+  switchyard switchover [--config FILE] [--to NAME]   planned master change (via the admin port)
+  switchyard failover   [--config FILE] [--to NAME]   forced failover (via the admin port)
+  switchyard status     [--config FILE]               SHOW BACKENDS of the running proxy
   switchyard version
 `
 
@@ -31,6 +34,8 @@ func main() {
 		err = cmdRun(os.Args[2:])
 	case "sandbox":
 		err = cmdSandbox(os.Args[2:])
+	case "switchover", "failover", "status":
+		err = cmdAdmin(os.Args[1], os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("switchyard", version)
 	case "help", "--help", "-h":

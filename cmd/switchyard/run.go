@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"gopkg.in/yaml.v3"
 
+	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/failover"
@@ -44,7 +47,7 @@ func cmdRun(args []string) error {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			app.reload(*path)
+			_ = app.reload(*path)
 			continue
 		}
 		log.Info("shutting down: draining sessions", zap.Duration("timeout", *drain))
@@ -59,6 +62,10 @@ func cmdRun(args []string) error {
 
 // app is the running process: everything cmd wired together.
 type app struct {
+	mu         sync.Mutex // guards cfg
+	cfg        *conf.Config
+	started    time.Time
+	admin      *admin.Server
 	log        *zap.Logger
 	cluster    *backend.Cluster
 	monitor    *backend.Monitor
@@ -69,10 +76,7 @@ type app struct {
 }
 
 func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
-	servers := make([]backend.Server, 0, len(cfg.Backends))
-	for _, b := range cfg.Backends {
-		servers = append(servers, backend.Server{Name: b.Name, Addr: b.Addr(), Weight: b.Weight})
-	}
+	servers := serversOf(cfg)
 	master, err := discoverMaster(cfg, servers, log)
 	if err != nil {
 		return nil, err
@@ -113,9 +117,22 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 	if err := px.Listen(cfg.Listen); err != nil {
 		return nil, err
 	}
+	a := &app{log: log, cluster: cluster, monitor: monitor, engine: engine, proxy: px, served: make(chan error, 1),
+		cfg: cfg, started: time.Now()}
+	if cfg.Admin.Listen != "" {
+		adm, err := admin.New(a.adminSources(), cfg.Admin.User, cfg.Admin.Password.Value(), log.Named("admin"))
+		if err != nil {
+			return nil, err
+		}
+		if err := adm.Listen(cfg.Admin.Listen); err != nil {
+			return nil, err
+		}
+		a.admin = adm
+		go adm.Serve()
+	}
 	engineCtx, stopEngine := context.WithCancel(context.Background())
+	a.stopEngine = stopEngine
 	go engine.Run(engineCtx)
-	a := &app{log: log, cluster: cluster, monitor: monitor, engine: engine, stopEngine: stopEngine, proxy: px, served: make(chan error, 1)}
 	go func() { a.served <- px.Serve() }()
 	log.Info("switchyard started", zap.String("version", version), zap.String("listen", px.Addr().String()),
 		zap.String("master", master), zap.Bool("tls", clientTLS != nil))
@@ -179,17 +196,88 @@ func backendTLSConfig(t conf.TLSClient) (*tls.Config, error) {
 	return c, nil
 }
 
-func (a *app) reload(path string) {
+// reload re-reads the config file and applies users, limits, weights and
+// the backend list without dropping client connections. An invalid file
+// (or a change that cannot apply live) is rejected and the old one kept.
+func (a *app) reload(path string) error {
 	cfg, err := conf.Load(path)
 	if err != nil {
 		a.log.Error("reload rejected: keeping the running config", zap.Error(err))
-		return
+		return err
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if cfg.Listen != a.cfg.Listen || cfg.Admin.Listen != a.cfg.Admin.Listen {
+		err := fmt.Errorf("listen addresses cannot change on reload (restart instead)")
+		a.log.Error("reload rejected: keeping the running config", zap.Error(err))
+		return err
+	}
+	if err := a.cluster.SetServers(serversOf(cfg)); err != nil {
+		a.log.Error("reload rejected: keeping the running config", zap.Error(err))
+		return err
+	}
+	a.monitor.Sync(context.Background())
+	a.engine.SetServers(engineSettings(cfg).Servers)
 	a.proxy.Reload(cfg)
-	a.log.Info("config reloaded", zap.String("file", path))
+	a.cfg = cfg
+	a.log.Info("config reloaded", zap.String("file", cfg.Path))
+	return nil
+}
+
+func (a *app) adminSources() admin.Sources {
+	return admin.Sources{
+		Version: version, Started: a.started, Cluster: a.cluster, Engine: a.engine,
+		Sessions: func() []admin.SessionInfo {
+			var out []admin.SessionInfo
+			for _, s := range a.proxy.Sessions() {
+				out = append(out, admin.SessionInfo(s))
+			}
+			return out
+		},
+		Counters: func() map[string]uint64 {
+			st := a.proxy.StatsRef()
+			return map[string]uint64{
+				"connections_total": st.Connections.Load(), "connections_current": uint64(a.proxy.SessionCount()),
+				"auth_failures": st.AuthFailures.Load(), "queries": st.Queries.Load(),
+				"backend_errors": st.BackendErrors.Load(), "rejected_connections": st.Rejected.Load(),
+			}
+		},
+		QueryStats: func() []admin.QueryStat {
+			var out []admin.QueryStat
+			for _, q := range a.proxy.QueryStats() {
+				out = append(out, admin.QueryStat(q))
+			}
+			return out
+		},
+		ResetQueryStats: a.proxy.ResetQueryStats,
+		Config: func() string {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			out, _ := yaml.Marshal(a.cfg)
+			return string(out)
+		},
+		Reload: func() error {
+			a.mu.Lock()
+			path := a.cfg.Path
+			a.mu.Unlock()
+			return a.reload(path)
+		},
+		Drain: a.cluster.Drain,
+	}
+}
+
+func serversOf(cfg *conf.Config) []backend.Server {
+	servers := make([]backend.Server, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		servers = append(servers, backend.Server{Name: b.Name, Addr: b.Addr(), Weight: b.Weight})
+	}
+	return servers
 }
 
 func (a *app) stop(ctx context.Context) {
+	if a.admin != nil {
+		a.admin.Close()
+	}
 	a.proxy.Shutdown(ctx)
 	a.stopEngine()
 	a.monitor.Stop()
