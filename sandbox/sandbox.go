@@ -313,13 +313,13 @@ skip-external-locking
 	return os.WriteFile(filepath.Join(in.Dir, "my.cnf"), []byte(cnf), 0o644)
 }
 
-func (s *Sandbox) start(in Instance) error {
+func (s *Sandbox) start(in Instance, extra ...string) error {
 	logf, err := os.OpenFile(filepath.Join(in.Dir, "mariadbd.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.mariadbd(), "--defaults-file="+filepath.Join(in.Dir, "my.cnf"))
+	cmd := exec.Command(s.mariadbd(), append([]string{"--defaults-file=" + filepath.Join(in.Dir, "my.cnf")}, extra...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own session: the server outlives 'sandbox up' and ignores the
 	// terminal's signals.
@@ -340,17 +340,26 @@ func (s *Sandbox) mariadbd() string {
 }
 
 // Start starts one stopped instance again (tests use it after Kill).
-func (s *Sandbox) Start(ctx context.Context, name string) error {
+// extra are mariadbd options, e.g. "--read-only=ON".
+func (s *Sandbox) Start(ctx context.Context, name string, extra ...string) error {
 	in, err := s.instance(name)
 	if err != nil {
 		return err
 	}
 	if !alive(in) {
-		if err := s.start(in); err != nil {
+		if err := s.start(in, extra...); err != nil {
 			return err
 		}
 	}
 	return waitReady(ctx, in, 60*time.Second)
+}
+
+// StartAsReplica restarts a former master the way it must come back after
+// a failover: read-only, and with semi-sync crash recovery in the replica
+// role (--init-rpl-role=SLAVE), which drops binlogged transactions no
+// replica acknowledged, so its history stays a prefix of the new master's.
+func (s *Sandbox) StartAsReplica(ctx context.Context, name string) error {
+	return s.Start(ctx, name, "--read-only=ON", "--init-rpl-role=SLAVE")
 }
 
 // Kill sends sig (SIGKILL, SIGSTOP, SIGCONT, SIGTERM) to one instance.

@@ -116,6 +116,10 @@ type ProxyOptions struct {
 	LogLevel string
 	// Weights sets backend weights by instance name (default 1).
 	Weights map[string]int
+	// Addr overrides a backend's host:port (e.g. through a forwarder).
+	Addr map[string]string
+	// BackendExtra adds YAML lines to a backend (e.g. "no_master: true").
+	BackendExtra map[string]string
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -150,7 +154,14 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		if len(o.Backends) > 0 && !contains(o.Backends, in.Name) {
 			continue
 		}
-		fmt.Fprintf(&b, "  - name: %s\n    host: 127.0.0.1\n    port: %d\n", in.Name, in.Port)
+		host, port := "127.0.0.1", fmt.Sprint(in.Port)
+		if a, ok := o.Addr[in.Name]; ok {
+			host, port, _ = net.SplitHostPort(a)
+		}
+		fmt.Fprintf(&b, "  - name: %s\n    host: %s\n    port: %s\n", in.Name, host, port)
+		if x, ok := o.BackendExtra[in.Name]; ok {
+			fmt.Fprintf(&b, "    %s\n", x)
+		}
 		if w, ok := o.Weights[in.Name]; ok {
 			fmt.Fprintf(&b, "    weight: %d\n", w)
 		}
@@ -238,6 +249,45 @@ func (p *Proxy) ProcStatus(field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s not in /proc status", field)
+}
+
+// Admin opens a database/sql handle to the proxy's admin port.
+func (p *Proxy) Admin(t testing.TB) *sql.DB {
+	t.Helper()
+	h, err := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", p.AdminAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// AdminRows runs an admin statement and returns rows as column → value.
+func AdminRows(t testing.TB, db *sql.DB, stmt string) []map[string]string {
+	t.Helper()
+	rows, err := db.Query(stmt)
+	if err != nil {
+		t.Fatalf("%s: %v", stmt, err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []map[string]string
+	for rows.Next() {
+		vals := make([]sql.NullString, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for i, c := range cols {
+			m[c] = vals[i].String
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // DSN returns a go-sql-driver DSN through the proxy.
