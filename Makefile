@@ -6,7 +6,7 @@ BASE_PORT ?= 13306
 REPLICAS  ?= 2
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build run sandbox-up sandbox-down test unit lint bench fuzz clean
+.PHONY: all deps build run sandbox-up sandbox-down test unit lint bench bench-failover fuzz clean
 
 all: build
 
@@ -45,6 +45,10 @@ unit:
 ## bench: proxy vs direct-connection throughput, measured in the same run
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
+
+## bench-failover: kill the master 10 times; kill -> first acknowledged write, min/median/max
+bench-failover: deps
+	$(GO) test -run '^$$' -bench BenchmarkFailoverTime -benchtime 1x -timeout 20m ./test/failover/
 
 clean:
 	rm -rf bin

@@ -28,6 +28,9 @@ admin:
 monitor:
   user: mon
   password: monpw
+failover:
+  replication_user: repl
+  replication_password: replpw
 `
 
 func TestParseMinimalAppliesDefaults(t *testing.T) {
@@ -59,8 +62,8 @@ func TestValidationNamesFieldAndLine(t *testing.T) {
 		{"bad port", func(s string) string { return strings.Replace(s, "port: 3308", "port: 70000", 1) }, "x.yaml:11: backends[1].port"},
 		{"duplicate backend", func(s string) string { return strings.Replace(s, "name: db2", "name: db1", 1) }, "x.yaml:9: backends[1].name: duplicate backend name"},
 		{"unknown key", func(s string) string { return strings.Replace(s, "listen: 127", "lisen: 127", 1) }, "line 1: unknown key lisen"},
-		{"bad duration", func(s string) string { return s + "pool:\n  connect_timeout: soon\n" }, `line 19: "soon" is not a duration`},
-		{"bad consistency", func(s string) string { return s + "routing:\n  consistency: strong\n" }, "x.yaml:19: routing.consistency"},
+		{"bad duration", func(s string) string { return s + "pool:\n  connect_timeout: soon\n" }, `line 22: "soon" is not a duration`},
+		{"bad consistency", func(s string) string { return s + "routing:\n  consistency: strong\n" }, "x.yaml:22: routing.consistency"},
 		{"no monitor user", func(s string) string { return strings.Replace(s, "  user: mon\n", "", 1) }, "x.yaml:16: monitor.user: is required"},
 		{"missing user name", func(s string) string { return strings.Replace(s, "- name: app", "- auth: mysql_native_password", 1) }, "x.yaml:3: users[0].name: is required"},
 		{"bad auth", func(s string) string {

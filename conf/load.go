@@ -248,6 +248,9 @@ func (c *Config) validate() []fieldError {
 	if len(c.Backends) > 1 && c.Monitor.User == "" {
 		add("monitor.user", "is required with more than one backend (replica health, lag and roles come from the monitor)")
 	}
+	if len(c.Backends) > 1 && c.Failover.Enabled && c.Failover.ReplicationUser == "" {
+		add("failover.replication_user", "is required when failover is enabled: replicas are repointed with it")
+	}
 	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
 		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
 	}

@@ -141,6 +141,20 @@ func (a *Actuator) Promote(ctx context.Context, addr string) error {
 // auto-positioning (useGTID "slave_pos" for replicas, "current_pos" for a
 // former master), and checks that both replication threads run.
 func (a *Actuator) Repoint(ctx context.Context, addr, masterAddr, useGTID string) error {
+	if err := a.StartReplication(ctx, addr, masterAddr, useGTID); err != nil {
+		return err
+	}
+	return a.waitThreads(ctx, addr, 5*time.Second)
+}
+
+// VerifyReplication checks that both replication threads of a server run.
+func (a *Actuator) VerifyReplication(ctx context.Context, addr string) error {
+	return a.waitThreads(ctx, addr, 5*time.Second)
+}
+
+// StartReplication points a server at master and starts replication
+// without waiting for the threads (see VerifyReplication).
+func (a *Actuator) StartReplication(ctx context.Context, addr, masterAddr, useGTID string) error {
 	host, port, err := net.SplitHostPort(masterAddr)
 	if err != nil {
 		return err
@@ -156,10 +170,7 @@ func (a *Actuator) Repoint(ctx context.Context, addr, masterAddr, useGTID string
 			sqlQuote(host), port, sqlQuote(a.Replication.User), sqlQuote(a.Replication.Password), useGTID),
 		"START SLAVE",
 	)
-	if err != nil {
-		return err
-	}
-	return a.waitThreads(ctx, addr, 5*time.Second)
+	return err
 }
 
 func (a *Actuator) waitThreads(ctx context.Context, addr string, limit time.Duration) error {

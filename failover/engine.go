@@ -82,12 +82,14 @@ type Engine struct {
 	noted      map[string]string // last message logged per condition, to log changes once
 	nextRejoin map[string]time.Time
 	histMu     sync.Mutex
+	wake       chan struct{}
 	serversMu  sync.Mutex
 }
 
 // New builds an engine.
 func New(c *backend.Cluster, act *Actuator, set Settings, log *zap.Logger) *Engine {
-	e := &Engine{cluster: c, act: act, set: set, log: log, noted: map[string]string{}, nextRejoin: map[string]time.Time{}}
+	e := &Engine{cluster: c, act: act, set: set, log: log, noted: map[string]string{}, nextRejoin: map[string]time.Time{},
+		wake: make(chan struct{}, 1)}
 	e.loadState()
 	return e
 }
@@ -157,8 +159,18 @@ func (e *Engine) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			e.tick(ctx)
+		case <-e.wake:
 		}
+		e.tick(ctx)
+	}
+}
+
+// Notify asks the engine to look at the topology now (the monitor calls
+// it when the master fails a check), instead of at its next tick.
+func (e *Engine) Notify() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -385,29 +397,53 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 	if err != nil {
 		return r.rec, err
 	}
-	_ = r.step("repoint", func() error {
+	// Replicas are pointed at the new master before writes resume, so
+	// semi-sync has an acknowledger at once; checking that their threads
+	// run comes after.
+	others := func(f func(sc ServerConfig) error) error {
+		var mu sync.Mutex
 		var errs []string
+		var wg sync.WaitGroup
 		for _, rep := range replicas {
 			if rep.Name == cand.Name || !rep.Reachable {
 				continue
 			}
 			sc, _ := e.server(rep.Name)
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if rerr := e.act.Repoint(rctx, sc.Addr, candCfg.Addr, "slave_pos"); rerr != nil {
-				errs = append(errs, rerr.Error())
-			}
-			cancel()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if rerr := f(sc); rerr != nil {
+					mu.Lock()
+					errs = append(errs, rerr.Error())
+					mu.Unlock()
+				}
+			}()
 		}
+		wg.Wait()
 		if len(errs) > 0 {
 			return errors.New(strings.Join(errs, "; "))
 		}
 		return nil
+	}
+	_ = r.step("repoint", func() error {
+		return others(func(sc ServerConfig) error {
+			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return e.act.StartReplication(rctx, sc.Addr, candCfg.Addr, "slave_pos")
+		})
 	})
 	_ = r.step("retarget", func() error {
 		e.cluster.SetMaster(cand.Name)
 		released = true
 		e.cluster.KillInUse(old)
 		return nil
+	})
+	_ = r.step("verify", func() error {
+		return others(func(sc ServerConfig) error {
+			vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			return e.act.VerifyReplication(vctx, sc.Addr)
+		})
 	})
 	e.lastChange.Store(time.Now().UnixNano())
 	_ = r.step("post_hook", func() error { return e.hook(ctx, e.set.Hooks.PostFailover, "failover", oldCfg, candCfg) })
@@ -450,6 +486,26 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 			e.cluster.Release()
 		}
 	}()
+	// Let the target catch up while writes still flow, so the pause below
+	// only covers the last few transactions.
+	_ = r.step("catchup", func() error {
+		for round := 0; round < 5; round++ {
+			start := time.Now()
+			cctx, cancel := context.WithTimeout(ctx, e.set.ApplyTimeout+5*time.Second)
+			m, err := e.act.Inspect(cctx, oldCfg.Addr)
+			if err == nil {
+				err = e.act.WaitApplied(cctx, candCfg.Addr, m.Current, e.set.ApplyTimeout)
+			}
+			cancel()
+			if err != nil {
+				return err
+			}
+			if time.Since(start) < 50*time.Millisecond {
+				return nil
+			}
+		}
+		return nil
+	})
 	_ = r.step("hold", func() error {
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()

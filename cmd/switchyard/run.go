@@ -96,12 +96,17 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		Timeout:   max(cfg.Monitor.ConnectTimeout.D(), cfg.Monitor.Interval.D()),
 		FailCount: cfg.Monitor.FailCount,
 	}, log.Named("monitor"))
-	monitor.Start(context.Background())
 	engine := failover.New(cluster, &failover.Actuator{
 		Admin:       backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()},
 		Replication: backend.Account{User: cfg.Failover.ReplicationUser, Password: cfg.Failover.ReplicationPassword.Value()},
 		Timeout:     cfg.Monitor.ConnectTimeout.D(),
 	}, engineSettings(cfg), log.Named("failover"))
+	monitor.OnCheck = func(name string, h backend.Health) {
+		if m, _ := cluster.Master(); name == m && !h.Up {
+			engine.Notify()
+		}
+	}
+	monitor.Start(context.Background())
 	var clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)

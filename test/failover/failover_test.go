@@ -39,16 +39,14 @@ func TestMain(m *testing.M) {
 
 // failoverConfig is the proxy config used here: fast cooldown so several
 // failovers can happen in one test.
-const failoverConfig = "failover:\n  cooldown: 1s\n  hold_timeout: 15s\n  replication_user: repl\n  replication_password: repl\n"
+const failoverConfig = "  cooldown: 1s\n  hold_timeout: 15s\n"
 
 func startProxy(t *testing.T, o harness.ProxyOptions) *harness.Proxy {
 	t.Helper()
 	if o.LogLevel == "" {
 		o.LogLevel = "info"
 	}
-	if !strings.Contains(o.Extra, "failover:") {
-		o.Extra += failoverConfig
-	}
+	o.Failover += failoverConfig
 	p := env.StartProxy(t, o)
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -120,6 +120,9 @@ type ProxyOptions struct {
 	Addr map[string]string
 	// BackendExtra adds YAML lines to a backend (e.g. "no_master: true").
 	BackendExtra map[string]string
+	// Failover adds lines (indented by 2) to the failover section, which
+	// always holds the sandbox's replication account.
+	Failover string
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -167,6 +170,7 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		}
 	}
 	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", sandbox.MonitorUser, sandbox.MonitorPassword)
+	fmt.Fprintf(&b, "failover:\n  replication_user: %s\n  replication_password: %s\n%s", sandbox.ReplUser, sandbox.ReplPassword, o.Failover)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
 	level := o.LogLevel
 	if level == "" {
@@ -191,7 +195,8 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	go func() { p.done <- p.cmd.Wait() }()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		c, err := net.DialTimeout("tcp", p.Addr, 200*time.Millisecond)
+		// Ready when the admin port answers: it is bound last.
+		c, err := net.DialTimeout("tcp", p.AdminAddr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			return p, nil
