@@ -68,7 +68,7 @@ type Server struct {
 	src   Sources
 	log   *zap.Logger
 	ms    *server.Server
-	auth  *server.InMemoryAuthenticationHandler
+	auth  *adminAuth
 	l     net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -81,10 +81,7 @@ func New(src Sources, user, password string, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	auth := server.NewInMemoryAuthenticationHandler(mysql.AUTH_NATIVE_PASSWORD)
-	if err := auth.AddUser(user, password); err != nil {
-		return nil, err
-	}
+	auth := &adminAuth{user: user, password: password, log: log}
 	ms := server.NewServer("5.5.5-10.11.0-switchyard-admin", mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, nil)
 	return &Server{src: src, log: log, ms: ms, auth: auth, conns: map[*server.Conn]struct{}{}}, nil
 }
@@ -161,6 +158,29 @@ func (s *Server) handle(nc net.Conn) {
 			return
 		}
 	}
+}
+
+// adminAuth accepts exactly one account. Any other user name fails like a
+// wrong password (1045), so application accounts cannot probe the port.
+type adminAuth struct {
+	user, password string
+	log            *zap.Logger
+}
+
+var impossible = string(mysql.RandomBuf(32))
+
+func (a *adminAuth) GetCredential(username string) (server.Credential, bool, error) {
+	pw := impossible
+	if username == a.user {
+		pw = a.password
+	}
+	return server.Credential{Passwords: []string{pw}, AuthPluginName: mysql.AUTH_NATIVE_PASSWORD}, true, nil
+}
+
+func (a *adminAuth) OnAuthSuccess(*server.Conn) error { return nil }
+
+func (a *adminAuth) OnAuthFailure(c *server.Conn, err error) {
+	a.log.Info("admin authentication failed", zap.String("user", c.GetUser()), zap.String("client", c.RemoteAddr().String()))
 }
 
 type handler struct {
@@ -328,7 +348,7 @@ func (s *Server) showBackends() (*mysql.Result, error) {
 			state += ",unreachable-from-proxy"
 		}
 		var lag any
-		if l := st.LagSeconds(); l >= 0 {
+		if l := st.DisplayLag(); l >= 0 {
 			lag = l
 		}
 		var open, idle int

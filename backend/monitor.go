@@ -131,10 +131,19 @@ func (m *Monitor) watch(ctx context.Context, s Server, first *sync.WaitGroup) {
 	db.SetConnMaxLifetime(time.Hour)
 	prev := Health{Up: true}
 	cut := false
+	caughtUp := time.Now() // last time this server had all the master had
 	tick := time.NewTicker(m.opts.Interval)
 	defer tick.Stop()
 	for {
 		h := m.check(ctx, db, s, prev)
+		h.BehindFor = -1
+		if h.Up && h.Replica != nil {
+			t := m.cluster.Topology()
+			if ms := t.Server(t.Master); ms == nil || h.Applied.Covers(ms.Current) || (h.Replica.SecondsBehind != nil && *h.Replica.SecondsBehind == 0) {
+				caughtUp = h.CheckedAt
+			}
+			h.BehindFor = int64(h.CheckedAt.Sub(caughtUp).Seconds())
+		}
 		m.cluster.SetHealth(s.Name, h)
 		if first != nil {
 			first.Done()

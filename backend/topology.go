@@ -17,6 +17,10 @@ type Health struct {
 	// is @@gtid_current_pos (applied or written here).
 	Applied Position
 	Current Position
+	// BehindFor estimates the lag (seconds) when the server reports none
+	// (SQL thread stopped): time since the replica last had everything the
+	// master had. -1 when unknown or not a replica.
+	BehindFor int64
 }
 
 // ServerState is one server in a topology snapshot.
@@ -31,6 +35,18 @@ type ServerState struct {
 	// Diverged servers hold transactions the master never had: kept out
 	// of routing and read-only until an operator deals with them.
 	Diverged bool
+}
+
+// DisplayLag is LagSeconds, or the estimate when the server reports none
+// (for operators; routing uses LagSeconds only).
+func (s *ServerState) DisplayLag() int64 {
+	if l := s.LagSeconds(); l >= 0 {
+		return l
+	}
+	if s.Replica != nil {
+		return s.BehindFor
+	}
+	return -1
 }
 
 // LagSeconds returns the replication lag, or -1 when unknown (not a

@@ -106,7 +106,9 @@ func (a *Actuator) Fence(ctx context.Context, addr string, kill bool) error {
 	return nil
 }
 
-// WaitApplied waits until the server has applied pos (MASTER_GTID_WAIT).
+// WaitApplied waits until the server's @@gtid_current_pos covers pos.
+// (MASTER_GTID_WAIT only looks at gtid_slave_pos, which lacks a former
+// master's own transactions, so it would wait forever for them.)
 func (a *Actuator) WaitApplied(ctx context.Context, addr string, pos backend.Position, timeout time.Duration) error {
 	if len(pos) == 0 {
 		return nil
@@ -116,15 +118,26 @@ func (a *Actuator) WaitApplied(ctx context.Context, addr string, pos backend.Pos
 		return err
 	}
 	defer db.Close()
-	var res sql.NullInt64
-	q := fmt.Sprintf("SELECT MASTER_GTID_WAIT('%s', %.3f)", pos.String(), timeout.Seconds())
-	if err := db.QueryRowContext(ctx, q).Scan(&res); err != nil {
-		return fmt.Errorf("wait for %s on %s: %w", pos, addr, err)
+	deadline := time.Now().Add(timeout)
+	var have backend.Position
+	for {
+		var cur string
+		if err := db.QueryRowContext(ctx, "SELECT @@gtid_current_pos").Scan(&cur); err != nil {
+			return fmt.Errorf("wait for %s on %s: %w", pos, addr, err)
+		}
+		have, _ = backend.ParsePosition(cur)
+		if have.Covers(pos) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not apply %s within %s (it is at %s)", addr, pos, timeout, have)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
-	if !res.Valid || res.Int64 != 0 {
-		return fmt.Errorf("%s did not apply %s within %s", addr, pos, timeout)
-	}
-	return nil
 }
 
 // Promote turns a replica into a writable master.

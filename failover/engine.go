@@ -372,20 +372,39 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 	candCfg, _ := e.server(cand.Name)
 	r.rec.NewMaster = cand.Name
 	r.rec.Positions = positions(replicas)
+	// A reachable old master (forced failover, or it came back) is fenced,
+	// and what it wrote must reach the candidate before promotion.
+	var oldPos backend.Position
+	fenced := false
 	_ = r.step("fence", func() error {
 		fctx, cancel := context.WithTimeout(ctx, e.act.Timeout+time.Second)
 		defer cancel()
 		if ferr := e.act.Fence(fctx, oldCfg.Addr, true); ferr != nil {
 			return ferr // unreachable old master: expected when it died
 		}
+		fenced = true
+		if st, ierr := e.act.Inspect(fctx, oldCfg.Addr); ierr == nil {
+			oldPos = st.Current
+		}
 		return nil
 	})
+	undoFence := func() {
+		if fenced {
+			_ = e.act.exec(context.Background(), oldCfg.Addr, "SET GLOBAL read_only = 0")
+		}
+	}
 	err = r.step("apply", func() error {
 		actx, cancel := context.WithTimeout(ctx, e.set.ApplyTimeout+5*time.Second)
 		defer cancel()
-		return e.act.WaitApplied(actx, candCfg.Addr, known(cand), e.set.ApplyTimeout)
+		// Everything the candidate received (its relay log), and what a
+		// still-reachable old master has: both must be applied.
+		if werr := e.act.WaitApplied(actx, candCfg.Addr, cand.Received, e.set.ApplyTimeout); werr != nil {
+			return werr
+		}
+		return e.act.WaitApplied(actx, candCfg.Addr, oldPos, e.set.ApplyTimeout)
 	})
 	if err != nil {
+		undoFence()
 		err = fmt.Errorf("candidate %s could not apply its relay log: %w (nothing promoted)", cand.Name, err)
 		return r.rec, err
 	}
@@ -395,6 +414,7 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 		return e.act.Promote(pctx, candCfg.Addr)
 	})
 	if err != nil {
+		undoFence()
 		return r.rec, err
 	}
 	// Replicas are pointed at the new master before writes resume, so

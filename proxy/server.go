@@ -89,7 +89,13 @@ type Server struct {
 
 	stats   Stats
 	digests *digestTable
+	// observe, when set (before Serve), is told about every statement.
+	observe func(kind string, toMaster, ok bool, d time.Duration)
 }
+
+// SetObserver installs a per-statement callback (metrics). Call it before
+// Serve.
+func (s *Server) SetObserver(f func(kind string, toMaster, ok bool, d time.Duration)) { s.observe = f }
 
 // Stats are cumulative counters (read with atomic loads).
 type Stats struct {

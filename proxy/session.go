@@ -460,7 +460,11 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 		s.dbName.Store(&db)
 	}
 	master, _ := s.srv.cluster.Master()
-	s.srv.digests.record(cl.Digest, time.Since(start), s.lastRows, d.Target == master)
+	took := time.Since(start)
+	s.srv.digests.record(cl.Digest, took, s.lastRows, d.Target == master)
+	if s.srv.observe != nil {
+		s.srv.observe(cl.Kind.String(), d.Target == master, s.lastOK, took)
+	}
 	s.cur = nil
 	return nil
 }

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 )
@@ -13,7 +14,8 @@ var version = "dev"
 const usage = `switchyard — MySQL-protocol proxy with read/write split and failover
 
 Usage:
-  switchyard run --config FILE          run the proxy in the foreground
+  switchyard run --config FILE [--skip-check]   run the proxy in the foreground
+  switchyard check --config FILE                pre-flight check of config and topology
   switchyard sandbox up [--dir D] [--base-port P] [--replicas N]
   switchyard sandbox down [--dir D] [--purge]
   switchyard sandbox status [--dir D]
@@ -34,6 +36,11 @@ func main() {
 		err = cmdRun(os.Args[2:])
 	case "sandbox":
 		err = cmdSandbox(os.Args[2:])
+	case "check":
+		err = cmdCheck(os.Args[2:])
+		if errors.Is(err, errCheckFailed) {
+			os.Exit(1)
+		}
 	case "switchover", "failover", "status":
 		err = cmdAdmin(os.Args[1], os.Args[2:])
 	case "version", "--version", "-v":

@@ -18,8 +18,10 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/check"
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/failover"
+	"github.com/switchyard/switchyard/metrics"
 	"github.com/switchyard/switchyard/proxy"
 )
 
@@ -27,6 +29,7 @@ func cmdRun(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "switchyard.yaml", "config file")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long busy sessions may finish")
+	skipCheck := fs.Bool("skip-check", false, "start even if the pre-flight check finds errors")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -39,6 +42,9 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if err := preflight(cfg, log, *skipCheck); err != nil {
+		return err
+	}
 	app, err := start(cfg, log)
 	if err != nil {
 		return err
@@ -60,12 +66,33 @@ func cmdRun(args []string) error {
 	return nil
 }
 
+// preflight runs the pre-flight check: errors stop start-up (unless
+// skipped), warnings are logged.
+func preflight(cfg *conf.Config, log *zap.Logger, skip bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := check.Run(ctx, cfg)
+	for _, f := range r.Findings {
+		fields := []zap.Field{zap.String("backend", f.Backend), zap.String("remedy", f.Remedy)}
+		if f.Severity == check.Error {
+			log.Error("pre-flight: "+f.Problem, fields...)
+		} else {
+			log.Warn("pre-flight: "+f.Problem, fields...)
+		}
+	}
+	if r.Errors() > 0 && !skip {
+		return fmt.Errorf("pre-flight check found %d error(s) (see the log, or run 'switchyard check'); use --skip-check to start anyway", r.Errors())
+	}
+	return nil
+}
+
 // app is the running process: everything cmd wired together.
 type app struct {
 	mu         sync.Mutex // guards cfg
 	cfg        *conf.Config
 	started    time.Time
 	admin      *admin.Server
+	metrics    *metrics.Metrics
 	log        *zap.Logger
 	cluster    *backend.Cluster
 	monitor    *backend.Monitor
@@ -134,6 +161,25 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		}
 		a.admin = adm
 		go adm.Serve()
+	}
+	if cfg.HTTP.Listen != "" {
+		a.metrics = metrics.New(metrics.Sources{
+			Cluster: cluster, Counters: a.counters, Sessions: px.SessionCount,
+			Failovers: func() (ok, failed int) {
+				for _, r := range engine.History() {
+					if r.Error == "" {
+						ok++
+					} else {
+						failed++
+					}
+				}
+				return ok, failed
+			},
+		})
+		px.SetObserver(a.metrics.ObserveStatement)
+		if err := a.metrics.Serve(cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http listen on %s: %w", cfg.HTTP.Listen, err)
+		}
 	}
 	engineCtx, stopEngine := context.WithCancel(context.Background())
 	a.stopEngine = stopEngine
@@ -240,12 +286,9 @@ func (a *app) adminSources() admin.Sources {
 			return out
 		},
 		Counters: func() map[string]uint64 {
-			st := a.proxy.StatsRef()
-			return map[string]uint64{
-				"connections_total": st.Connections.Load(), "connections_current": uint64(a.proxy.SessionCount()),
-				"auth_failures": st.AuthFailures.Load(), "queries": st.Queries.Load(),
-				"backend_errors": st.BackendErrors.Load(), "rejected_connections": st.Rejected.Load(),
-			}
+			c := a.counters()
+			c["connections_current"] = uint64(a.proxy.SessionCount())
+			return c
 		},
 		QueryStats: func() []admin.QueryStat {
 			var out []admin.QueryStat
@@ -271,6 +314,16 @@ func (a *app) adminSources() admin.Sources {
 	}
 }
 
+// counters are the proxy's cumulative counters by name.
+func (a *app) counters() map[string]uint64 {
+	st := a.proxy.StatsRef()
+	return map[string]uint64{
+		"connections_total": st.Connections.Load(), "auth_failures": st.AuthFailures.Load(),
+		"queries": st.Queries.Load(), "backend_errors": st.BackendErrors.Load(),
+		"rejected_connections": st.Rejected.Load(),
+	}
+}
+
 func serversOf(cfg *conf.Config) []backend.Server {
 	servers := make([]backend.Server, 0, len(cfg.Backends))
 	for _, b := range cfg.Backends {
@@ -282,6 +335,9 @@ func serversOf(cfg *conf.Config) []backend.Server {
 func (a *app) stop(ctx context.Context) {
 	if a.admin != nil {
 		a.admin.Close()
+	}
+	if a.metrics != nil {
+		a.metrics.Close()
 	}
 	a.proxy.Shutdown(ctx)
 	a.stopEngine()

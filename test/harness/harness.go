@@ -172,6 +172,7 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", sandbox.MonitorUser, sandbox.MonitorPassword)
 	fmt.Fprintf(&b, "failover:\n  replication_user: %s\n  replication_password: %s\n%s", sandbox.ReplUser, sandbox.ReplPassword, o.Failover)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
+	fmt.Fprintf(&b, "http:\n  listen: %s\n", p.HTTPAddr)
 	level := o.LogLevel
 	if level == "" {
 		level = "debug"

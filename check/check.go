@@ -1,0 +1,319 @@
+// Package check is Switchyard's pre-flight check (what masterha_check_repl
+// did for MHA): it validates the config and asks every backend whether the
+// topology can be proxied and failed over, and says what to do about each
+// problem. It only reads (SELECT, SHOW); it changes nothing.
+package check
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/conf"
+)
+
+// Severity of a finding.
+type Severity int
+
+const (
+	OK Severity = iota
+	Warning
+	Error
+)
+
+func (s Severity) String() string { return [...]string{"OK", "WARN", "ERROR"}[s] }
+
+// Finding is one line of the report.
+type Finding struct {
+	Severity Severity
+	Backend  string // "" for config-wide findings
+	Problem  string
+	Remedy   string
+}
+
+func (f Finding) String() string {
+	where := "config"
+	if f.Backend != "" {
+		where = f.Backend
+	}
+	s := fmt.Sprintf("%-5s %-10s %s", f.Severity, where, f.Problem)
+	if f.Remedy != "" {
+		s += " — " + f.Remedy
+	}
+	return s
+}
+
+// Report is the outcome of a check.
+type Report struct{ Findings []Finding }
+
+// Errors counts findings of severity Error.
+func (r Report) Errors() int { return r.count(Error) }
+
+// Warnings counts findings of severity Warning.
+func (r Report) Warnings() int { return r.count(Warning) }
+
+func (r Report) count(s Severity) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Severity == s {
+			n++
+		}
+	}
+	return n
+}
+
+// Print writes one line per finding and the verdict line.
+func (r Report) Print(w io.Writer) {
+	for _, f := range r.Findings {
+		fmt.Fprintln(w, f)
+	}
+	if r.Errors() > 0 {
+		fmt.Fprintf(w, "verdict: NOT OK — %d error(s), %d warning(s)\n", r.Errors(), r.Warnings())
+	} else {
+		fmt.Fprintf(w, "verdict: OK — %d warning(s)\n", r.Warnings())
+	}
+}
+
+// server is what one backend reported.
+type server struct {
+	cfg       conf.Backend
+	err       error
+	version   string
+	readOnly  bool
+	serverID  uint32
+	logBin    bool
+	format    string
+	strict    bool
+	slaveUpd  bool
+	semiM     bool
+	semiS     bool
+	grants    []string
+	replica   *backend.ReplicaStatus
+	appGrants map[string][]string // backend user → grants (error text if login failed)
+	appErr    map[string]error
+}
+
+// Run checks a loaded config against its servers.
+func Run(ctx context.Context, cfg *conf.Config) Report {
+	var r Report
+	add := func(sev Severity, b, problem, remedy string) {
+		r.Findings = append(r.Findings, Finding{sev, b, problem, remedy})
+	}
+	timeout := cfg.Monitor.ConnectTimeout.D()
+	servers := make([]*server, len(cfg.Backends))
+	var wg sync.WaitGroup
+	for i, b := range cfg.Backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i] = inspect(ctx, cfg, b, timeout)
+		}()
+	}
+	wg.Wait()
+
+	// Config-level observations the loader accepts but an operator
+	// should hear about.
+	promotable := 0
+	for _, b := range cfg.Backends {
+		if !b.NoMaster {
+			promotable++
+		}
+	}
+	if len(cfg.Backends) > 1 && promotable < 2 {
+		add(Warning, "", "at most one backend may be master (the others are no_master): a failover has nowhere to go",
+			"clear no_master on at least one replica")
+	}
+
+	var masters []*server
+	ids := map[uint32][]string{}
+	for _, s := range servers {
+		name := s.cfg.Name
+		if s.err != nil {
+			sev := Warning
+			remedy := "start it or fix backends[].host/port; the proxy runs without it"
+			if strings.Contains(s.err.Error(), "Access denied") {
+				sev, remedy = Error, "grant the monitor account on this server or fix monitor.user/password"
+			}
+			add(sev, name, "cannot connect as the monitor account: "+short(s.err), remedy)
+			continue
+		}
+		ids[s.serverID] = append(ids[s.serverID], name)
+		if s.replica == nil && !s.readOnly {
+			masters = append(masters, s)
+		}
+		if !s.logBin {
+			add(Error, name, "log_bin is OFF: it cannot serve as master or be promoted", "set log_bin in its my.cnf and restart")
+		}
+		if s.format != "ROW" {
+			add(Warning, name, "binlog_format is "+s.format, "set binlog_format=ROW (safest for replication and failover)")
+		}
+		if !s.strict {
+			add(Warning, name, "gtid_strict_mode is OFF: diverged histories are harder to detect", "SET GLOBAL gtid_strict_mode=1 and in my.cnf")
+		}
+		if !s.slaveUpd {
+			add(Warning, name, "log_slave_updates is OFF: after a promotion its binlog lacks replicated transactions",
+				"set log_slave_updates=ON in its my.cnf")
+		}
+		if !hasAny(s.grants, "SUPER", "READ_ONLY ADMIN", "ALL PRIVILEGES") || !hasAny(s.grants, "REPLICATION SLAVE ADMIN", "SUPER", "ALL PRIVILEGES") {
+			add(Error, name, "the monitor account lacks READ_ONLY ADMIN / REPLICATION SLAVE ADMIN: it cannot fence or promote",
+				fmt.Sprintf("GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, CONNECTION ADMIN, PROCESS ON *.* TO '%s'@'%%'", cfg.Monitor.User))
+		}
+		for user, err := range s.appErr {
+			add(Error, name, fmt.Sprintf("backend account %s cannot log in: %s", user, short(err)), "create it or fix users[].backend_user/backend_password")
+		}
+		for user, grants := range s.appGrants {
+			if hasAny(grants, "ALL PRIVILEGES ON *.*", "READ_ONLY ADMIN", "SUPER") {
+				add(Error, name, fmt.Sprintf("backend account %s holds READ_ONLY ADMIN (ALL PRIVILEGES or SUPER includes it): it writes through read_only=1, so fencing cannot stop it", user),
+					"grant it data privileges only (SELECT, INSERT, UPDATE, DELETE, CREATE, …), not ALL ON *.*")
+			}
+		}
+		if !s.semiM && !s.semiS {
+			add(Warning, name, "semi-sync is off: a failover may lose transactions acknowledged just before the crash",
+				"SET GLOBAL rpl_semi_sync_master_enabled=1, rpl_semi_sync_slave_enabled=1 (and in my.cnf)")
+		}
+	}
+	for id, names := range ids {
+		if len(names) > 1 {
+			sort.Strings(names)
+			add(Error, strings.Join(names, ","), fmt.Sprintf("server_id %d is used by %s", id, strings.Join(names, " and ")),
+				"give every server a unique server_id in its my.cnf")
+		}
+	}
+	reachable := 0
+	for _, s := range servers {
+		if s.err == nil {
+			reachable++
+		}
+	}
+	var master *server
+	switch {
+	case reachable == 0:
+		// Nothing reachable: the connection findings above say it all.
+	case len(masters) == 0:
+		add(Error, "", "no writable master: every reachable server is read_only or a replica", "SET GLOBAL read_only=0 on the master")
+	case len(masters) == 1:
+		master = masters[0]
+	default:
+		var names []string
+		for _, m := range masters {
+			names = append(names, m.cfg.Name)
+		}
+		add(Error, strings.Join(names, ","), "several writable servers replicate from nobody: the master is ambiguous",
+			"SET GLOBAL read_only=1 on all but the real master")
+	}
+	for _, s := range servers {
+		if s.err != nil || s == master {
+			continue
+		}
+		name := s.cfg.Name
+		if s.replica == nil {
+			if master != nil {
+				add(Error, name, "not replicating from anyone", fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USE_GTID=slave_pos; START SLAVE", master.cfg.Host, master.cfg.Port))
+			}
+			continue
+		}
+		if !s.readOnly {
+			add(Error, name, "read_only is OFF on a replica: applications could write to it", "SET GLOBAL read_only=1 and read_only=ON in its my.cnf")
+		}
+		rs := s.replica
+		if !rs.IORunning || !rs.SQLRunning {
+			add(Error, name, fmt.Sprintf("replication threads not running (IO=%s, SQL=%v) %s", rs.IOState, rs.SQLRunning,
+				strings.TrimSpace(rs.LastIOError+" "+rs.LastSQLError)), "fix the error shown, then START SLAVE")
+		}
+		if master != nil && fmt.Sprintf("%s:%d", rs.MasterHost, rs.MasterPort) != master.cfg.Addr() {
+			add(Error, name, fmt.Sprintf("replicates from %s:%d, not from the master %s (%s)", rs.MasterHost, rs.MasterPort, master.cfg.Name, master.cfg.Addr()),
+				"CHANGE MASTER TO the configured master, or fix backends[] so host:port match what replicas use")
+		}
+		if !strings.EqualFold(rs.UsingGTID, "Slave_Pos") && !strings.EqualFold(rs.UsingGTID, "Current_Pos") {
+			add(Error, name, "replication does not use GTID (Using_Gtid="+rs.UsingGTID+"): failover needs GTID positioning",
+				"STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=slave_pos; START SLAVE")
+		}
+		if lag := rs.SecondsBehind; lag != nil && time.Duration(*lag)*time.Second > cfg.Routing.MaxReplicaLag.D() {
+			add(Warning, name, fmt.Sprintf("lags %ds (routing.max_replica_lag is %s): reads will skip it", *lag, cfg.Routing.MaxReplicaLag.D()), "")
+		}
+	}
+	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Severity > r.Findings[j].Severity })
+	return r
+}
+
+func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time.Duration) *server {
+	s := &server{cfg: b, appGrants: map[string][]string{}, appErr: map[string]error{}}
+	db, err := sql.Open("mysql", backend.MonitorDSN(b.Addr(), backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()}, timeout))
+	if err != nil {
+		s.err = err
+		return s
+	}
+	defer db.Close()
+	qctx, cancel := context.WithTimeout(ctx, 5*timeout+2*time.Second)
+	defer cancel()
+	if err := db.QueryRowContext(qctx, "SELECT @@version, @@read_only, @@server_id, @@log_bin, @@binlog_format, @@gtid_strict_mode, "+
+		"@@log_slave_updates, @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled").
+		Scan(&s.version, &s.readOnly, &s.serverID, &s.logBin, &s.format, &s.strict, &s.slaveUpd, &s.semiM, &s.semiS); err != nil {
+		s.err = err
+		return s
+	}
+	grants, err := backend.QueryMaps(qctx, db, "SHOW GRANTS")
+	if err == nil {
+		for _, g := range grants {
+			for _, v := range g {
+				s.grants = append(s.grants, v)
+			}
+		}
+	}
+	f := backend.FlavorFromVersion(s.version)
+	if rs, ok, err := backend.QueryReplicaStatus(qctx, db, f); err == nil && ok && rs.MasterHost != "" {
+		s.replica = &rs
+	}
+	seen := map[string]bool{}
+	for _, u := range cfg.Users {
+		if seen[u.BackendUser] {
+			continue
+		}
+		seen[u.BackendUser] = true
+		adb, err := sql.Open("mysql", backend.MonitorDSN(b.Addr(), backend.Account{User: u.BackendUser, Password: u.BackendPassword.Value()}, timeout))
+		if err != nil {
+			continue
+		}
+		rows, err := backend.QueryMaps(qctx, adb, "SHOW GRANTS")
+		adb.Close()
+		if err != nil {
+			s.appErr[u.BackendUser] = err
+			continue
+		}
+		for _, g := range rows {
+			for _, v := range g {
+				s.appGrants[u.BackendUser] = append(s.appGrants[u.BackendUser], v)
+			}
+		}
+	}
+	return s
+}
+
+func hasAny(grants []string, privs ...string) bool {
+	for _, g := range grants {
+		up := strings.ToUpper(g)
+		if !strings.Contains(up, " ON *.* ") {
+			continue
+		}
+		for _, p := range privs {
+			if strings.Contains(up, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func short(err error) string {
+	s := err.Error()
+	if len(s) > 160 {
+		s = s[:160] + "…"
+	}
+	return s
+}
