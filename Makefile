@@ -40,7 +40,7 @@ test: deps lint
 
 ## unit: tests that need no server
 unit:
-	$(GO) test -count=1 ./conf/ ./backend/ ./proxy/ ./router/ ./failover/
+	$(GO) test -count=1 ./conf/ ./backend/ ./proxy/ ./router/ ./failover/ ./check/ ./admin/ ./metrics/
 
 ## bench: proxy vs direct-connection throughput, measured in the same run
 bench: deps

@@ -48,6 +48,9 @@ func (f Flavor) GTIDPositionSQL() string {
 type ReplicaStatus struct {
 	MasterHost string
 	MasterPort int
+	// MasterServerID identifies the master independently of how it is
+	// addressed (0 until the IO thread has connected once).
+	MasterServerID uint32
 	IORunning  bool
 	// IOState is "Yes", "No" or "Connecting".
 	IOState    string
@@ -86,6 +89,9 @@ func ParseReplicaStatus(row map[string]string) ReplicaStatus {
 		UsingGTID:    pick(row, "Using_Gtid", "Auto_Position"),
 	}
 	rs.MasterPort, _ = strconv.Atoi(pick(row, "Master_Port", "Source_Port"))
+	if id, err := strconv.ParseUint(pick(row, "Master_Server_Id", "Source_Server_Id"), 10, 32); err == nil {
+		rs.MasterServerID = uint32(id)
+	}
 	rs.IORunning = rs.IOState == "Yes"
 	rs.SQLRunning = pick(row, "Slave_SQL_Running", "Replica_SQL_Running") == "Yes"
 	if v := pick(row, "Seconds_Behind_Master", "Seconds_Behind_Source"); v != "" && v != "NULL" {

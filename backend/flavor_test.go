@@ -63,6 +63,9 @@ func TestParseReplicaStatusRecorded(t *testing.T) {
 			if rs.MasterPort != tt.port || rs.MasterHost != "127.0.0.1" {
 				t.Errorf("master = %s:%d, want 127.0.0.1:%d", rs.MasterHost, rs.MasterPort, tt.port)
 			}
+			if rs.MasterServerID != 1 {
+				t.Errorf("master server id %d", rs.MasterServerID)
+			}
 			if rs.GTIDReceived != tt.gtid || rs.UsingGTID != "Slave_Pos" {
 				t.Errorf("gtid = %q using %q", rs.GTIDReceived, rs.UsingGTID)
 			}

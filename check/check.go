@@ -226,7 +226,10 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 			add(Error, name, fmt.Sprintf("replication threads not running (IO=%s, SQL=%v) %s", rs.IOState, rs.SQLRunning,
 				strings.TrimSpace(rs.LastIOError+" "+rs.LastSQLError)), "fix the error shown, then START SLAVE")
 		}
-		if master != nil && fmt.Sprintf("%s:%d", rs.MasterHost, rs.MasterPort) != master.cfg.Addr() {
+		// Compare identities, not addresses: the proxy may reach the master
+		// by another name or path than the replicas do.
+		if master != nil && fmt.Sprintf("%s:%d", rs.MasterHost, rs.MasterPort) != master.cfg.Addr() &&
+			(rs.MasterServerID == 0 || rs.MasterServerID != master.serverID) {
 			add(Error, name, fmt.Sprintf("replicates from %s:%d, not from the master %s (%s)", rs.MasterHost, rs.MasterPort, master.cfg.Name, master.cfg.Addr()),
 				"CHANGE MASTER TO the configured master, or fix backends[] so host:port match what replicas use")
 		}

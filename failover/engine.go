@@ -420,31 +420,7 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 	// Replicas are pointed at the new master before writes resume, so
 	// semi-sync has an acknowledger at once; checking that their threads
 	// run comes after.
-	others := func(f func(sc ServerConfig) error) error {
-		var mu sync.Mutex
-		var errs []string
-		var wg sync.WaitGroup
-		for _, rep := range replicas {
-			if rep.Name == cand.Name || !rep.Reachable {
-				continue
-			}
-			sc, _ := e.server(rep.Name)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if rerr := f(sc); rerr != nil {
-					mu.Lock()
-					errs = append(errs, rerr.Error())
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		if len(errs) > 0 {
-			return errors.New(strings.Join(errs, "; "))
-		}
-		return nil
-	}
+	others := func(f func(sc ServerConfig) error) error { return e.eachReplica(replicas, cand.Name, f) }
 	_ = r.step("repoint", func() error {
 		return others(func(sc ServerConfig) error {
 			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -570,28 +546,42 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 	})
 	e.lastChange.Store(time.Now().UnixNano())
 	_ = r.step("repoint", func() error {
-		var errs []string
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		defer cancel()
-		if rerr := e.act.Repoint(rctx, oldCfg.Addr, candCfg.Addr, "current_pos"); rerr != nil {
-			errs = append(errs, rerr.Error())
-		}
-		for _, rep := range replicas {
-			if rep.Name == cand.Name || !rep.Reachable {
-				continue
-			}
-			sc, _ := e.server(rep.Name)
-			if rerr := e.act.Repoint(rctx, sc.Addr, candCfg.Addr, "slave_pos"); rerr != nil {
-				errs = append(errs, rerr.Error())
-			}
-		}
-		if len(errs) > 0 {
-			return errors.New(strings.Join(errs, "; "))
-		}
-		return nil
+		// The old master follows with current_pos (its own transactions
+		// are in its binlog, not in its slave position).
+		oldErr := e.act.Repoint(rctx, oldCfg.Addr, candCfg.Addr, "current_pos")
+		return errors.Join(oldErr, e.eachReplica(replicas, cand.Name, func(sc ServerConfig) error {
+			return e.act.Repoint(rctx, sc.Addr, candCfg.Addr, "slave_pos")
+		}))
 	})
 	_ = r.step("post_hook", func() error { return e.hook(ctx, e.set.Hooks.PostSwitchover, "switchover", oldCfg, candCfg) })
 	return r.rec, nil
+}
+
+// eachReplica runs f for every reachable replica but skip, in parallel,
+// and joins their errors.
+func (e *Engine) eachReplica(replicas []Replica, skip string, f func(ServerConfig) error) error {
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, rep := range replicas {
+		if rep.Name == skip || !rep.Reachable {
+			continue
+		}
+		sc, _ := e.server(rep.Name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(sc); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // rejoinStrays makes servers that came back (an old master after a

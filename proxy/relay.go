@@ -119,25 +119,10 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte) (more bool, err
 		s.status = status
 		return false, nil
 	}
-	var rows uint64
-	for ; ; rows++ {
-		p, err := s.readBackend(bc)
-		if err != nil {
-			return false, s.backendFailed(bc, err, true)
-		}
-		if err := s.writeClient(p); err != nil {
-			return false, s.abandon(bc, err)
-		}
-		if p[4] == mysql.ERR_HEADER {
-			return false, nil
-		}
-		if isEOF(p[4:]) {
-			s.status = eofStatus(p[4:])
-			s.lastOK = true
-			s.lastRows += rows
-			return s.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
-		}
+	if err := s.relayRows(bc); err != nil || !s.lastOK {
+		return false, err
 	}
+	return s.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
 }
 
 // relayPacket copies one packet from backend to client.
@@ -180,9 +165,11 @@ func (s *session) relayOnePacket(bc *backend.Conn) error {
 	return s.relayPacket(bc)
 }
 
-// relayRows relays rows up to EOF/ERR (COM_STMT_FETCH).
+// relayRows relays rows up to the closing EOF (lastOK set, status taken)
+// or an ERR that cuts them short (lastOK cleared). Used for result sets and
+// COM_STMT_FETCH.
 func (s *session) relayRows(bc *backend.Conn) error {
-	for {
+	for rows := uint64(0); ; rows++ {
 		p, err := s.readBackend(bc)
 		if err != nil {
 			return s.backendFailed(bc, err, true)
@@ -191,10 +178,13 @@ func (s *session) relayRows(bc *backend.Conn) error {
 			return s.abandon(bc, err)
 		}
 		if p[4] == mysql.ERR_HEADER {
+			s.lastOK = false
 			return nil
 		}
 		if isEOF(p[4:]) {
 			s.status = eofStatus(p[4:])
+			s.lastOK = true
+			s.lastRows += rows
 			return nil
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/sandbox"
 )
 
@@ -268,32 +269,43 @@ func (p *Proxy) Admin(t testing.TB) *sql.DB {
 	return h
 }
 
-// AdminRows runs an admin statement and returns rows as column → value.
+// AdminRows runs an admin statement and returns rows as column → value
+// (NULL reads as "").
 func AdminRows(t testing.TB, db *sql.DB, stmt string) []map[string]string {
 	t.Helper()
-	rows, err := db.Query(stmt)
+	rows, err := backend.QueryMaps(context.Background(), db, stmt)
 	if err != nil {
 		t.Fatalf("%s: %v", stmt, err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []map[string]string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]string{}
-		for i, c := range cols {
-			m[c] = vals[i].String
-		}
-		out = append(out, m)
+	return rows
+}
+
+// Main is TestMain for packages sharing one sandbox and one proxy: it
+// sets *env and *proxy, runs the tests, prints the proxy log's tail on
+// failure, and cleans up.
+func Main(m *testing.M, replicas, seed int, o ProxyOptions, env **Env, proxy **Proxy) int {
+	e, err := Setup(replicas, seed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		return 1
 	}
-	return out
+	defer e.Teardown()
+	p, err := e.StartProxyErr(o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start proxy:", err)
+		return 1
+	}
+	defer p.Stop()
+	*env, *proxy = e, p
+	code := m.Run()
+	if code != 0 {
+		log := p.Log()
+		if len(log) > 20000 {
+			log = log[len(log)-20000:]
+		}
+		fmt.Fprintln(os.Stderr, "---- proxy log (tail) ----\n"+log)
+	}
+	return code
 }
 
 // DSN returns a go-sql-driver DSN through the proxy.

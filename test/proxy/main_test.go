@@ -4,7 +4,6 @@ package proxy_test
 
 import (
 	"database/sql"
-	"fmt"
 	"os"
 	"testing"
 
@@ -19,30 +18,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = harness.Setup(2, 1)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "setup:", err)
-		os.Exit(1)
-	}
-	proxy, err = env.StartProxyErr(harness.ProxyOptions{Extra: "handshake_timeout: 1s\nmax_allowed_packet: 32MiB\n"})
-	if err != nil {
-		env.Teardown()
-		fmt.Fprintln(os.Stderr, "start proxy:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code != 0 {
-		fmt.Fprintln(os.Stderr, "---- proxy log (tail) ----")
-		log := proxy.Log()
-		if len(log) > 20000 {
-			log = log[len(log)-20000:]
-		}
-		fmt.Fprintln(os.Stderr, log)
-	}
-	proxy.Stop()
-	env.Teardown()
-	os.Exit(code)
+	os.Exit(harness.Main(m, 2, 1, harness.ProxyOptions{Extra: "handshake_timeout: 1s\nmax_allowed_packet: 32MiB\n"}, &env, &proxy))
 }
 
 // mustExec runs statements and fails the test on error.

@@ -13,6 +13,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	gomysql "github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/switchyard/switchyard/test/harness"
 )
 
 // A client that disappears inside a transaction must not leave its locks
@@ -113,6 +115,7 @@ func TestPooledConnectionIsResetBeforeReuse(t *testing.T) {
 	}
 	firstID = r.Values[0][0].AsInt64()
 	a.Close() // COM_QUIT: the session ends, its backend connection is released
+	waitSessionGone(t, "SELECT CONNECTION_ID()")
 
 	b := connectClient(t, proxy.Addr)
 	r, err = b.Execute("SELECT CONNECTION_ID(), @leak, @@session.sql_mode, IS_FREE_LOCK('reset_lock'), (SELECT COUNT(*) FROM reset_db.t)")
@@ -138,6 +141,27 @@ func TestPooledConnectionIsResetBeforeReuse(t *testing.T) {
 	if _, err := b.Execute("SELECT * FROM reset_db.tmp"); err == nil {
 		t.Error("temporary table leaked")
 	}
+}
+
+// waitSessionGone waits until no session's last statement is stmt (the
+// proxy ends a session asynchronously after COM_QUIT).
+func waitSessionGone(t *testing.T, stmt string) {
+	t.Helper()
+	adm := proxy.Admin(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		gone := true
+		for _, r := range harness.AdminRows(t, adm, "SHOW SESSIONS") {
+			if r["last_statement"] == stmt {
+				gone = false
+			}
+		}
+		if gone {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("session did not end")
 }
 
 func TestResetConnectionCommand(t *testing.T) {

@@ -26,29 +26,7 @@ var (
 const masterID = 1 // sandbox server ids: master 1, replica1 2, replica2 3
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = harness.Setup(2, 2)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "setup:", err)
-		os.Exit(1)
-	}
-	proxy, err = env.StartProxyErr(harness.ProxyOptions{Weights: map[string]int{"replica1": 1, "replica2": 3}, LogLevel: "info"})
-	if err != nil {
-		env.Teardown()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if code != 0 {
-		log := proxy.Log()
-		if len(log) > 15000 {
-			log = log[len(log)-15000:]
-		}
-		fmt.Fprintln(os.Stderr, "---- proxy log (tail) ----\n"+log)
-	}
-	proxy.Stop()
-	env.Teardown()
-	os.Exit(code)
+	os.Exit(harness.Main(m, 2, 2, harness.ProxyOptions{Weights: map[string]int{"replica1": 1, "replica2": 3}, LogLevel: "info"}, &env, &proxy))
 }
 
 func mustExec(t *testing.T, q interface {
