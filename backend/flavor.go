@@ -51,7 +51,7 @@ type ReplicaStatus struct {
 	// MasterServerID identifies the master independently of how it is
 	// addressed (0 until the IO thread has connected once).
 	MasterServerID uint32
-	IORunning  bool
+	IORunning      bool
 	// IOState is "Yes", "No" or "Connecting".
 	IOState    string
 	SQLRunning bool
