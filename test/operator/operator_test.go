@@ -190,33 +190,49 @@ func TestSetBackendOfflineDrainsAndStopsRouting(t *testing.T) {
 	adm := proxy.Admin(t)
 	app, _ := sql.Open("mysql", proxy.DSN("app", "app", "", ""))
 	defer app.Close()
-	// A slow read on replica2 is running when the drain starts.
+	// A slow read on replica2 is running when the drain starts: a
+	// read-only transaction stays on one replica, so retry until it is
+	// replica2 (server id 3).
+	conn, err := app.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for {
+		if _, err := conn.ExecContext(context.Background(), "START TRANSACTION READ ONLY"); err != nil {
+			t.Fatal(err)
+		}
+		var id int
+		if err := conn.QueryRowContext(context.Background(), "SELECT @@server_id").Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if id == 3 {
+			break
+		}
+		if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	slow := make(chan error, 1)
 	go func() {
-		conn, _ := app.Conn(context.Background())
-		defer conn.Close()
-		for {
-			var id int
-			if err := conn.QueryRowContext(context.Background(), "SELECT @@server_id").Scan(&id); err != nil {
-				slow <- err
-				return
-			}
-			if id == 3 {
-				break
-			}
-		}
 		var id, z int
-		slow <- conn.QueryRowContext(context.Background(), "SELECT @@server_id, SLEEP(1.5)").Scan(&id, &z)
+		err := conn.QueryRowContext(context.Background(), "SELECT @@server_id, SLEEP(1.5)").Scan(&id, &z)
+		if err == nil && id != 3 {
+			err = fmt.Errorf("slow query ran on server %d", id)
+		}
+		slow <- err
 	}()
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	rowsOf(t, adm, "SET BACKEND 'replica2' OFFLINE")
+	took := time.Since(start)
 	if err := <-slow; err != nil {
 		t.Fatalf("running query on the drained backend failed: %v", err)
 	}
-	if took := time.Since(start); took < 500*time.Millisecond {
-		t.Logf("drain returned after %s (query may have landed elsewhere first)", took)
+	if took < time.Second {
+		t.Fatalf("OFFLINE returned after %s, before the running query (1.5 s) finished", took)
 	}
+	_, _ = conn.ExecContext(context.Background(), "COMMIT")
 	if b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica2"]; !strings.Contains(b["state"], "offline") || b["role"] != "offline" {
 		t.Fatalf("replica2 after OFFLINE: %v", b)
 	}
@@ -379,6 +395,31 @@ func TestReloadUnderLoad(t *testing.T) {
 	if err := carol.Ping(); err != nil {
 		t.Fatalf("user added by reload cannot log in: %v", err)
 	}
+	// Removing a backend takes it out of routing; adding it back returns it.
+	without := removeBackend(changed, "replica2")
+	if err := os.WriteFile(p.ConfigPath, []byte(without), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rowsOf(t, adm, "RELOAD CONFIG")
+	if b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name"); len(b) != 2 || b["replica2"] != nil {
+		t.Fatalf("after removing replica2: %v", b)
+	}
+	probe, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+	defer probe.Close()
+	for i := 0; i < 50; i++ {
+		var id int
+		if err := probe.QueryRow("SELECT @@server_id").Scan(&id); err != nil || id == 3 {
+			t.Fatalf("read %d reached the removed backend (%v)", i, err)
+		}
+	}
+	if err := os.WriteFile(p.ConfigPath, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rowsOf(t, adm, "RELOAD CONFIG")
+	waitFor(t, "replica2 back after re-adding it", 10*time.Second, func() bool {
+		b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica2"]
+		return b != nil && b["state"] == "up" && b["role"] == "replica"
+	})
 	// Invalid change: rejected, the running config stays.
 	if err := os.WriteFile(p.ConfigPath, []byte(changed+"bogus_key: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -403,6 +444,24 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatalf("%d of %d statements failed during reloads", failures.Load(), total.Load())
 	}
 	t.Logf("%d statements during reloads, none failed", total.Load())
+}
+
+// removeBackend drops one "- name: X" item (and its indented lines) from
+// the backends list of a generated config.
+func removeBackend(cfg, name string) string {
+	var out []string
+	skipping := false
+	for _, line := range strings.Split(cfg, "\n") {
+		if strings.HasPrefix(line, "  - name: ") {
+			skipping = line == "  - name: "+name
+		} else if !strings.HasPrefix(line, "    ") {
+			skipping = false
+		}
+		if !skipping {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func checkCmd(t *testing.T, cfgPath string) (string, int) {
