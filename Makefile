@@ -50,5 +50,13 @@ bench: deps
 bench-failover: deps
 	$(GO) test -run '^$$' -bench BenchmarkFailoverTime -benchtime 1x -timeout 20m ./test/failover/
 
+## fuzz: run every fuzz target for FUZZTIME each (crashers land in testdata/fuzz and become regression tests)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzHandshake$$' -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzWirePackets$$' -fuzztime $(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz '^FuzzClassify$$' -fuzztime $(FUZZTIME) ./router/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./conf/
+
 clean:
 	rm -rf bin

@@ -90,8 +90,8 @@ func (s *session) relayOK(p []byte) (more bool, err error) {
 // relayResultSet relays column count, column definitions, EOF, rows and
 // the final EOF (or an ERR that cuts the rows short).
 func (s *session) relayResultSet(bc *backend.Conn, first []byte) (more bool, err error) {
-	columns, _, n := mysql.LengthEncodedInt(first[4:])
-	if n == 0 {
+	columns, _, ok := lenencInt(first[4:])
+	if !ok {
 		return false, s.backendFailed(bc, fmt.Errorf("bad column count packet"), true)
 	}
 	if err := s.writeClient(first); err != nil {

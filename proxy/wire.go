@@ -53,6 +53,45 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return l.buf.Write(p)
 }
 
+// lenencInt reads a length-encoded integer; ok is false when b is too
+// short (go-mysql's own reader panics on truncated input).
+func lenencInt(b []byte) (v uint64, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch b[0] {
+	case 0xfb: // NULL
+		return 0, 1, true
+	case 0xfc:
+		if len(b) < 3 {
+			return 0, 0, false
+		}
+		return uint64(binary.LittleEndian.Uint16(b[1:])), 3, true
+	case 0xfd:
+		if len(b) < 4 {
+			return 0, 0, false
+		}
+		return uint64(b[1]) | uint64(b[2])<<8 | uint64(b[3])<<16, 4, true
+	case 0xfe:
+		if len(b) < 9 {
+			return 0, 0, false
+		}
+		return binary.LittleEndian.Uint64(b[1:]), 9, true
+	case 0xff:
+		return 0, 0, false
+	}
+	return uint64(b[0]), 1, true
+}
+
+// lenencStr reads a length-encoded string.
+func lenencStr(b []byte) (s []byte, n int, ok bool) {
+	l, m, ok := lenencInt(b)
+	if !ok || uint64(len(b)-m) < l {
+		return nil, 0, false
+	}
+	return b[m : m+int(l)], m + int(l), true
+}
+
 // okPacket is the parsed form of an OK packet in backend framing
 // (CLIENT_PROTOCOL_41 and CLIENT_SESSION_TRACK negotiated).
 type okPacket struct {
@@ -69,15 +108,14 @@ func parseOK(p []byte) (okPacket, bool) {
 	}
 	pos := 1
 	var n int
-	ok.affectedRows, _, n = mysql.LengthEncodedInt(p[pos:])
-	if n == 0 {
+	var good bool
+	if ok.affectedRows, n, good = lenencInt(p[pos:]); !good {
 		return ok, false
 	}
 	pos += n
-	if pos >= len(p) {
+	if ok.lastInsertID, n, good = lenencInt(p[pos:]); !good {
 		return ok, false
 	}
-	ok.lastInsertID, _, n = mysql.LengthEncodedInt(p[pos:])
 	pos += n
 	if pos+4 > len(p) {
 		return ok, false
@@ -88,15 +126,15 @@ func parseOK(p []byte) (okPacket, bool) {
 	if pos >= len(p) {
 		return ok, true
 	}
-	info, _, n, err := mysql.LengthEncodedString(p[pos:])
-	if err != nil {
+	info, n, good := lenencStr(p[pos:])
+	if !good {
 		return ok, false
 	}
 	ok.info = info
 	pos += n
 	if ok.status&mysql.SERVER_SESSION_STATE_CHANGED != 0 && pos < len(p) {
-		st, _, _, err := mysql.LengthEncodedString(p[pos:])
-		if err != nil {
+		st, _, good := lenencStr(p[pos:])
+		if !good {
 			return ok, false
 		}
 		ok.sessionState = st
@@ -144,27 +182,24 @@ func parseSessionState(b []byte) []sessionChange {
 	var out []sessionChange
 	for len(b) > 0 {
 		kind := b[0]
-		data, _, n, err := mysql.LengthEncodedString(b[1:])
-		if err != nil {
+		data, n, ok := lenencStr(b[1:])
+		if !ok {
 			return out
 		}
 		b = b[1+n:]
 		switch kind {
 		case mysql.SESSION_TRACK_SCHEMA:
-			name, _, _, err := mysql.LengthEncodedString(data)
-			if err == nil {
+			if name, _, ok := lenencStr(data); ok {
 				out = append(out, sessionChange{kind: kind, value: string(name)})
 			}
 		case mysql.SESSION_TRACK_SYSTEM_VARIABLES:
-			name, _, n1, err := mysql.LengthEncodedString(data)
-			if err != nil {
+			name, n1, ok := lenencStr(data)
+			if !ok {
 				continue
 			}
-			val, _, _, err := mysql.LengthEncodedString(data[n1:])
-			if err != nil {
-				continue
+			if val, _, ok := lenencStr(data[n1:]); ok {
+				out = append(out, sessionChange{kind: kind, name: string(name), value: string(val)})
 			}
-			out = append(out, sessionChange{kind: kind, name: string(name), value: string(val)})
 		}
 	}
 	return out

@@ -161,3 +161,29 @@ func TestLimitWriter(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestLenencRejectsTruncated(t *testing.T) {
+	tests := []struct {
+		in   []byte
+		v    uint64
+		n    int
+		good bool
+	}{
+		{[]byte{5}, 5, 1, true},
+		{[]byte{0xfc, 1, 2}, 0x201, 3, true},
+		{[]byte{0xfc, 1}, 0, 0, false}, // found by FuzzWirePackets
+		{[]byte{0xfd, 1, 2}, 0, 0, false},
+		{[]byte{0xfe, 1, 2, 3, 4, 5, 6, 7}, 0, 0, false},
+		{[]byte{}, 0, 0, false},
+		{[]byte{0xff}, 0, 0, false},
+	}
+	for _, tt := range tests {
+		v, n, ok := lenencInt(tt.in)
+		if v != tt.v || n != tt.n || ok != tt.good {
+			t.Errorf("lenencInt(%x) = %d,%d,%v", tt.in, v, n, ok)
+		}
+	}
+	if _, _, ok := lenencStr([]byte{5, 'a', 'b'}); ok {
+		t.Error("string longer than its packet accepted")
+	}
+}

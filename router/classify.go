@@ -3,6 +3,7 @@ package router
 import (
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -126,7 +127,7 @@ func (c *Classifier) Classify(sql string, ansiQuotes bool) Class {
 	if len(sql) <= maxCachedSQL {
 		digest = parser.Normalize(sql, "ON")
 	}
-	useShape := c.cache.size > 0 && !ansiQuotes && !strings.Contains(sql, "/*") && digest != ""
+	useShape := c.cache.size > 0 && !ansiQuotes && digest != "" && shapeSafe(sql)
 	if useShape {
 		shape = cacheKey{sql: digest, shape: true}
 		if cl, ok := c.cache.get(shape); ok {
@@ -137,7 +138,7 @@ func (c *Classifier) Classify(sql string, ansiQuotes bool) Class {
 	cl := c.classify(sql, ansiQuotes)
 	cl.Digest = digest
 	c.cache.put(key, cl)
-	if useShape {
+	if useShape && cl.Reason != reasonUnparsable {
 		c.cache.put(shape, cl)
 	}
 	return cl
@@ -158,7 +159,7 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	p.SetSQLMode(mode)
 	stmts, _, err := p.Parse(sql, "", "")
 	if err != nil || len(stmts) == 0 {
-		return Class{Kind: fallbackKind(sql), Reason: "not parsable", Hint: hint}
+		return Class{Kind: fallbackKind(sql), Reason: reasonUnparsable, Hint: hint}
 	}
 	var out Class
 	for i, st := range stmts {
@@ -333,6 +334,15 @@ func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
 }
 
 func (v *visitor) Leave(n ast.Node) (ast.Node, bool) { return n, true }
+
+const reasonUnparsable = "not parsable"
+
+// shapeSafe reports whether normalizing sql keeps everything that decides
+// its class: comments (hints, executable comments) and bytes the lexer
+// may drop make the shape lossy.
+func shapeSafe(sql string) bool {
+	return !strings.Contains(sql, "/*") && !strings.Contains(sql, "#") && !strings.Contains(sql, "--") && utf8.ValidString(sql)
+}
 
 // fallbackKind recognises transaction control the parser rejects (BEGIN
 // WORK, COMMIT WORK, ROLLBACK WORK …) so it is still counted as such;
