@@ -579,11 +579,14 @@ func (st ServerStatus) Role() string {
 }
 
 // FreeBasePort finds a base port P such that P..P+n and P+100..P+102 are
-// all free on 127.0.0.1. seed spreads parallel callers apart.
+// all free on 127.0.0.1. seed spreads parallel callers apart. Ports stay
+// below the kernel's ephemeral range (32768+), where outgoing connections
+// of other tests could take a port between this check and the bind.
 func FreeBasePort(n int, seed int) (int, error) {
-	start := 20000 + (seed*397+os.Getpid()*7)%30000
+	const lo, span = 12000, 20000 // 12000..31999
+	start := (seed*1499 + os.Getpid()*7) % span
 	for try := 0; try < 200; try++ {
-		p := 20000 + (start-20000+try*211)%40000
+		p := lo + (start+try*211)%(span-200)
 		ok := true
 		for _, port := range append(seq(p, n+1), p+100, p+101, p+102) {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
