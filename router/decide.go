@@ -128,11 +128,20 @@ func (s *Session) readsTempTable(c Class) bool {
 
 // Eligible reports whether a server may serve reads now: up, not offline,
 // replicating (both threads) from someone, with known lag within MaxLag.
+// While the master itself is down, a replica whose IO thread is only
+// reconnecting still serves reads: it has everything the master sent, and
+// it is the freshest data there is.
 func Eligible(st *backend.ServerState, topo *backend.Topology, p Policy) bool {
-	if st.Name == topo.Master || !st.Up || st.Offline || st.Replica == nil || st.Weight <= 0 {
+	if st.Name == topo.Master || !st.Up || st.Offline || st.Diverged || st.Replica == nil || st.Weight <= 0 {
 		return false
 	}
-	if !st.Replica.IORunning || !st.Replica.SQLRunning {
+	if !st.Replica.SQLRunning {
+		return false
+	}
+	if m := topo.Server(topo.Master); m == nil || !m.Up {
+		return true
+	}
+	if !st.Replica.IORunning {
 		return false
 	}
 	lag := st.LagSeconds()

@@ -67,6 +67,18 @@ func TestDecideRoutes(t *testing.T) {
 			t.Servers[2].Offline = true
 		}, nil, "m1", nil},
 		{"no master", Class{Kind: KindWrite}, nil, func(t *backend.Topology) { t.Master = "" }, nil, "", ErrNoMaster},
+		{"master down: reconnecting replicas still serve reads", read, nil, func(t *backend.Topology) {
+			t.Servers[0].Up = false
+			for i := 1; i < len(t.Servers); i++ {
+				t.Servers[i].Replica = &backend.ReplicaStatus{IOState: "Connecting", SQLRunning: true}
+			}
+			t.Servers[3].Offline = true
+		}, nil, "replica", nil},
+		{"master up: IO thread stopped excludes", read, nil, func(t *backend.Topology) {
+			for i := 1; i < len(t.Servers); i++ {
+				t.Servers[i].Replica = &backend.ReplicaStatus{IOState: "No", SQLRunning: true}
+			}
+		}, nil, "m1", nil},
 		{"avoided replicas", read, func(s *Session) { s.Avoid("r1", time.Minute); s.Avoid("r2", time.Minute) }, nil, nil, "m1", nil},
 	}
 	for _, tt := range tests {

@@ -196,7 +196,7 @@ func TestManyFailedLoginsStayResponsiveAndLogNoSecrets(t *testing.T) {
 	for w := 0; w < 8; w++ {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			for i := 0; i < 25; i++ {
+			for i := 0; i < 125; i++ { // 8 × 125 = 1,000 failed logins
 				db, _ := sql.Open("mysql", proxy.DSN("app", secret, "", ""))
 				err := db.Ping()
 				db.Close()
