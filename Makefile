@@ -6,7 +6,7 @@ BASE_PORT ?= 13306
 REPLICAS  ?= 2
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build run sandbox-up sandbox-down test unit lint bench bench-failover fuzz clean
+.PHONY: all deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
 
 all: build
 
@@ -41,6 +41,10 @@ test: deps lint
 ## unit: tests that need no server
 unit:
 	$(GO) test -count=1 ./conf/ ./backend/ ./proxy/ ./router/ ./failover/ ./check/ ./admin/ ./metrics/
+
+## test-faults: the long fault suite (chaos loop with consistency checker, 2,000-client load test)
+test-faults: deps
+	$(GO) test -tags faults -count=1 -v -timeout 20m ./test/chaos/
 
 ## bench: proxy vs direct-connection throughput, measured in the same run
 bench: deps

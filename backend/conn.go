@@ -96,6 +96,9 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 			}
 		}
 		c.UnsetCapability(refuseCaps)
+		// 16 KiB read buffers (go-mysql's default is 64 KiB): a proxy
+		// holds thousands of these, and rows are relayed one at a time.
+		c.BufferSize = 16 * 1024
 		c.SetAttributes(map[string]string{"program_name": "switchyard"})
 		if o.TLS != nil {
 			c.SetTLSConfig(o.TLS)

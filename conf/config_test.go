@@ -140,3 +140,11 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Secure defaults: the admin port listens on loopback only.
+func TestAdminDefaultsToLoopback(t *testing.T) {
+	d := Defaults()
+	if d.Admin.Listen != "127.0.0.1:6033" || d.LoadDataLocal {
+		t.Fatalf("admin %q, load_data_local %v", d.Admin.Listen, d.LoadDataLocal)
+	}
+}

@@ -1,0 +1,273 @@
+//go:build faults
+
+package chaos_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/test/harness"
+)
+
+// TestChaosConsistency: 8 writers insert unique ids through the proxy
+// while a chaos loop kills the master (and restarts it), pauses replicas
+// (SIGSTOP/SIGCONT) and stops replication threads. Afterwards every
+// acknowledged id is on the final master exactly once, every server has
+// the same GTID position, and no row was written by a server after it was
+// fenced.
+func TestChaosConsistency(t *testing.T) {
+	const actions = 8
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("chaos seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	p := env.StartProxy(t, harness.ProxyOptions{LogLevel: "warn", Failover: "  cooldown: 1s\n  hold_timeout: 20s\n"})
+	adm := p.Admin(t)
+	setup, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS chaos",
+		"CREATE TABLE IF NOT EXISTS chaos.acks (id BIGINT PRIMARY KEY, sid INT, ts DATETIME(6))"} {
+		if _, err := setup.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setup.Close()
+
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var acked []int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, _ := sql.Open("mysql", p.DSN("app", "app", "chaos", "timeout=5s&readTimeout=30s"))
+			defer db.Close()
+			db.SetMaxOpenConns(1)
+			for n := int64(0); !stop.Load(); n++ {
+				id := int64(w)<<40 | n
+				if _, err := db.Exec("INSERT INTO acks VALUES (?, @@server_id, NOW(6))", id); err != nil {
+					failed.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				acked = append(acked, id)
+				mu.Unlock()
+			}
+		}()
+	}
+	// Readers keep replicas busy (their errors are not counted: a paused
+	// replica legitimately fails its running statement).
+	for rd := 0; rd < 4; rd++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			db, _ := sql.Open("mysql", p.DSN("app", "app", "chaos", "timeout=5s&readTimeout=30s"))
+			defer db.Close()
+			for !stop.Load() {
+				var n int
+				_ = db.QueryRow("SELECT COUNT(*) FROM acks").Scan(&n)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+	}
+
+	master := func() string {
+		for _, row := range harness.AdminRows(t, adm, "SHOW STATUS") {
+			if row["variable"] == "master" {
+				return row["value"]
+			}
+		}
+		return ""
+	}
+	replicaNames := func(m string) []string {
+		var out []string
+		for _, in := range env.Sandbox.Instances {
+			if in.Name != m {
+				out = append(out, in.Name)
+			}
+		}
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	time.Sleep(time.Second)
+	for a := 0; a < actions; a++ {
+		m := master()
+		reps := replicaNames(m)
+		victim := reps[r.IntN(len(reps))]
+		switch kind := r.IntN(3); kind {
+		case 0: // kill the master, wait for a new one, restart it as a replica
+			t.Logf("action %d: SIGKILL master %s", a, m)
+			if err := env.Sandbox.Kill(m, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, "a new master", 30*time.Second, func() bool { return master() != m })
+			if err := env.Sandbox.StartAsReplica(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil(t, m+" to rejoin", 40*time.Second, func() bool { return role(t, adm, m) == "replica" })
+		case 1: // pause a replica
+			t.Logf("action %d: SIGSTOP %s for 2s", a, victim)
+			_ = env.Sandbox.Kill(victim, syscall.SIGSTOP)
+			time.Sleep(2 * time.Second)
+			_ = env.Sandbox.Kill(victim, syscall.SIGCONT)
+		case 2: // stop replication threads
+			t.Logf("action %d: STOP SLAVE on %s for 2s", a, victim)
+			db := instanceDB(t, victim)
+			_, _ = db.Exec("STOP SLAVE")
+			time.Sleep(2 * time.Second)
+			_, _ = db.Exec("START SLAVE")
+			db.Close()
+		}
+		time.Sleep(1200 * time.Millisecond) // past the 1s cooldown
+	}
+	time.Sleep(time.Second)
+	stop.Store(true)
+	wg.Wait()
+
+	final := master()
+	mdb := instanceDB(t, final)
+	defer mdb.Close()
+	have := map[int64]int{}
+	rows, err := mdb.Query("SELECT id FROM chaos.acks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		_ = rows.Scan(&id)
+		have[id]++
+	}
+	rows.Close()
+	lost := 0
+	for _, id := range acked {
+		if have[id] != 1 {
+			lost++
+		}
+	}
+	fmt.Printf("chaos: acknowledged %d, failed %d, lost %d (final master %s, %d rows)\n", len(acked), failed.Load(), lost, final, len(have))
+	if lost != 0 {
+		t.Fatalf("%d acknowledged writes lost", lost)
+	}
+	// Every server converges on the same GTID position.
+	waitUntil(t, "all servers to converge", 60*time.Second, func() bool {
+		positions := map[string]bool{}
+		for _, in := range env.Sandbox.Instances {
+			db := instanceDB(t, in.Name)
+			var pos string
+			err := db.QueryRow("SELECT @@gtid_current_pos").Scan(&pos)
+			db.Close()
+			if err != nil {
+				return false
+			}
+			positions[pos] = true
+		}
+		return len(positions) == 1
+	})
+	// Fenced-write audit: between the fence of an old master and the
+	// moment it becomes master again (if ever), it must not have written
+	// a row.
+	recs := harness.AdminRows(t, adm, "SHOW FAILOVERS")
+	for i, rec := range recs {
+		if rec["succeeded"] != "1" {
+			continue
+		}
+		started, err := time.Parse(time.RFC3339Nano, rec["started"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		from := started.Add(fenceOffset(rec["steps"], "fence"))
+		until := time.Now().Add(time.Hour)
+		for _, later := range recs[i+1:] {
+			if later["succeeded"] == "1" && later["new_master"] == rec["old_master"] {
+				ls, _ := time.Parse(time.RFC3339Nano, later["started"])
+				until = ls.Add(fenceOffset(later["steps"], "retarget"))
+				break
+			}
+		}
+		const layout = "2006-01-02 15:04:05.999999"
+		var n int
+		if err := mdb.QueryRow("SELECT COUNT(*) FROM chaos.acks WHERE sid = ? AND ts > ? AND ts < ?", serverIDOf(rec["old_master"]),
+			from.Local().Format(layout), until.Local().Format(layout)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("%d rows written by %s after it was fenced (%s .. %s)", n, rec["old_master"], from, until)
+		}
+	}
+	fmt.Printf("chaos: %d topology changes audited for writes after fencing\n", len(recs))
+}
+
+// fenceOffset is the time from the start of a topology change to the end
+// of the named step.
+func fenceOffset(steps, step string) time.Duration {
+	var total time.Duration
+	for _, part := range strings.Fields(steps) {
+		name, val, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		if i := strings.Index(val, "("); i >= 0 {
+			val = val[:i]
+		}
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			continue
+		}
+		total += d
+		if name == step {
+			return total
+		}
+	}
+	return total
+}
+
+func serverIDOf(name string) int {
+	for i, in := range env.Sandbox.Instances {
+		if in.Name == name {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+func role(t *testing.T, adm *sql.DB, name string) string {
+	for _, b := range harness.AdminRows(t, adm, "SHOW BACKENDS") {
+		if b["name"] == name {
+			return b["role"]
+		}
+	}
+	return ""
+}
+
+func instanceDB(t *testing.T, name string) *sql.DB {
+	for _, in := range env.Sandbox.Instances {
+		if in.Name == name {
+			db, _ := in.DB()
+			return db
+		}
+	}
+	t.Fatalf("no instance %s", name)
+	return nil
+}
+
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
