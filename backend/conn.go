@@ -155,6 +155,12 @@ func (c *Conn) Broken() bool { return c.broken.Load() }
 // write fails and it discards the connection.
 func (c *Conn) Kill() {
 	c.broken.Store(true)
+	// Linger 0: drop unsent data and reset. Otherwise the kernel keeps
+	// retransmitting a statement to a partitioned server and delivers it
+	// when the link returns — a write to a master that was replaced.
+	if tc, ok := c.net.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
 	_ = c.net.Close()
 }
 

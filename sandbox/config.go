@@ -20,7 +20,7 @@ users:
 backends:
 `, s.Dir, s.ProxyAddr(), AppUser, AppPassword)
 	for i, in := range s.Instances {
-		fmt.Fprintf(&b, "  - name: %s\n    host: 127.0.0.1\n    port: %d\n", in.Name, in.Port)
+		fmt.Fprintf(&b, "  - name: %s\n    host: %s\n    port: %d\n", in.Name, in.HostOrLoopback(), in.Port)
 		if i == 1 {
 			b.WriteString("    candidate: true\n")
 		}

@@ -44,6 +44,16 @@ type Options struct {
 	InstallDB string
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
+	// Placement puts named instances on their own address inside a
+	// network namespace the caller made (partition tests). Others listen
+	// on 127.0.0.1.
+	Placement map[string]Placement
+}
+
+// Placement is where an instance listens.
+type Placement struct {
+	Netns string // run mariadbd with "ip netns exec NETNS"
+	Host  string // bind address, reachable from the root namespace
 }
 
 // Instance is one server of the topology.
@@ -52,6 +62,16 @@ type Instance struct {
 	Port     int    `json:"port"`
 	ServerID int    `json:"server_id"`
 	Dir      string `json:"dir"`
+	Host     string `json:"host"`
+	Netns    string `json:"netns,omitempty"`
+}
+
+// HostOrLoopback returns the bind address.
+func (i Instance) HostOrLoopback() string {
+	if i.Host == "" {
+		return "127.0.0.1"
+	}
+	return i.Host
 }
 
 // Socket is the instance's unix socket path.
@@ -60,8 +80,8 @@ func (i Instance) Socket() string { return filepath.Join(i.Dir, "mariadb.sock") 
 // PidFile is where mariadbd writes its pid.
 func (i Instance) PidFile() string { return filepath.Join(i.Dir, "mariadb.pid") }
 
-// Addr returns 127.0.0.1:port.
-func (i Instance) Addr() string { return fmt.Sprintf("127.0.0.1:%d", i.Port) }
+// Addr returns host:port.
+func (i Instance) Addr() string { return net.JoinHostPort(i.HostOrLoopback(), fmt.Sprint(i.Port)) }
 
 // DSN is a go-sql-driver DSN for the monitor account.
 func (i Instance) DSN() string {
@@ -157,8 +177,10 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 		if i > 0 {
 			name = fmt.Sprintf("replica%d", i)
 		}
+		pl := opts.Placement[name]
 		s.Instances = append(s.Instances, Instance{
 			Name: name, Port: opts.BasePort + i, ServerID: i + 1, Dir: filepath.Join(opts.Dir, name),
+			Host: pl.Host, Netns: pl.Netns,
 		})
 	}
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -282,7 +304,7 @@ pid-file = %[1]s/mariadb.pid
 log-error = %[1]s/error.log
 init-file = %[1]s/init.sql
 port = %[2]d
-bind-address = 127.0.0.1
+bind-address = %[5]s
 server-id = %[3]d
 skip-name-resolve
 log-bin = mariadb-bin
@@ -308,7 +330,7 @@ innodb-buffer-pool-size = 64M
 innodb-log-file-size = 48M
 performance-schema = OFF
 skip-external-locking
-`, in.Dir, in.Port, in.ServerID, readOnly)
+`, in.Dir, in.Port, in.ServerID, readOnly, in.HostOrLoopback())
 	if err := os.WriteFile(filepath.Join(in.Dir, "init.sql"), []byte(initSQL), 0o644); err != nil {
 		return err
 	}
@@ -321,7 +343,11 @@ func (s *Sandbox) start(in Instance, extra ...string) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.mariadbd(), append([]string{"--defaults-file=" + filepath.Join(in.Dir, "my.cnf")}, extra...)...)
+	args := append([]string{s.mariadbd(), "--defaults-file=" + filepath.Join(in.Dir, "my.cnf")}, extra...)
+	if in.Netns != "" {
+		args = append([]string{"ip", "netns", "exec", in.Netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own session: the server outlives 'sandbox up' and ignores the
 	// terminal's signals.
@@ -443,9 +469,9 @@ func (s *Sandbox) Repoint(ctx context.Context, replica, master Instance) error {
 	defer db.Close()
 	stmts := []string{
 		"STOP SLAVE",
-		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT=%d, MASTER_USER='%s', "+
+		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', "+
 			"MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-			master.Port, ReplUser, ReplPassword),
+			master.HostOrLoopback(), master.Port, ReplUser, ReplPassword),
 		"START SLAVE",
 	}
 	for _, q := range stmts {

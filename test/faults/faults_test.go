@@ -277,3 +277,57 @@ func sqlOpenExec(p *harness.Proxy, q string) (sql.Result, error) {
 	defer db.Close()
 	return db.Exec(q)
 }
+
+// A replica killed while it streams a result: the client gets an error
+// (not a hang, not a silently short result) and its session goes on.
+func TestReplicaKilledMidResult(t *testing.T) {
+	db, _ := sql.Open("mysql", proxy.DSN("app", "app", "", ""))
+	defer db.Close()
+	if _, err := db.Exec("CREATE DATABASE IF NOT EXISTS faults_db"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for {
+		if _, err := conn.ExecContext(context.Background(), "START TRANSACTION READ ONLY"); err != nil {
+			t.Fatal(err)
+		}
+		if id, err := serverID(t, conn, "SELECT @@server_id"); err != nil {
+			t.Fatal(err)
+		} else if id == 3 {
+			break
+		}
+		_, _ = conn.ExecContext(context.Background(), "COMMIT")
+	}
+	rows, err := conn.QueryContext(context.Background(), "SELECT seq, REPEAT('r', 100) FROM faults_db.seq_1_to_5000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		n++
+		if n == 1000 {
+			if err := env.Sandbox.Kill("replica2", syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rerr := rows.Err()
+	rows.Close()
+	if n >= 5000000 || rerr == nil {
+		t.Fatalf("read %d rows, err %v: the kill went unnoticed", n, rerr)
+	}
+	t.Logf("result cut after %d rows: %v", n, rerr)
+	_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+	if id, err := serverID(t, conn, "SELECT @@server_id"); err != nil || id == 3 {
+		t.Fatalf("session after the kill: server %d, %v", id, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := env.Sandbox.Start(ctx, "replica2"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -34,6 +34,11 @@ type Env struct {
 // Setup builds the binary and brings up a sandbox with n replicas. Call it
 // from TestMain; call Teardown after m.Run. seed separates packages' ports.
 func Setup(replicas, seed int) (*Env, error) {
+	return SetupPlaced(replicas, seed, nil)
+}
+
+// SetupPlaced is Setup with instances placed in network namespaces.
+func SetupPlaced(replicas, seed int, placement map[string]sandbox.Placement) (*Env, error) {
 	if _, err := exec.LookPath("mariadbd"); err != nil {
 		if _, err2 := os.Stat("/usr/sbin/mariadbd"); err2 != nil {
 			// Never skip silently: a missing server is a broken machine.
@@ -58,7 +63,7 @@ func Setup(replicas, seed int) (*Env, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox"), BasePort: port, Replicas: replicas})
+	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox"), BasePort: port, Replicas: replicas, Placement: placement})
 	if err != nil {
 		_ = sandbox.Down(filepath.Join(dir, "sandbox"), true, nil)
 		return nil, err
@@ -158,7 +163,7 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		if len(o.Backends) > 0 && !contains(o.Backends, in.Name) {
 			continue
 		}
-		host, port := "127.0.0.1", fmt.Sprint(in.Port)
+		host, port := in.HostOrLoopback(), fmt.Sprint(in.Port)
 		if a, ok := o.Addr[in.Name]; ok {
 			host, port, _ = net.SplitHostPort(a)
 		}
