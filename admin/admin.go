@@ -41,6 +41,18 @@ type Sources struct {
 	Reload func() error
 	// Drain waits for statements running on a backend to finish.
 	Drain func(ctx context.Context, backend string) error
+	// Coordination describes coordination state; ok false when lost.
+	Coordination func() (state string, ok bool)
+	// Members lists the Switchyard instances sharing the cluster.
+	Members func() []Member
+}
+
+// Member is one row of SHOW CLUSTER.
+type Member struct {
+	ID, Addr, Master string
+	Epoch            uint64
+	Leader           bool
+	Updated          string
 }
 
 // SessionInfo is one row of SHOW SESSIONS.
@@ -281,6 +293,15 @@ func init() {
 		}
 		return ok()
 	})
+	cmd(`SHOW\s+CLUSTER`, "SHOW CLUSTER", "Switchyard instances sharing the cluster: leader, epoch each applied", func(s *Server, _ []string) (*mysql.Result, error) {
+		var rows [][]any
+		if s.src.Members != nil {
+			for _, m := range s.src.Members() {
+				rows = append(rows, []any{m.ID, m.Addr, boolInt(m.Leader), m.Master, m.Epoch, m.Updated})
+			}
+		}
+		return table([]string{"instance", "admin_address", "leader", "master", "applied_epoch", "updated"}, rows)
+	})
 	cmd(`SHOW\s+STATUS`, "SHOW STATUS", "uptime, connections, queries, errors, failovers", func(s *Server, _ []string) (*mysql.Result, error) {
 		return s.showStatus()
 	})
@@ -438,6 +459,10 @@ func (s *Server) showStatus() (*mysql.Result, error) {
 		{"master", t.Master},
 		{"epoch", fmt.Sprint(t.Epoch)},
 		{"holding_writes", fmt.Sprint(boolInt(t.Holding))},
+	}
+	if s.src.Coordination != nil {
+		state, _ := s.src.Coordination()
+		rows = append(rows, []any{"coordination", state})
 	}
 	if s.src.Counters != nil {
 		c := s.src.Counters()

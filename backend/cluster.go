@@ -325,6 +325,20 @@ func (c *Cluster) SetMaster(name string) uint64 {
 	}).Epoch
 }
 
+// SetMasterEpoch adopts a master and epoch decided elsewhere (another
+// instance, through coordination). Older or equal epochs are ignored;
+// it reports whether the topology changed.
+func (c *Cluster) SetMasterEpoch(name string, epoch uint64) bool {
+	changed := false
+	c.update(func(t *Topology) {
+		if epoch > t.Epoch || (epoch == t.Epoch && name != t.Master && t.Master == "") {
+			t.Master, t.Epoch, t.Holding, t.MasterUnreachable = name, epoch, false, false
+			changed = true
+		}
+	})
+	return changed
+}
+
 // MasterPool returns the pool to the current master for an account.
 func (c *Cluster) MasterPool(a Account) (*Pool, uint64, error) {
 	t := c.topo.Load()

@@ -38,6 +38,8 @@ type Config struct {
 	HTTP     HTTP         `yaml:"http"`
 	Hooks    Hooks        `yaml:"hooks"`
 	Log      Log          `yaml:"log"`
+	// Coordination with other Switchyard instances; empty: run alone.
+	Coordination Coordination `yaml:"coordination"`
 
 	// Path is the file this config was read from (not a YAML key).
 	Path string `yaml:"-"`
@@ -158,6 +160,21 @@ type Hooks struct {
 	PostFailover   string   `yaml:"post_failover"`
 	PostSwitchover string   `yaml:"post_switchover"`
 	Timeout        Duration `yaml:"timeout"`
+}
+
+// Coordination configures several instances sharing one cluster.
+type Coordination struct {
+	Etcd *Etcd `yaml:"etcd"`
+	// InstanceID names this instance (default: hostname and listen address).
+	InstanceID string `yaml:"instance_id"`
+}
+
+// Etcd is the coordination store.
+type Etcd struct {
+	Endpoints   []string `yaml:"endpoints"`
+	Prefix      string   `yaml:"prefix"`
+	DialTimeout Duration `yaml:"dial_timeout"`
+	SessionTTL  Duration `yaml:"session_ttl"`
 }
 
 // Log configures zap.

@@ -260,6 +260,14 @@ func (c *Config) validate() []fieldError {
 	if c.Admin.Listen != "" && (c.Admin.User == "" || c.Admin.Password.Value() == "") {
 		add("admin.password", "the admin listener needs its own user and password")
 	}
+	if e := c.Coordination.Etcd; e != nil {
+		if len(e.Endpoints) == 0 {
+			add("coordination.etcd.endpoints", "at least one endpoint is required")
+		}
+		if e.Prefix != "" && !strings.HasPrefix(e.Prefix, "/") {
+			add("coordination.etcd.prefix", "%q must start with /", e.Prefix)
+		}
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:

@@ -83,6 +83,7 @@ type Engine struct {
 	nextRejoin map[string]time.Time
 	histMu     sync.Mutex
 	wake       chan struct{}
+	coord      Coordinator // nil: this instance runs alone
 	serversMu  sync.Mutex
 }
 
@@ -143,6 +144,11 @@ func (e *Engine) saveState() {
 	}
 }
 
+// SetCoordinator makes the engine share decisions with other instances:
+// only the leader acts on its own, and every change is recorded and
+// published with compare-and-swap. Call before Run.
+func (e *Engine) SetCoordinator(c Coordinator) { e.coord = c }
+
 // History returns the recorded failovers and switchovers, oldest first.
 func (e *Engine) History() []Record {
 	e.histMu.Lock()
@@ -186,6 +192,16 @@ func (e *Engine) noteOnce(key, msg string, fields ...zap.Field) {
 }
 
 func (e *Engine) tick(ctx context.Context) {
+	if e.coord != nil {
+		if !e.coord.Leader() {
+			return // followers only monitor; the leader acts
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		if what, ok := e.coord.ClearStale(cctx); ok {
+			e.log.Warn("cleared a topology change left unfinished by a dead instance; redoing from the servers' state", zap.String("change", what))
+		}
+		cancel()
+	}
 	topo := e.cluster.Topology()
 	master := topo.Server(topo.Master)
 	if master != nil && !master.Up && (master.Failures >= e.set.FailCount || strings.Contains(master.Err, "refused")) {
@@ -336,10 +352,6 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 	var err error
 	defer func() { e.finish(r, err) }()
 
-	if err = r.step("pre_hook", func() error { return e.hook(ctx, e.set.Hooks.PreFailover, "failover", oldCfg, ServerConfig{}) }); err != nil {
-		err = fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
-		return r.rec, err
-	}
 	// Writes wait from here; statements stuck on the dead master are cut.
 	_ = r.step("hold", func() error {
 		e.cluster.KillInUse(old)
@@ -372,6 +384,23 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 	candCfg, _ := e.server(cand.Name)
 	r.rec.NewMaster = cand.Name
 	r.rec.Positions = positions(replicas)
+	ticket, err := e.begin(ctx, r, "failover", old, cand.Name, topo.Epoch)
+	if err != nil {
+		return r.rec, err
+	}
+	committed := false
+	defer func() {
+		if !committed && ticket != nil {
+			e.coord.Abort(context.Background(), ticket)
+		}
+	}()
+	// The hook runs once the change is recorded (with coordination, a
+	// leader dying from here on leaves a record the next leader clears and
+	// redoes); a failing hook aborts before anything changed on a server.
+	if err = r.step("pre_hook", func() error { return e.hook(ctx, e.set.Hooks.PreFailover, "failover", oldCfg, candCfg) }); err != nil {
+		err = fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
+		return r.rec, err
+	}
 	// A reachable old master (forced failover, or it came back) is fenced,
 	// and what it wrote must reach the candidate before promotion.
 	var oldPos backend.Position
@@ -428,12 +457,17 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 			return e.act.StartReplication(rctx, sc.Addr, candCfg.Addr, "slave_pos")
 		})
 	})
-	_ = r.step("retarget", func() error {
-		e.cluster.SetMaster(cand.Name)
+	if err = r.step("retarget", func() error {
+		if cerr := e.publish(ctx, ticket, cand.Name); cerr != nil {
+			return cerr
+		}
+		committed = true
 		released = true
 		e.cluster.KillInUse(old)
 		return nil
-	})
+	}); err != nil {
+		return r.rec, err
+	}
 	_ = r.step("verify", func() error {
 		return others(func(sc ServerConfig) error {
 			vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -476,6 +510,16 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 	}
 	candCfg, _ := e.server(cand.Name)
 	r.rec.NewMaster = cand.Name
+	ticket, err := e.begin(ctx, r, "switchover", old, cand.Name, topo.Epoch)
+	if err != nil {
+		return r.rec, err
+	}
+	committed := false
+	defer func() {
+		if !committed && ticket != nil {
+			e.coord.Abort(context.Background(), ticket)
+		}
+	}()
 	released := false
 	defer func() {
 		if !released {
@@ -539,11 +583,16 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 	}); err != nil {
 		return r.rec, err
 	}
-	_ = r.step("retarget", func() error {
-		e.cluster.SetMaster(cand.Name)
+	if err = r.step("retarget", func() error {
+		if cerr := e.publish(ctx, ticket, cand.Name); cerr != nil {
+			return cerr
+		}
+		committed = true
 		released = true
 		return nil
-	})
+	}); err != nil {
+		return r.rec, err
+	}
 	e.lastChange.Store(time.Now().UnixNano())
 	_ = r.step("repoint", func() error {
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -557,6 +606,42 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 	})
 	_ = r.step("post_hook", func() error { return e.hook(ctx, e.set.Hooks.PostSwitchover, "switchover", oldCfg, candCfg) })
 	return r.rec, nil
+}
+
+// begin records the change with the coordinator (nil ticket when alone).
+func (e *Engine) begin(ctx context.Context, r *recorder, kind, old, cand string, epoch uint64) (Ticket, error) {
+	if e.coord == nil {
+		return nil, nil
+	}
+	var t Ticket
+	err := r.step("coordinate", func() error {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var berr error
+		t, berr = e.coord.Begin(cctx, kind, old, cand, epoch)
+		return berr
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s not started: %w", kind, err)
+	}
+	return t, nil
+}
+
+// publish makes cand the master: through the coordinator (compare-and-swap
+// on the epoch; the others follow through their watch) or locally.
+func (e *Engine) publish(ctx context.Context, t Ticket, cand string) error {
+	if t == nil {
+		e.cluster.SetMaster(cand)
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	epoch, err := e.coord.Commit(cctx, t, cand)
+	if err != nil {
+		return fmt.Errorf("publish the new master: %w", err)
+	}
+	e.cluster.SetMasterEpoch(cand, epoch)
+	return nil
 }
 
 // eachReplica runs f for every reachable replica but skip, in parallel,

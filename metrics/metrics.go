@@ -25,6 +25,9 @@ type Sources struct {
 	Sessions func() int
 	// Failovers returns (succeeded, failed) topology changes.
 	Failovers func() (ok, failed int)
+	// Coordinated is false when coordination (etcd) is configured and
+	// unreachable.
+	Coordinated func() bool
 }
 
 // Metrics owns the registry and the statement instruments.
@@ -96,6 +99,8 @@ func (m *Metrics) ready() (bool, string) {
 		return false, "master " + t.Master + " is read-only"
 	case t.Holding:
 		return false, "writes held for a topology change"
+	case m.src.Coordinated != nil && !m.src.Coordinated():
+		return false, "etcd unreachable: serving with the last known topology"
 	}
 	return true, ""
 }

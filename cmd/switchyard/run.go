@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/check"
 	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/coord"
 	"github.com/switchyard/switchyard/failover"
 	"github.com/switchyard/switchyard/metrics"
 	"github.com/switchyard/switchyard/proxy"
@@ -92,6 +93,7 @@ type app struct {
 	cfg        *conf.Config
 	started    time.Time
 	admin      *admin.Server
+	coord      *coord.Coordinator // nil when running alone
 	metrics    *metrics.Metrics
 	log        *zap.Logger
 	cluster    *backend.Cluster
@@ -134,6 +136,21 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		}
 	}
 	monitor.Start(context.Background())
+	var coordinator *coord.Coordinator
+	if e := cfg.Coordination.Etcd; e != nil {
+		id := cfg.Coordination.InstanceID
+		if id == "" {
+			host, _ := os.Hostname()
+			id = host + "/" + cfg.Listen
+		}
+		c, err := coord.Start(context.Background(), coord.Settings{Endpoints: e.Endpoints, Prefix: e.Prefix, InstanceID: id,
+			Addr: cfg.Admin.Listen, DialTimeout: e.DialTimeout.D(), SessionTTL: e.SessionTTL.D()}, cluster, log.Named("coord"))
+		if err != nil {
+			return nil, fmt.Errorf("coordination: %w", err)
+		}
+		coordinator = c
+		engine.SetCoordinator(c)
+	}
 	var clientTLS *tls.Config
 	if cfg.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
@@ -150,7 +167,7 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		return nil, err
 	}
 	a := &app{log: log, cluster: cluster, monitor: monitor, engine: engine, proxy: px, served: make(chan error, 1),
-		cfg: cfg, started: time.Now()}
+		cfg: cfg, started: time.Now(), coord: coordinator}
 	if cfg.Admin.Listen != "" {
 		adm, err := admin.New(a.adminSources(), cfg.Admin.User, cfg.Admin.Password.Value(), log.Named("admin"))
 		if err != nil {
@@ -165,6 +182,7 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 	if cfg.HTTP.Listen != "" {
 		a.metrics = metrics.New(metrics.Sources{
 			Cluster: cluster, Counters: a.counters, Sessions: px.SessionCount,
+			Coordinated: func() bool { return a.coord == nil || a.coord.Healthy() },
 			Failovers: func() (ok, failed int) {
 				for _, r := range engine.History() {
 					if r.Error == "" {
@@ -311,6 +329,35 @@ func (a *app) adminSources() admin.Sources {
 			return a.reload(path)
 		},
 		Drain: a.cluster.Drain,
+		Coordination: func() (string, bool) {
+			if a.coord == nil {
+				return "standalone", true
+			}
+			if !a.coord.Healthy() {
+				return "etcd unreachable (serving with the last known topology, never promoting)", false
+			}
+			if a.coord.Leader() {
+				return "etcd, leader", true
+			}
+			return "etcd, follower", true
+		},
+		Members: func() []admin.Member {
+			if a.coord == nil {
+				m, e := a.cluster.Master()
+				return []admin.Member{{ID: "(this instance, standalone)", Addr: a.cfg.Admin.Listen, Master: m, Epoch: e, Leader: true}}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			list, err := a.coord.Members(ctx)
+			if err != nil {
+				return nil
+			}
+			out := make([]admin.Member, 0, len(list))
+			for _, m := range list {
+				out = append(out, admin.Member(m))
+			}
+			return out
+		},
 	}
 }
 
@@ -341,6 +388,9 @@ func (a *app) stop(ctx context.Context) {
 	}
 	a.proxy.Shutdown(ctx)
 	a.stopEngine()
+	if a.coord != nil {
+		a.coord.Close()
+	}
 	a.monitor.Stop()
 	a.cluster.Close()
 }

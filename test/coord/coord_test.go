@@ -1,0 +1,455 @@
+// Package coord_test runs three Switchyard instances over one sandbox,
+// coordinated by a real etcd (embedded in the test process).
+package coord_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/switchyard/switchyard/test/harness"
+)
+
+var (
+	env      *harness.Env
+	etcd     *embed.Etcd
+	etcdURL  string
+	etcdConf *embed.Config
+)
+
+func freePort() int {
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startEtcd(dir string) error {
+	cfg := embed.NewConfig()
+	cfg.Dir = dir
+	cfg.LogLevel = "error"
+	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort()))
+	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort()))
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.InitialCluster = cfg.Name + "=" + pu.String()
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		e.Close()
+		return fmt.Errorf("etcd did not start")
+	}
+	etcd, etcdURL, etcdConf = e, cu.String(), cfg
+	return nil
+}
+
+func TestMain(m *testing.M) {
+	dir, _ := os.MkdirTemp("", "switchyard-etcd-")
+	defer os.RemoveAll(dir)
+	if err := startEtcd(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "etcd:", err)
+		os.Exit(1)
+	}
+	var err error
+	env, err = harness.Setup(2, 10)
+	if err != nil {
+		etcd.Close()
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	env.Teardown()
+	if etcd != nil {
+		etcd.Close()
+	}
+	os.Exit(code)
+}
+
+// instances starts n coordinated proxies with their own prefix.
+func instances(t *testing.T, n int, prefix, extra string) []*harness.Proxy {
+	t.Helper()
+	var ps []*harness.Proxy
+	for i := 0; i < n; i++ {
+		id := string(rune('a' + i))
+		p := env.StartProxy(t, harness.ProxyOptions{LogLevel: "info",
+			Failover: "  cooldown: 1s\n  hold_timeout: 30s\n",
+			Extra:    fmt.Sprintf("coordination:\n  instance_id: %s\n  etcd:\n    endpoints: [%s]\n    prefix: %s\n    session_ttl: 3s\n", id, etcdURL, prefix) + extra})
+		ps = append(ps, p)
+		t.Cleanup(func() {
+			if t.Failed() {
+				log := p.Log()
+				if len(log) > 8000 {
+					log = log[len(log)-8000:]
+				}
+				t.Logf("instance %s log tail:\n%s", id, log)
+			}
+		})
+	}
+	return ps
+}
+
+func statusOf(t *testing.T, p *harness.Proxy) map[string]string {
+	adm, err := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/?timeout=2s", p.AdminAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	out := map[string]string{}
+	for _, r := range harness.AdminRows(t, adm, "SHOW STATUS") {
+		out[r["variable"]] = r["value"]
+	}
+	return out
+}
+
+func failovers(t *testing.T, p *harness.Proxy) int {
+	adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/?timeout=2s", p.AdminAddr))
+	defer adm.Close()
+	n := 0
+	for _, r := range harness.AdminRows(t, adm, "SHOW FAILOVERS") {
+		if r["succeeded"] == "1" {
+			n++
+		}
+	}
+	return n
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func allAgree(t *testing.T, ps []*harness.Proxy, not string) (string, bool) {
+	master := ""
+	for _, p := range ps {
+		m := statusOf(t, p)["master"]
+		if m == not || (master != "" && m != master) {
+			return "", false
+		}
+		master = m
+	}
+	return master, true
+}
+
+func restartOld(t *testing.T, name string, ps []*harness.Proxy) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := env.Sandbox.StartAsReplica(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, name+" to rejoin", 40*time.Second, func() bool {
+		for _, p := range ps {
+			adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/?timeout=2s", p.AdminAddr))
+			rows := harness.AdminRows(t, adm, "SHOW BACKENDS")
+			adm.Close()
+			for _, r := range rows {
+				if r["name"] == name && r["role"] == "replica" && r["lag_seconds"] != "" {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+func TestThreeInstancesOneFailover(t *testing.T) {
+	ps := instances(t, 3, "/t1", "")
+	waitFor(t, "a leader", 15*time.Second, func() bool {
+		n := 0
+		for _, p := range ps {
+			if statusOf(t, p)["coordination"] == "etcd, leader" {
+				n++
+			}
+		}
+		return n == 1
+	})
+	old := statusOf(t, ps[0])["master"]
+	setup, _ := sql.Open("mysql", ps[0].DSN("app", "app", "", ""))
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS co", "CREATE TABLE IF NOT EXISTS co.w (id BIGINT PRIMARY KEY)"} {
+		if _, err := setup.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setup.Close()
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var acked []int64
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		for w := 0; w < 2; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				db, _ := sql.Open("mysql", p.DSN("app", "app", "co", "timeout=5s&readTimeout=60s"))
+				defer db.Close()
+				db.SetMaxOpenConns(1)
+				for n := int64(0); !stop.Load(); n++ {
+					id := int64(i*2+w)<<40 | n
+					if _, err := db.Exec("INSERT INTO w VALUES (?)", id); err != nil {
+						time.Sleep(20 * time.Millisecond)
+						continue
+					}
+					mu.Lock()
+					acked = append(acked, id)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	time.Sleep(time.Second)
+	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var newMaster string
+	waitFor(t, "all three instances on one new master", 30*time.Second, func() bool {
+		m, ok := allAgree(t, ps, old)
+		newMaster = m
+		return ok
+	})
+	time.Sleep(2 * time.Second)
+	stop.Store(true)
+	wg.Wait()
+	total := 0
+	for _, p := range ps {
+		total += failovers(t, p)
+	}
+	if total != 1 {
+		t.Fatalf("%d failovers happened across the instances, want exactly 1", total)
+	}
+	// Every instance writes to the new master.
+	for i, p := range ps {
+		db, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+		var id int
+		err := db.QueryRow("/* master */ SELECT @@server_id").Scan(&id)
+		db.Close()
+		if err != nil || serverName(id) != newMaster {
+			t.Fatalf("instance %d writes to server %d (%v), want %s", i, id, err, newMaster)
+		}
+	}
+	// No acknowledged write lost.
+	mdb := instanceDB(t, newMaster)
+	defer mdb.Close()
+	have := map[int64]bool{}
+	rows, _ := mdb.Query("SELECT id FROM co.w")
+	for rows.Next() {
+		var id int64
+		_ = rows.Scan(&id)
+		have[id] = true
+	}
+	rows.Close()
+	lost := 0
+	for _, id := range acked {
+		if !have[id] {
+			lost++
+		}
+	}
+	t.Logf("new master %s; acknowledged %d writes through 3 instances, lost %d", newMaster, len(acked), lost)
+	if lost != 0 {
+		t.Fatalf("%d acknowledged writes lost", lost)
+	}
+	adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", ps[0].AdminAddr))
+	defer adm.Close()
+	members := harness.AdminRows(t, adm, "SHOW CLUSTER")
+	if len(members) != 3 {
+		t.Fatalf("SHOW CLUSTER lists %d instances", len(members))
+	}
+	restartOld(t, old, ps)
+}
+
+func TestRacingForcedFailovers(t *testing.T) {
+	ps := instances(t, 2, "/t2", "")
+	master := statusOf(t, ps[0])["master"]
+	target := ""
+	for _, in := range env.Sandbox.Instances {
+		if in.Name != master {
+			target = in.Name
+			break
+		}
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", p.AdminAddr))
+			defer adm.Close()
+			_, errs[i] = adm.Exec("FAILOVER TO '" + target + "'")
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		if err == nil {
+			won++
+		} else if !strings.Contains(err.Error(), "changed the topology first") && !strings.Contains(err.Error(), "in progress") {
+			t.Errorf("loser's error does not say it lost the race: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d forced failovers succeeded (errors %v), want exactly 1", won, errs)
+	}
+	waitFor(t, "both instances on "+target, 10*time.Second, func() bool {
+		m, ok := allAgree(t, ps, master)
+		return ok && m == target
+	})
+	waitFor(t, master+" to rejoin", 40*time.Second, func() bool {
+		adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", ps[0].AdminAddr))
+		defer adm.Close()
+		for _, r := range harness.AdminRows(t, adm, "SHOW BACKENDS") {
+			if r["name"] == master && r["role"] == "replica" && r["lag_seconds"] != "" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func leaderIndex(t *testing.T, ps []*harness.Proxy) int {
+	for i, p := range ps {
+		if statusOf(t, p)["coordination"] == "etcd, leader" {
+			return i
+		}
+	}
+	return -1
+}
+
+// The leader dies in the middle of a failover (its pre-failover hook holds
+// it after the change is recorded in etcd): another instance becomes
+// leader, clears the dead leader's record and completes the failover.
+func TestLeaderKilledDuringFailover(t *testing.T) {
+	ps := instances(t, 3, "/t3", "hooks:\n  pre_failover: sleep 4\n")
+	waitFor(t, "a leader", 15*time.Second, func() bool { return leaderIndex(t, ps) >= 0 })
+	li := leaderIndex(t, ps)
+	old := statusOf(t, ps[li])["master"]
+	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the leader to start the failover", 10*time.Second, func() bool {
+		return strings.Contains(ps[li].Log(), "hook") || strings.Contains(ps[li].Log(), "backend down")
+	})
+	time.Sleep(1500 * time.Millisecond) // inside the 4 s hook
+	if err := syscall.Kill(ps[li].Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*harness.Proxy
+	for i, p := range ps {
+		if i != li {
+			rest = append(rest, p)
+		}
+	}
+	waitFor(t, "the surviving instances to complete the failover", 60*time.Second, func() bool {
+		_, ok := allAgree(t, rest, old)
+		return ok
+	})
+	total := 0
+	for _, p := range rest {
+		total += failovers(t, p)
+	}
+	if total != 1 {
+		t.Fatalf("%d failovers completed by the surviving instances, want 1", total)
+	}
+	restartOld(t, old, rest)
+}
+
+func serverName(id int) string {
+	if id >= 1 && id <= len(env.Sandbox.Instances) {
+		return env.Sandbox.Instances[id-1].Name
+	}
+	return ""
+}
+
+func instanceDB(t *testing.T, name string) *sql.DB {
+	for _, in := range env.Sandbox.Instances {
+		if in.Name == name {
+			db, _ := in.DB()
+			return db
+		}
+	}
+	t.Fatalf("no instance %s", name)
+	return nil
+}
+
+// Runs last: it stops etcd. Instances cut off from etcd keep serving with
+// the topology they knew, say so, and never promote anything.
+func TestZZPartitionedFromEtcdDoesNotPromote(t *testing.T) {
+	ps := instances(t, 3, "/t4", "")
+	waitFor(t, "a leader", 15*time.Second, func() bool { return leaderIndex(t, ps) >= 0 })
+	old := statusOf(t, ps[0])["master"]
+	etcd.Close()
+	etcd = nil
+	waitFor(t, "every instance to notice etcd is gone", 15*time.Second, func() bool {
+		for _, p := range ps {
+			if !strings.Contains(statusOf(t, p)["coordination"], "unreachable") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range ps {
+		resp, err := http.Get("http://" + p.HTTPAddr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz is %d without etcd", resp.StatusCode)
+		}
+		db, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+		var x int
+		err = db.QueryRow("SELECT 1").Scan(&x)
+		db.Close()
+		if err != nil {
+			t.Fatalf("instance stopped serving without etcd: %v", err)
+		}
+	}
+	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = env.Sandbox.Start(ctx, old)
+	}()
+	time.Sleep(8 * time.Second)
+	for i, p := range ps {
+		if m := statusOf(t, p)["master"]; m != old {
+			t.Fatalf("instance %d promoted %s without etcd", i, m)
+		}
+	}
+	for _, in := range env.Sandbox.ReplicaInstances() {
+		if in.Name == old {
+			continue
+		}
+		db, _ := in.DB()
+		var ro int
+		err := db.QueryRow("SELECT @@read_only").Scan(&ro)
+		db.Close()
+		if err == nil && ro != 1 {
+			t.Fatalf("%s was made writable without etcd", in.Name)
+		}
+	}
+}
