@@ -384,16 +384,11 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 	candCfg, _ := e.server(cand.Name)
 	r.rec.NewMaster = cand.Name
 	r.rec.Positions = positions(replicas)
-	ticket, err := e.begin(ctx, r, "failover", old, cand.Name, topo.Epoch)
+	ch, err := e.begin(ctx, r, "failover", old, cand.Name, topo.Epoch)
 	if err != nil {
 		return r.rec, err
 	}
-	committed := false
-	defer func() {
-		if !committed && ticket != nil {
-			e.coord.Abort(context.Background(), ticket)
-		}
-	}()
+	defer ch.close()
 	// The hook runs once the change is recorded (with coordination, a
 	// leader dying from here on leaves a record the next leader clears and
 	// redoes); a failing hook aborts before anything changed on a server.
@@ -458,10 +453,9 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 		})
 	})
 	if err = r.step("retarget", func() error {
-		if cerr := e.publish(ctx, ticket, cand.Name); cerr != nil {
+		if cerr := ch.publish(ctx, cand.Name); cerr != nil {
 			return cerr
 		}
-		committed = true
 		released = true
 		e.cluster.KillInUse(old)
 		return nil
@@ -510,16 +504,11 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 	}
 	candCfg, _ := e.server(cand.Name)
 	r.rec.NewMaster = cand.Name
-	ticket, err := e.begin(ctx, r, "switchover", old, cand.Name, topo.Epoch)
+	ch, err := e.begin(ctx, r, "switchover", old, cand.Name, topo.Epoch)
 	if err != nil {
 		return r.rec, err
 	}
-	committed := false
-	defer func() {
-		if !committed && ticket != nil {
-			e.coord.Abort(context.Background(), ticket)
-		}
-	}()
+	defer ch.close()
 	released := false
 	defer func() {
 		if !released {
@@ -584,10 +573,9 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 		return r.rec, err
 	}
 	if err = r.step("retarget", func() error {
-		if cerr := e.publish(ctx, ticket, cand.Name); cerr != nil {
+		if cerr := ch.publish(ctx, cand.Name); cerr != nil {
 			return cerr
 		}
-		committed = true
 		released = true
 		return nil
 	}); err != nil {
@@ -608,40 +596,56 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 	return r.rec, nil
 }
 
-// begin records the change with the coordinator (nil ticket when alone).
-func (e *Engine) begin(ctx context.Context, r *recorder, kind, old, cand string, epoch uint64) (Ticket, error) {
+// change is one topology change, recorded with the coordinator when
+// there is one. close forgets it unless it was published.
+type change struct {
+	e      *Engine
+	ticket Ticket // nil when running alone
+	done   bool
+}
+
+// begin records the change with the coordinator.
+func (e *Engine) begin(ctx context.Context, r *recorder, kind, old, cand string, epoch uint64) (*change, error) {
+	ch := &change{e: e}
 	if e.coord == nil {
-		return nil, nil
+		return ch, nil
 	}
-	var t Ticket
 	err := r.step("coordinate", func() error {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		var berr error
-		t, berr = e.coord.Begin(cctx, kind, old, cand, epoch)
+		ch.ticket, berr = e.coord.Begin(cctx, kind, old, cand, epoch)
 		return berr
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s not started: %w", kind, err)
 	}
-	return t, nil
+	return ch, nil
 }
 
 // publish makes cand the master: through the coordinator (compare-and-swap
-// on the epoch; the others follow through their watch) or locally.
-func (e *Engine) publish(ctx context.Context, t Ticket, cand string) error {
-	if t == nil {
-		e.cluster.SetMaster(cand)
+// on the epoch; the other instances follow through their watch) or locally.
+func (ch *change) publish(ctx context.Context, cand string) error {
+	if ch.ticket == nil {
+		ch.e.cluster.SetMaster(cand)
+		ch.done = true
 		return nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	epoch, err := e.coord.Commit(cctx, t, cand)
+	epoch, err := ch.e.coord.Commit(cctx, ch.ticket, cand)
 	if err != nil {
 		return fmt.Errorf("publish the new master: %w", err)
 	}
-	e.cluster.SetMasterEpoch(cand, epoch)
+	ch.done = true
+	ch.e.cluster.SetMasterEpoch(cand, epoch)
 	return nil
+}
+
+func (ch *change) close() {
+	if !ch.done && ch.ticket != nil {
+		ch.e.coord.Abort(context.Background(), ch.ticket)
+	}
 }
 
 // eachReplica runs f for every reachable replica but skip, in parallel,

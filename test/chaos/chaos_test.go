@@ -30,40 +30,9 @@ func TestChaosConsistency(t *testing.T) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	p := env.StartProxy(t, harness.ProxyOptions{LogLevel: "warn", Failover: "  cooldown: 1s\n  hold_timeout: 20s\n"})
 	adm := p.Admin(t)
-	setup, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
-	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS chaos",
-		"CREATE TABLE IF NOT EXISTS chaos.acks (id BIGINT PRIMARY KEY, sid INT, ts DATETIME(6))"} {
-		if _, err := setup.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setup.Close()
-
+	w := harness.StartWriters(t, p, 8, "chaos", "acks")
 	var stop atomic.Bool
-	var mu sync.Mutex
-	var acked []int64
-	var failed atomic.Int64
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			db, _ := sql.Open("mysql", p.DSN("app", "app", "chaos", "timeout=5s&readTimeout=30s"))
-			defer db.Close()
-			db.SetMaxOpenConns(1)
-			for n := int64(0); !stop.Load(); n++ {
-				id := int64(w)<<40 | n
-				if _, err := db.Exec("INSERT INTO acks VALUES (?, @@server_id, NOW(6))", id); err != nil {
-					failed.Add(1)
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				acked = append(acked, id)
-				mu.Unlock()
-			}
-		}()
-	}
 	// Readers keep replicas busy (their errors are not counted: a paused
 	// replica legitimately fails its running statement).
 	for rd := 0; rd < 4; rd++ {
@@ -110,11 +79,11 @@ func TestChaosConsistency(t *testing.T) {
 			if err := env.Sandbox.Kill(m, syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
-			waitUntil(t, "a new master", 30*time.Second, func() bool { return master() != m })
+			harness.WaitFor(t, "a new master", 30*time.Second, func() bool { return master() != m })
 			if err := env.Sandbox.StartAsReplica(ctx, m); err != nil {
 				t.Fatal(err)
 			}
-			waitUntil(t, m+" to rejoin", 40*time.Second, func() bool { return role(t, adm, m) == "replica" })
+			harness.WaitFor(t, m+" to rejoin", 40*time.Second, func() bool { return role(t, adm, m) == "replica" })
 		case 1: // pause a replica
 			t.Logf("action %d: SIGSTOP %s for 2s", a, victim)
 			_ = env.Sandbox.Kill(victim, syscall.SIGSTOP)
@@ -122,7 +91,7 @@ func TestChaosConsistency(t *testing.T) {
 			_ = env.Sandbox.Kill(victim, syscall.SIGCONT)
 		case 2: // stop replication threads
 			t.Logf("action %d: STOP SLAVE on %s for 2s", a, victim)
-			db := instanceDB(t, victim)
+			db := env.InstanceDB(t, victim)
 			_, _ = db.Exec("STOP SLAVE")
 			time.Sleep(2 * time.Second)
 			_, _ = db.Exec("START SLAVE")
@@ -131,38 +100,22 @@ func TestChaosConsistency(t *testing.T) {
 		time.Sleep(1200 * time.Millisecond) // past the 1s cooldown
 	}
 	time.Sleep(time.Second)
+	acked := w.Stop()
 	stop.Store(true)
 	wg.Wait()
 
 	final := master()
-	mdb := instanceDB(t, final)
-	defer mdb.Close()
-	have := map[int64]int{}
-	rows, err := mdb.Query("SELECT id FROM chaos.acks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		_ = rows.Scan(&id)
-		have[id]++
-	}
-	rows.Close()
-	lost := 0
-	for _, id := range acked {
-		if have[id] != 1 {
-			lost++
-		}
-	}
-	fmt.Printf("chaos: acknowledged %d, failed %d, lost %d (final master %s, %d rows)\n", len(acked), failed.Load(), lost, final, len(have))
+	mdb := env.InstanceDB(t, final)
+	lost, rows := env.Lost(t, final, "chaos", "acks", acked)
+	fmt.Printf("chaos: acknowledged %d, failed %d, lost %d (final master %s, %d rows)\n", len(acked), w.Failed(), lost, final, rows)
 	if lost != 0 {
 		t.Fatalf("%d acknowledged writes lost", lost)
 	}
 	// Every server converges on the same GTID position.
-	waitUntil(t, "all servers to converge", 60*time.Second, func() bool {
+	harness.WaitFor(t, "all servers to converge", 60*time.Second, func() bool {
 		positions := map[string]bool{}
 		for _, in := range env.Sandbox.Instances {
-			db := instanceDB(t, in.Name)
+			db := env.InstanceDB(t, in.Name)
 			var pos string
 			err := db.QueryRow("SELECT @@gtid_current_pos").Scan(&pos)
 			db.Close()
@@ -247,27 +200,4 @@ func role(t *testing.T, adm *sql.DB, name string) string {
 		}
 	}
 	return ""
-}
-
-func instanceDB(t *testing.T, name string) *sql.DB {
-	for _, in := range env.Sandbox.Instances {
-		if in.Name == name {
-			db, _ := in.DB()
-			return db
-		}
-	}
-	t.Fatalf("no instance %s", name)
-	return nil
-}
-
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -129,18 +128,6 @@ func failovers(t *testing.T, p *harness.Proxy) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func allAgree(t *testing.T, ps []*harness.Proxy, not string) (string, bool) {
 	master := ""
 	for _, p := range ps {
@@ -160,7 +147,7 @@ func restartOld(t *testing.T, name string, ps []*harness.Proxy) {
 	if err := env.Sandbox.StartAsReplica(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, name+" to rejoin", 40*time.Second, func() bool {
+	harness.WaitFor(t, name+" to rejoin", 40*time.Second, func() bool {
 		for _, p := range ps {
 			adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/?timeout=2s", p.AdminAddr))
 			rows := harness.AdminRows(t, adm, "SHOW BACKENDS")
@@ -177,7 +164,7 @@ func restartOld(t *testing.T, name string, ps []*harness.Proxy) {
 
 func TestThreeInstancesOneFailover(t *testing.T) {
 	ps := instances(t, 3, "/t1", "")
-	waitFor(t, "a leader", 15*time.Second, func() bool {
+	harness.WaitFor(t, "a leader", 15*time.Second, func() bool {
 		n := 0
 		for _, p := range ps {
 			if statusOf(t, p)["coordination"] == "etcd, leader" {
@@ -187,51 +174,25 @@ func TestThreeInstancesOneFailover(t *testing.T) {
 		return n == 1
 	})
 	old := statusOf(t, ps[0])["master"]
-	setup, _ := sql.Open("mysql", ps[0].DSN("app", "app", "", ""))
-	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS co", "CREATE TABLE IF NOT EXISTS co.w (id BIGINT PRIMARY KEY)"} {
-		if _, err := setup.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setup.Close()
-	var stop atomic.Bool
-	var mu sync.Mutex
-	var acked []int64
-	var wg sync.WaitGroup
-	for i, p := range ps {
-		for w := 0; w < 2; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				db, _ := sql.Open("mysql", p.DSN("app", "app", "co", "timeout=5s&readTimeout=60s"))
-				defer db.Close()
-				db.SetMaxOpenConns(1)
-				for n := int64(0); !stop.Load(); n++ {
-					id := int64(i*2+w)<<40 | n
-					if _, err := db.Exec("INSERT INTO w VALUES (?)", id); err != nil {
-						time.Sleep(20 * time.Millisecond)
-						continue
-					}
-					mu.Lock()
-					acked = append(acked, id)
-					mu.Unlock()
-				}
-			}()
-		}
+	var ws []*harness.Writers
+	for _, p := range ps {
+		ws = append(ws, harness.StartWriters(t, p, 2, "co", "w"))
 	}
 	time.Sleep(time.Second)
 	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	var newMaster string
-	waitFor(t, "all three instances on one new master", 30*time.Second, func() bool {
+	harness.WaitFor(t, "all three instances on one new master", 30*time.Second, func() bool {
 		m, ok := allAgree(t, ps, old)
 		newMaster = m
 		return ok
 	})
 	time.Sleep(2 * time.Second)
-	stop.Store(true)
-	wg.Wait()
+	var acked []int64
+	for _, w := range ws {
+		acked = append(acked, w.Stop()...)
+	}
 	total := 0
 	for _, p := range ps {
 		total += failovers(t, p)
@@ -245,27 +206,12 @@ func TestThreeInstancesOneFailover(t *testing.T) {
 		var id int
 		err := db.QueryRow("/* master */ SELECT @@server_id").Scan(&id)
 		db.Close()
-		if err != nil || serverName(id) != newMaster {
+		if err != nil || env.ServerName(id) != newMaster {
 			t.Fatalf("instance %d writes to server %d (%v), want %s", i, id, err, newMaster)
 		}
 	}
 	// No acknowledged write lost.
-	mdb := instanceDB(t, newMaster)
-	defer mdb.Close()
-	have := map[int64]bool{}
-	rows, _ := mdb.Query("SELECT id FROM co.w")
-	for rows.Next() {
-		var id int64
-		_ = rows.Scan(&id)
-		have[id] = true
-	}
-	rows.Close()
-	lost := 0
-	for _, id := range acked {
-		if !have[id] {
-			lost++
-		}
-	}
+	lost, _ := env.Lost(t, newMaster, "co", "w", acked)
 	t.Logf("new master %s; acknowledged %d writes through 3 instances, lost %d", newMaster, len(acked), lost)
 	if lost != 0 {
 		t.Fatalf("%d acknowledged writes lost", lost)
@@ -312,11 +258,11 @@ func TestRacingForcedFailovers(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("%d forced failovers succeeded (errors %v), want exactly 1", won, errs)
 	}
-	waitFor(t, "both instances on "+target, 10*time.Second, func() bool {
+	harness.WaitFor(t, "both instances on "+target, 10*time.Second, func() bool {
 		m, ok := allAgree(t, ps, master)
 		return ok && m == target
 	})
-	waitFor(t, master+" to rejoin", 40*time.Second, func() bool {
+	harness.WaitFor(t, master+" to rejoin", 40*time.Second, func() bool {
 		adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", ps[0].AdminAddr))
 		defer adm.Close()
 		for _, r := range harness.AdminRows(t, adm, "SHOW BACKENDS") {
@@ -342,13 +288,13 @@ func leaderIndex(t *testing.T, ps []*harness.Proxy) int {
 // leader, clears the dead leader's record and completes the failover.
 func TestLeaderKilledDuringFailover(t *testing.T) {
 	ps := instances(t, 3, "/t3", "hooks:\n  pre_failover: sleep 4\n")
-	waitFor(t, "a leader", 15*time.Second, func() bool { return leaderIndex(t, ps) >= 0 })
+	harness.WaitFor(t, "a leader", 15*time.Second, func() bool { return leaderIndex(t, ps) >= 0 })
 	li := leaderIndex(t, ps)
 	old := statusOf(t, ps[li])["master"]
 	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the leader to start the failover", 10*time.Second, func() bool {
+	harness.WaitFor(t, "the leader to start the failover", 10*time.Second, func() bool {
 		return strings.Contains(ps[li].Log(), "hook") || strings.Contains(ps[li].Log(), "backend down")
 	})
 	time.Sleep(1500 * time.Millisecond) // inside the 4 s hook
@@ -361,7 +307,7 @@ func TestLeaderKilledDuringFailover(t *testing.T) {
 			rest = append(rest, p)
 		}
 	}
-	waitFor(t, "the surviving instances to complete the failover", 60*time.Second, func() bool {
+	harness.WaitFor(t, "the surviving instances to complete the failover", 60*time.Second, func() bool {
 		_, ok := allAgree(t, rest, old)
 		return ok
 	})
@@ -375,33 +321,15 @@ func TestLeaderKilledDuringFailover(t *testing.T) {
 	restartOld(t, old, rest)
 }
 
-func serverName(id int) string {
-	if id >= 1 && id <= len(env.Sandbox.Instances) {
-		return env.Sandbox.Instances[id-1].Name
-	}
-	return ""
-}
-
-func instanceDB(t *testing.T, name string) *sql.DB {
-	for _, in := range env.Sandbox.Instances {
-		if in.Name == name {
-			db, _ := in.DB()
-			return db
-		}
-	}
-	t.Fatalf("no instance %s", name)
-	return nil
-}
-
 // Runs last: it stops etcd. Instances cut off from etcd keep serving with
 // the topology they knew, say so, and never promote anything.
 func TestZZPartitionedFromEtcdDoesNotPromote(t *testing.T) {
 	ps := instances(t, 3, "/t4", "")
-	waitFor(t, "a leader", 15*time.Second, func() bool { return leaderIndex(t, ps) >= 0 })
+	harness.WaitFor(t, "a leader", 15*time.Second, func() bool { return leaderIndex(t, ps) >= 0 })
 	old := statusOf(t, ps[0])["master"]
 	etcd.Close()
 	etcd = nil
-	waitFor(t, "every instance to notice etcd is gone", 15*time.Second, func() bool {
+	harness.WaitFor(t, "every instance to notice etcd is gone", 15*time.Second, func() bool {
 		for _, p := range ps {
 			if !strings.Contains(statusOf(t, p)["coordination"], "unreachable") {
 				return false

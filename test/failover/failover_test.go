@@ -81,115 +81,11 @@ func backends(t *testing.T, adm *sql.DB) map[string]map[string]string {
 	return out
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for time.Since(start) < limit {
-		if cond() {
-			return time.Since(start)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out after %s waiting for %s", limit, what)
-	return 0
-}
-
-func instanceDB(t *testing.T, name string) *sql.DB {
-	t.Helper()
-	for _, in := range env.Sandbox.Instances {
-		if in.Name == name {
-			db, err := in.DB()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { db.Close() })
-			return db
-		}
-	}
-	t.Fatalf("no instance %s", name)
-	return nil
-}
-
-// writers inserts unique ids through the proxy from n clients and records
-// which inserts were acknowledged.
-type writers struct {
-	stop   atomic.Bool
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	acked  []int64
-	failed atomic.Int64
-	errs   sync.Map
-}
-
-func startWriters(t *testing.T, p *harness.Proxy, n int) *writers {
-	t.Helper()
-	setup, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
-	defer setup.Close()
-	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS fo", "CREATE TABLE IF NOT EXISTS fo.acks (id BIGINT PRIMARY KEY, w INT)"} {
-		if _, err := setup.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	w := &writers{}
-	base := time.Now().UnixNano() / 1000 % 1_000_000_000 * 1000
-	for i := 0; i < n; i++ {
-		w.wg.Add(1)
-		go func() {
-			defer w.wg.Done()
-			db, _ := sql.Open("mysql", p.DSN("app", "app", "fo", "timeout=5s"))
-			defer db.Close()
-			db.SetMaxOpenConns(1) // one client connection, kept across the failover
-			for seq := int64(0); !w.stop.Load(); seq++ {
-				id := base + int64(i)*10_000_000 + seq
-				if _, err := db.Exec("INSERT INTO acks VALUES (?, ?)", id, i); err != nil {
-					w.failed.Add(1)
-					w.errs.Store(err.Error(), true)
-					time.Sleep(20 * time.Millisecond)
-					continue
-				}
-				w.mu.Lock()
-				w.acked = append(w.acked, id)
-				w.mu.Unlock()
-			}
-		}()
-	}
-	return w
-}
-
-func (w *writers) finish() []int64 {
-	w.stop.Store(true)
-	w.wg.Wait()
-	return w.acked
-}
-
-func (w *writers) errors() []string {
-	var out []string
-	w.errs.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
-	return out
-}
-
 // assertAllPresent checks every acknowledged id is on the master, once.
 func assertAllPresent(t *testing.T, master string, acked []int64) {
 	t.Helper()
-	db := instanceDB(t, master)
-	have := map[int64]int{}
-	rows, err := db.Query("SELECT id FROM fo.acks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		_ = rows.Scan(&id)
-		have[id]++
-	}
-	rows.Close()
-	lost := 0
-	for _, id := range acked {
-		if have[id] != 1 {
-			lost++
-		}
-	}
-	t.Logf("acknowledged %d writes, lost %d (rows on master %s: %d)", len(acked), lost, master, len(have))
+	lost, rows := env.Lost(t, master, "fo", "acks", acked)
+	t.Logf("acknowledged %d writes, lost %d (rows on master %s: %d)", len(acked), lost, master, rows)
 	if lost != 0 {
 		t.Fatalf("%d acknowledged writes are missing on the new master", lost)
 	}
@@ -203,7 +99,7 @@ func killAndFailover(t *testing.T, adm *sql.DB) (old, neu string, took time.Dura
 	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	took = waitFor(t, "a new master", 20*time.Second, func() bool { return masterName(t, adm) != old })
+	took = harness.WaitFor(t, "a new master", 20*time.Second, func() bool { return masterName(t, adm) != old })
 	return old, masterName(t, adm), took
 }
 
@@ -216,7 +112,7 @@ func restartAndRejoin(t *testing.T, adm *sql.DB, name string) {
 	if err := env.Sandbox.StartAsReplica(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, name+" to rejoin as a replica", 30*time.Second, func() bool {
+	harness.WaitFor(t, name+" to rejoin as a replica", 30*time.Second, func() bool {
 		b := backends(t, adm)[name]
 		if b["role"] == "diverged" {
 			t.Fatalf("%s came back diverged: %s", name, b["last_error"])
@@ -228,20 +124,16 @@ func restartAndRejoin(t *testing.T, adm *sql.DB, name string) {
 func TestKillMasterUnderWriteLoadThreeTimes(t *testing.T) {
 	p := startProxy(t, harness.ProxyOptions{})
 	adm := p.Admin(t)
-	w := startWriters(t, p, 8)
+	w := harness.StartWriters(t, p, 8, "fo", "acks")
 	time.Sleep(time.Second)
 	for cycle := 1; cycle <= 3; cycle++ {
 		old, neu, took := killAndFailover(t, adm)
 		t.Logf("cycle %d: killed %s, new master %s after %s", cycle, old, neu, took.Round(time.Millisecond))
 		// Writes resume through the same client connections.
-		before := len(w.acked)
-		waitFor(t, "writes to resume", 15*time.Second, func() bool {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			return len(w.acked) > before+50
-		})
+		before := w.Acked()
+		harness.WaitFor(t, "writes to resume", 15*time.Second, func() bool { return w.Acked() > before+50 })
 		// Every other replica follows the new master.
-		waitFor(t, "replicas to follow "+neu, 15*time.Second, func() bool {
+		harness.WaitFor(t, "replicas to follow "+neu, 15*time.Second, func() bool {
 			for name, b := range backends(t, adm) {
 				if name != old && name != neu && (b["role"] != "replica" || b["state"] != "up") {
 					return false
@@ -251,16 +143,16 @@ func TestKillMasterUnderWriteLoadThreeTimes(t *testing.T) {
 		})
 		restartAndRejoin(t, adm, old)
 	}
-	acked := w.finish()
-	t.Logf("failed writes during the cycles: %d (%v)", w.failed.Load(), w.errors())
+	acked := w.Stop()
+	t.Logf("failed writes during the cycles: %d (%v)", w.Failed(), w.Errors())
 	final := masterName(t, adm)
 	assertAllPresent(t, final, acked)
 	// All servers converge to the same GTID position.
-	waitFor(t, "replicas to converge", 30*time.Second, func() bool {
+	harness.WaitFor(t, "replicas to converge", 30*time.Second, func() bool {
 		positions := map[string]bool{}
 		for _, in := range env.Sandbox.Instances {
 			var pos string
-			if err := instanceDB(t, in.Name).QueryRow("SELECT @@gtid_current_pos").Scan(&pos); err != nil {
+			if err := env.InstanceDB(t, in.Name).QueryRow("SELECT @@gtid_current_pos").Scan(&pos); err != nil {
 				return false
 			}
 			positions[pos] = true
@@ -290,7 +182,7 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 	}
 	// The replica first in config misses the last writes.
 	first, second := reps[0], reps[1]
-	if _, err := instanceDB(t, first).Exec("STOP SLAVE IO_THREAD"); err != nil {
+	if _, err := env.InstanceDB(t, first).Exec("STOP SLAVE IO_THREAD"); err != nil {
 		t.Fatal(err)
 	}
 	db, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
@@ -310,9 +202,9 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 		t.Fatalf("rows after failover: %d %v", n, err)
 	}
 	// The lagging replica was repointed and catches up.
-	waitFor(t, first+" to catch up", 15*time.Second, func() bool {
+	harness.WaitFor(t, first+" to catch up", 15*time.Second, func() bool {
 		var c int
-		return instanceDB(t, first).QueryRow("SELECT COUNT(*) FROM fo.adv").Scan(&c) == nil && c == 3
+		return env.InstanceDB(t, first).QueryRow("SELECT COUNT(*) FROM fo.adv").Scan(&c) == nil && c == 3
 	})
 	restartAndRejoin(t, adm, old)
 
@@ -362,7 +254,7 @@ func TestNoFailoverWhenOnlyTheProxyLosesTheMaster(t *testing.T) {
 	adm := p.Admin(t)
 	epochBefore := status(t, adm, "epoch")
 	f.setCut(true)
-	waitFor(t, "the master to be reported unreachable from the proxy", 10*time.Second, func() bool {
+	harness.WaitFor(t, "the master to be reported unreachable from the proxy", 10*time.Second, func() bool {
 		return strings.Contains(backends(t, adm)[master]["state"], "unreachable-from-proxy")
 	})
 	time.Sleep(2 * time.Second)
@@ -370,7 +262,7 @@ func TestNoFailoverWhenOnlyTheProxyLosesTheMaster(t *testing.T) {
 		t.Fatalf("failed over to %s although every replica still replicates from %s", got, master)
 	}
 	f.setCut(false)
-	waitFor(t, "the master to be reachable again", 10*time.Second, func() bool {
+	harness.WaitFor(t, "the master to be reachable again", 10*time.Second, func() bool {
 		return backends(t, adm)[master]["state"] == "up"
 	})
 }
@@ -387,7 +279,7 @@ func status(t *testing.T, adm *sql.DB, name string) string {
 func TestSwitchoverUnderWriteLoad(t *testing.T) {
 	p := startProxy(t, harness.ProxyOptions{})
 	adm := p.Admin(t)
-	w := startWriters(t, p, 8)
+	w := harness.StartWriters(t, p, 8, "fo", "acks")
 	time.Sleep(time.Second)
 	old := masterName(t, adm)
 	rows := harness.AdminRows(t, adm, "SWITCHOVER")
@@ -396,15 +288,15 @@ func TestSwitchoverUnderWriteLoad(t *testing.T) {
 	}
 	neu := rows[0]["new_master"]
 	time.Sleep(time.Second)
-	acked := w.finish()
-	if w.failed.Load() != 0 {
-		t.Fatalf("%d writes failed during the switchover: %v", w.failed.Load(), w.errors())
+	acked := w.Stop()
+	if w.Failed() != 0 {
+		t.Fatalf("%d writes failed during the switchover: %v", w.Failed(), w.Errors())
 	}
 	assertAllPresent(t, neu, acked)
 	rec := harness.AdminRows(t, adm, "SHOW FAILOVERS")
 	last := rec[len(rec)-1]
 	t.Logf("switchover steps: %s", last["steps"])
-	waitFor(t, old+" to replicate from "+neu, 15*time.Second, func() bool {
+	harness.WaitFor(t, old+" to replicate from "+neu, 15*time.Second, func() bool {
 		b := backends(t, adm)[old]
 		return b["role"] == "replica" && b["state"] == "up"
 	})
@@ -434,7 +326,7 @@ func TestHookMovesVirtualIP(t *testing.T) {
 	master := masterName(t, adm)
 	run(t, "ip", "netns", "exec", "syvip-"+master, "ip", "addr", "add", vip, "dev", "lo")
 	old, neu, _ := killAndFailover(t, adm)
-	waitFor(t, "the VIP to move", 10*time.Second, func() bool {
+	harness.WaitFor(t, "the VIP to move", 10*time.Second, func() bool {
 		return hasAddr(t, "syvip-"+neu, vip) && !hasAddr(t, "syvip-"+old, vip)
 	})
 	restartAndRejoin(t, adm, old)
@@ -462,13 +354,13 @@ func TestZZOldMasterWithErrantTransactionIsNotRejoined(t *testing.T) {
 	master := masterName(t, adm)
 	for _, in := range env.Sandbox.Instances {
 		if in.Name != master {
-			if _, err := instanceDB(t, in.Name).Exec("STOP SLAVE IO_THREAD"); err != nil {
+			if _, err := env.InstanceDB(t, in.Name).Exec("STOP SLAVE IO_THREAD"); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	// A transaction only the master has (no replica receives it).
-	m := instanceDB(t, master)
+	m := env.InstanceDB(t, master)
 	for _, q := range []string{"SET GLOBAL rpl_semi_sync_master_timeout = 100", "CREATE DATABASE IF NOT EXISTS errant_db"} {
 		if _, err := m.Exec(q); err != nil {
 			t.Fatal(err)
@@ -481,18 +373,18 @@ func TestZZOldMasterWithErrantTransactionIsNotRejoined(t *testing.T) {
 	if err := env.Sandbox.Start(ctx, old, "--read-only=ON"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, old+" to be reported diverged", 20*time.Second, func() bool {
+	harness.WaitFor(t, old+" to be reported diverged", 20*time.Second, func() bool {
 		b := backends(t, adm)[old]
 		return b["role"] == "diverged" && strings.Contains(b["last_error"], "diverged")
 	})
 	b := backends(t, adm)[old]
 	t.Logf("%s: %s", old, b["last_error"])
 	var ro int
-	if err := instanceDB(t, old).QueryRow("SELECT @@read_only").Scan(&ro); err != nil || ro != 1 {
+	if err := env.InstanceDB(t, old).QueryRow("SELECT @@read_only").Scan(&ro); err != nil || ro != 1 {
 		t.Fatalf("diverged server is writable")
 	}
 	var io string
-	rows := instanceDB(t, old).QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'errant_db'")
+	rows := env.InstanceDB(t, old).QueryRow("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'errant_db'")
 	_ = rows.Scan(&io)
 	if masterName(t, adm) != neu {
 		t.Fatal("master changed again")

@@ -53,20 +53,7 @@ func TestHungReplicaCutsRunningStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	// Pin a read-only transaction on replica2 (server id 3).
-	for {
-		if _, err := conn.ExecContext(context.Background(), "START TRANSACTION READ ONLY"); err != nil {
-			t.Fatal(err)
-		}
-		if id, err := serverID(t, conn, "SELECT @@server_id"); err != nil {
-			t.Fatal(err)
-		} else if id == 3 {
-			break
-		}
-		if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.PinReplica(t, conn, 3) // replica2
 	done := make(chan error, 1)
 	go func() {
 		var x int
@@ -291,17 +278,7 @@ func TestReplicaKilledMidResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for {
-		if _, err := conn.ExecContext(context.Background(), "START TRANSACTION READ ONLY"); err != nil {
-			t.Fatal(err)
-		}
-		if id, err := serverID(t, conn, "SELECT @@server_id"); err != nil {
-			t.Fatal(err)
-		} else if id == 3 {
-			break
-		}
-		_, _ = conn.ExecContext(context.Background(), "COMMIT")
-	}
+	harness.PinReplica(t, conn, 3) // replica2
 	rows, err := conn.QueryContext(context.Background(), "SELECT seq, REPEAT('r', 100) FROM faults_db.seq_1_to_5000000")
 	if err != nil {
 		t.Fatal(err)

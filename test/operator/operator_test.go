@@ -47,31 +47,6 @@ func byName(rows []map[string]string, key string) map[string]map[string]string {
 	return out
 }
 
-func instanceDB(t *testing.T, name string) *sql.DB {
-	t.Helper()
-	for _, in := range env.Sandbox.Instances {
-		if in.Name == name {
-			db, _ := in.DB()
-			t.Cleanup(func() { db.Close() })
-			return db
-		}
-	}
-	t.Fatalf("no instance %s", name)
-	return nil
-}
-
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func TestShowBackendsAndLag(t *testing.T) {
 	adm := proxy.Admin(t)
 	b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")
@@ -79,7 +54,7 @@ func TestShowBackendsAndLag(t *testing.T) {
 		t.Fatalf("SHOW BACKENDS: %v", b)
 	}
 	// Lag rises when a replica's SQL thread is stopped and the master writes.
-	r1 := instanceDB(t, "replica1")
+	r1 := env.InstanceDB(t, "replica1")
 	if _, err := r1.Exec("STOP SLAVE SQL_THREAD"); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +64,7 @@ func TestShowBackendsAndLag(t *testing.T) {
 	if _, err := app.Exec("CREATE DATABASE IF NOT EXISTS op_lag"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "replica1's lag to reach 2s", 10*time.Second, func() bool {
+	harness.WaitFor(t, "replica1's lag to reach 2s", 10*time.Second, func() bool {
 		_, _ = app.Exec("CREATE TABLE IF NOT EXISTS op_lag.t (a INT)")
 		_, _ = app.Exec("INSERT INTO op_lag.t VALUES (1)")
 		r := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica1"]
@@ -99,7 +74,7 @@ func TestShowBackendsAndLag(t *testing.T) {
 	if _, err := r1.Exec("START SLAVE SQL_THREAD"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "replica1's lag back to 0", 10*time.Second, func() bool {
+	harness.WaitFor(t, "replica1's lag back to 0", 10*time.Second, func() bool {
 		return byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica1"]["lag_seconds"] == "0"
 	})
 }
@@ -198,21 +173,7 @@ func TestSetBackendOfflineDrainsAndStopsRouting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	for {
-		if _, err := conn.ExecContext(context.Background(), "START TRANSACTION READ ONLY"); err != nil {
-			t.Fatal(err)
-		}
-		var id int
-		if err := conn.QueryRowContext(context.Background(), "SELECT @@server_id").Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		if id == 3 {
-			break
-		}
-		if _, err := conn.ExecContext(context.Background(), "COMMIT"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	harness.PinReplica(t, conn, 3)
 	slow := make(chan error, 1)
 	go func() {
 		var id, z int
@@ -243,7 +204,7 @@ func TestSetBackendOfflineDrainsAndStopsRouting(t *testing.T) {
 		}
 	}
 	rowsOf(t, adm, "SET BACKEND 'replica2' ONLINE")
-	waitFor(t, "replica2 back in rotation", 10*time.Second, func() bool {
+	harness.WaitFor(t, "replica2 back in rotation", 10*time.Second, func() bool {
 		var id int
 		return app.QueryRow("SELECT @@server_id").Scan(&id) == nil && id == 3
 	})
@@ -258,7 +219,7 @@ func TestSwitchoverFailoverAndHistory(t *testing.T) {
 	if len(res) != 1 || res[0]["new_master"] != "replica1" {
 		t.Fatalf("SWITCHOVER: %v", res)
 	}
-	waitFor(t, "master to follow replica1", 15*time.Second, func() bool {
+	harness.WaitFor(t, "master to follow replica1", 15*time.Second, func() bool {
 		b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")
 		return b["master"]["role"] == "replica" && b["master"]["state"] == "up" && b["replica1"]["role"] == "master"
 	})
@@ -268,7 +229,7 @@ func TestSwitchoverFailoverAndHistory(t *testing.T) {
 	if len(res) != 1 || res[0]["new_master"] != "master" {
 		t.Fatalf("FAILOVER: %v", res)
 	}
-	waitFor(t, "replica1 to rejoin", 20*time.Second, func() bool {
+	harness.WaitFor(t, "replica1 to rejoin", 20*time.Second, func() bool {
 		b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")
 		return b["replica1"]["role"] == "replica" && b["replica1"]["state"] == "up"
 	})
@@ -416,7 +377,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	rowsOf(t, adm, "RELOAD CONFIG")
-	waitFor(t, "replica2 back after re-adding it", 10*time.Second, func() bool {
+	harness.WaitFor(t, "replica2 back after re-adding it", 10*time.Second, func() bool {
 		b := byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica2"]
 		return b != nil && b["state"] == "up" && b["role"] == "replica"
 	})
@@ -434,7 +395,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	if err := syscallHUP(p.Pid()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "SIGHUP reload", 5*time.Second, func() bool {
+	harness.WaitFor(t, "SIGHUP reload", 5*time.Second, func() bool {
 		return byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica2"]["weight"] == "1"
 	})
 	time.Sleep(300 * time.Millisecond)
@@ -493,7 +454,7 @@ func TestCheckHealthyAndBroken(t *testing.T) {
 			replica = in.Name
 		}
 	}
-	r := instanceDB(t, replica)
+	r := env.InstanceDB(t, replica)
 	var id int
 	_ = r.QueryRow("SELECT @@server_id").Scan(&id)
 	tests := []struct {
@@ -541,7 +502,7 @@ func TestCheckHealthyAndBroken(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "the check to pass again", 10*time.Second, func() bool {
+	harness.WaitFor(t, "the check to pass again", 10*time.Second, func() bool {
 		out, code = checkCmd(t, p.ConfigPath)
 		return code == 0
 	})

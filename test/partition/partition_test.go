@@ -9,8 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,36 +115,7 @@ func TestMasterLinkCut(t *testing.T) {
 		}
 	})
 	adm := p.Admin(t)
-	db, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
-	defer db.Close()
-	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS part", "CREATE TABLE IF NOT EXISTS part.w (id BIGINT PRIMARY KEY, sid INT, ts DATETIME(6))"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var stop atomic.Bool
-	var mu sync.Mutex
-	var acked []int64
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			wdb, _ := sql.Open("mysql", p.DSN("app", "app", "part", "timeout=5s&readTimeout=60s"))
-			defer wdb.Close()
-			wdb.SetMaxOpenConns(1)
-			for n := int64(0); !stop.Load(); n++ {
-				id := int64(w)<<40 | n
-				if _, err := wdb.Exec("INSERT INTO w VALUES (?, @@server_id, NOW(6))", id); err != nil {
-					time.Sleep(50 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				acked = append(acked, id)
-				mu.Unlock()
-			}
-		}()
-	}
+	w := harness.StartWriters(t, p, 4, "part", "w")
 	time.Sleep(time.Second)
 
 	cut := time.Now()
@@ -183,16 +152,8 @@ func TestMasterLinkCut(t *testing.T) {
 		t.Errorf("failover %s after the cut: before the replicas could have noticed", took)
 	}
 	// Writes go on against the new master.
-	mu.Lock()
-	before := len(acked)
-	mu.Unlock()
-	time.Sleep(2 * time.Second)
-	mu.Lock()
-	after := len(acked)
-	mu.Unlock()
-	if after <= before {
-		t.Fatal("writes did not resume on the new master")
-	}
+	before := w.Acked()
+	harness.WaitFor(t, "writes to resume on the new master", 10*time.Second, func() bool { return w.Acked() > before })
 
 	// The link comes back: the old master is fenced and rejoined, or
 	// reported diverged; either way it takes no more writes.
@@ -200,7 +161,6 @@ func TestMasterLinkCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	linkUp = true
-	back := time.Now()
 	deadline = time.Now().Add(40 * time.Second)
 	var role string
 	for {
@@ -216,14 +176,8 @@ func TestMasterLinkCut(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
-	stop.Store(true)
-	wg.Wait()
-
-	old, err := env.Sandbox.Instances[0].DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer old.Close()
+	acked := w.Stop()
+	old := env.InstanceDB(t, "master")
 	// No statement sent through Switchyard after the cut may have run on
 	// the isolated master (a retransmitted write arriving when the link
 	// returns would show here). Allow the statements in flight at the cut.
@@ -235,40 +189,10 @@ func TestMasterLinkCut(t *testing.T) {
 	if late != 0 {
 		t.Fatalf("%d writes reached the isolated old master after the cut", late)
 	}
-	_ = back
 	// Every acknowledged write is on the new master.
-	ndb := instanceDB(t, newMaster)
-	defer ndb.Close()
-	have := map[int64]bool{}
-	rows, err := ndb.Query("SELECT id FROM part.w")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id int64
-		_ = rows.Scan(&id)
-		have[id] = true
-	}
-	rows.Close()
-	lost := 0
-	for _, id := range acked {
-		if !have[id] {
-			lost++
-		}
-	}
+	lost, _ := env.Lost(t, newMaster, "part", "w", acked)
 	t.Logf("acknowledged %d writes, lost %d", len(acked), lost)
 	if lost != 0 {
 		t.Fatalf("%d acknowledged writes lost across the partition", lost)
 	}
-}
-
-func instanceDB(t *testing.T, name string) *sql.DB {
-	for _, in := range env.Sandbox.Instances {
-		if in.Name == name {
-			db, _ := in.DB()
-			return db
-		}
-	}
-	t.Fatalf("no instance %s", name)
-	return nil
 }

@@ -1,0 +1,173 @@
+package harness
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// WaitFor polls cond every 50 ms until it holds, or fails the test after
+// limit naming what it waited for.
+func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < limit {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", limit, what)
+	return 0
+}
+
+// InstanceDB opens a monitor-account handle to a sandbox instance, closed
+// when the test ends.
+func (e *Env) InstanceDB(t testing.TB, name string) *sql.DB {
+	t.Helper()
+	for _, in := range e.Sandbox.Instances {
+		if in.Name == name {
+			db, err := in.DB()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		}
+	}
+	t.Fatalf("no instance %s", name)
+	return nil
+}
+
+// ServerName maps a sandbox server id back to its instance name.
+func (e *Env) ServerName(id int) string {
+	if id >= 1 && id <= len(e.Sandbox.Instances) {
+		return e.Sandbox.Instances[id-1].Name
+	}
+	return ""
+}
+
+// Writers insert unique ids through a proxy from several client
+// connections (one each, kept for the whole run) into db.table
+// (id BIGINT PRIMARY KEY, sid INT, ts DATETIME(6)): the id, the server
+// that ran the insert, and when. Acknowledged ids are recorded.
+type Writers struct {
+	stop   atomic.Bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	acked  []int64
+	failed atomic.Int64
+	errs   sync.Map
+}
+
+// StartWriters creates db.table if needed and starts n writers.
+func StartWriters(t testing.TB, p *Proxy, n int, db, table string) *Writers {
+	t.Helper()
+	setup, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+	defer setup.Close()
+	for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + db,
+		"CREATE TABLE IF NOT EXISTS " + db + "." + table + " (id BIGINT PRIMARY KEY, sid INT, ts DATETIME(6))"} {
+		if _, err := setup.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &Writers{}
+	base := time.Now().UnixNano() / 1000 % 1_000_000_000 * 1000
+	for i := 0; i < n; i++ {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			h, _ := sql.Open("mysql", p.DSN("app", "app", db, "timeout=5s&readTimeout=60s"))
+			defer h.Close()
+			h.SetMaxOpenConns(1)
+			for seq := int64(0); !w.stop.Load(); seq++ {
+				id := base + int64(i)<<40 + seq
+				if _, err := h.Exec("INSERT INTO "+table+" VALUES (?, @@server_id, NOW(6))", id); err != nil {
+					w.failed.Add(1)
+					w.errs.Store(err.Error(), true)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				w.mu.Lock()
+				w.acked = append(w.acked, id)
+				w.mu.Unlock()
+			}
+		}()
+	}
+	return w
+}
+
+// Acked returns how many writes were acknowledged so far.
+func (w *Writers) Acked() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// Stop ends the writers and returns the acknowledged ids.
+func (w *Writers) Stop() []int64 {
+	w.stop.Store(true)
+	w.wg.Wait()
+	return w.acked
+}
+
+// Failed counts writes that got an error.
+func (w *Writers) Failed() int64 { return w.failed.Load() }
+
+// Errors lists the distinct errors writers saw.
+func (w *Writers) Errors() []string {
+	var out []string
+	w.errs.Range(func(k, _ any) bool { out = append(out, k.(string)); return true })
+	return out
+}
+
+// Lost counts acknowledged ids missing from (or duplicated in) db.table on
+// the named server, and returns the table's row count too.
+func (e *Env) Lost(t testing.TB, server, db, table string, acked []int64) (lost, rows int) {
+	t.Helper()
+	h := e.InstanceDB(t, server)
+	have := map[int64]int{}
+	r, err := h.QueryContext(context.Background(), "SELECT id FROM "+db+"."+table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var id int64
+		_ = r.Scan(&id)
+		have[id]++
+	}
+	r.Close()
+	for _, id := range acked {
+		if have[id] != 1 {
+			lost++
+		}
+	}
+	return lost, len(have)
+}
+
+// PinReplica starts a read-only transaction on conn that landed on the
+// server with the given id (retrying until it does): the statements that
+// follow run there until COMMIT.
+func PinReplica(t testing.TB, conn *sql.Conn, serverID int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < 200; i++ {
+		if _, err := conn.ExecContext(ctx, "START TRANSACTION READ ONLY"); err != nil {
+			t.Fatal(err)
+		}
+		var id int
+		if err := conn.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		if id == serverID {
+			return
+		}
+		if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("no read-only transaction landed on server %d", serverID)
+}
