@@ -1,0 +1,47 @@
+package check
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestReportVerdict(t *testing.T) {
+	tests := []struct {
+		findings []Finding
+		verdict  string
+	}{
+		{nil, "verdict: OK — 0 warning(s)"},
+		{[]Finding{{Warning, "r1", "lags", ""}}, "verdict: OK — 1 warning(s)"},
+		{[]Finding{{Error, "r1", "read_only is OFF", "SET GLOBAL read_only=1"}, {Warning, "", "x", ""}}, "verdict: NOT OK — 1 error(s), 1 warning(s)"},
+	}
+	for _, tt := range tests {
+		var b bytes.Buffer
+		Report{Findings: tt.findings}.Print(&b)
+		out := b.String()
+		if !strings.HasSuffix(strings.TrimSpace(out), tt.verdict) {
+			t.Errorf("verdict line: %q", out)
+		}
+		if len(tt.findings) > 0 && tt.findings[0].Remedy != "" && !strings.Contains(out, " — "+tt.findings[0].Remedy) {
+			t.Errorf("remedy missing: %q", out)
+		}
+	}
+}
+
+func TestHasAnyLooksAtGlobalGrantsOnly(t *testing.T) {
+	tests := []struct {
+		grants []string
+		privs  []string
+		want   bool
+	}{
+		{[]string{"GRANT ALL PRIVILEGES ON *.* TO `x`@`%`"}, []string{"ALL PRIVILEGES ON *.*"}, true},
+		{[]string{"GRANT ALL PRIVILEGES ON `db`.* TO `x`@`%`"}, []string{"ALL PRIVILEGES"}, false},
+		{[]string{"GRANT SELECT, READ_ONLY ADMIN ON *.* TO `x`@`%`"}, []string{"READ_ONLY ADMIN"}, true},
+		{[]string{"GRANT SELECT, INSERT ON *.* TO `x`@`%`"}, []string{"SUPER", "READ_ONLY ADMIN"}, false},
+	}
+	for _, tt := range tests {
+		if got := hasAny(tt.grants, tt.privs...); got != tt.want {
+			t.Errorf("hasAny(%v, %v) = %v", tt.grants, tt.privs, got)
+		}
+	}
+}
