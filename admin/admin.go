@@ -433,7 +433,7 @@ func (s *Server) showSessions() (*mysql.Result, error) {
 				x.Age.Round(time.Millisecond).String(), x.LastStatement})
 		}
 	}
-	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "last_statement"}, rows)
+	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "last_statement_digest"}, rows)
 }
 
 func (s *Server) showQueryStats() (*mysql.Result, error) {

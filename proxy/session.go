@@ -56,7 +56,7 @@ type session struct {
 	epoch       uint64      // topology epoch the held connections belong to
 	idle        atomic.Bool // waiting for the next command
 	closing     atomic.Bool
-	lastStmt    atomic.Pointer[string] // statement text (truncated), for SHOW SESSIONS
+	lastStmt    atomic.Pointer[string] // digest of the last statement, for SHOW SESSIONS
 	lastBackend atomic.Pointer[string]
 	dbName      atomic.Pointer[string] // mirrors state.db for SHOW SESSIONS
 	inTx        atomic.Bool
@@ -330,18 +330,23 @@ func (s *session) onMaster(cmd []byte, relay func(*backend.Conn) error) error {
 // query handles COM_QUERY: classify, decide, run.
 func (s *session) query(data []byte) error {
 	sql := string(data[1:])
-	s.noteStatement(sql)
 	cl := s.srv.classifier.Classify(sql, s.state.ansiQuotes())
+	s.noteStatement(cl.Digest)
 	return s.execute(cl, data, s.relayResult, func() (router.Decision, error) {
 		return router.Decide(cl, s.route, s.srv.cluster.Topology(), s.srv.policy())
 	})
 }
 
-func (s *session) noteStatement(sql string) {
-	if len(sql) > 200 {
-		sql = sql[:200]
+// noteStatement records the digest of the session's last statement for
+// SHOW SESSIONS: literals are folded, so no data values reach the admin.
+func (s *session) noteStatement(digest string) {
+	if digest == "" {
+		digest = otherDigest
 	}
-	s.lastStmt.Store(&sql)
+	if len(digest) > 200 {
+		digest = digest[:200]
+	}
+	s.lastStmt.Store(&digest)
 }
 
 // execute runs one client command on the backend chosen by decide, with

@@ -64,8 +64,8 @@ func (r *stmtRegistry) forgetConn(bc *backend.Conn) {
 // Other backends prepare it lazily when a later execute runs there.
 func (s *session) prepare(data []byte) error {
 	sql := string(data[1:])
-	s.noteStatement(sql)
 	cl := s.srv.classifier.Classify(sql, s.state.ansiQuotes())
+	s.noteStatement(cl.Digest)
 	decide := func() (router.Decision, error) {
 		return router.Decide(cl, s.route, s.srv.cluster.Topology(), s.srv.policy())
 	}
@@ -196,7 +196,7 @@ func (s *session) executeStmt(data []byte) error {
 	if st == nil {
 		return s.writeErrFatal(errUnknownStmt(stmtID(data), "mysqld_stmt_execute"))
 	}
-	s.noteStatement(string(st.query))
+	s.noteStatement(st.class.Digest)
 	build := s.onStmtConn(st, data, func(d []byte, id uint32) ([]byte, error) {
 		pkt, err := st.bindPacket(d, id)
 		if err != nil {
