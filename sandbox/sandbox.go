@@ -201,6 +201,9 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 	if err := s.save(); err != nil {
 		return nil, err
 	}
+	if err := s.ensureCert(); err != nil {
+		return nil, err
+	}
 	// Start all servers, then wait for each: startups overlap.
 	for _, in := range s.Instances {
 		if alive(in) {
@@ -330,7 +333,9 @@ innodb-buffer-pool-size = 64M
 innodb-log-file-size = 48M
 performance-schema = OFF
 skip-external-locking
-`, in.Dir, in.Port, in.ServerID, readOnly, in.HostOrLoopback())
+ssl-cert = %[6]s
+ssl-key = %[7]s
+`, in.Dir, in.Port, in.ServerID, readOnly, in.HostOrLoopback(), s.certPath(), s.keyPath())
 	if err := os.WriteFile(filepath.Join(in.Dir, "init.sql"), []byte(initSQL), 0o644); err != nil {
 		return err
 	}

@@ -217,3 +217,23 @@ func TestCursorFetchResetClose(t *testing.T) {
 		t.Fatalf("execute after close: %x", p)
 	}
 }
+
+// TLS on the backend side: the proxy talks TLS to the servers
+// (pool.tls); the server itself reports the cipher of that connection.
+func TestBackendTLS(t *testing.T) {
+	p := env.StartProxy(t, harnessProxyOptions{Extra: "pool:\n  tls:\n    enabled: true\n    insecure_skip_verify: true\n"})
+	db := p.Open(t, "", "")
+	var name, cipher string
+	// SHOW SESSION STATUS is server-specific: it runs on the master, on
+	// the proxy's own backend connection.
+	if err := db.QueryRow("SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil {
+		t.Fatal(err)
+	}
+	if cipher == "" {
+		t.Fatal("the proxy's connection to the master is not encrypted")
+	}
+	plain := proxy.Open(t, "", "")
+	if err := plain.QueryRow("SHOW SESSION STATUS LIKE 'Ssl_cipher'").Scan(&name, &cipher); err != nil || cipher != "" {
+		t.Fatalf("without pool.tls the backend connection uses %q (%v)", cipher, err)
+	}
+}
