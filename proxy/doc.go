@@ -10,8 +10,11 @@
 //
 //	session.loop          read one command packet (bounded by max_allowed_packet)
 //	session.dispatch      pick the handler by command byte
-//	session.forward       get the backend connection, write the command
+//	session.query         classify (router.Classifier) and decide (router.Decide)
+//	session.execute       write gate for the master, connection to the target with
+//	                      the session state replayed (conns.go), write the command
 //	session.relayResult   copy the reply packet by packet to the client
+//	router.Session.Observe  what the statement changed (transaction, temp tables, GTID)
 //
 // Result rows are never decoded: the relay looks only at OK packets (which
 // it re-frames for the client's capabilities and reads for session state
@@ -23,6 +26,10 @@
 // Prepared statements get proxy-owned ids; each remembers its SQL and last
 // bound parameter types so it can be prepared again, lazily, on whatever
 // backend connection runs it.
+//
+// A session holds at most one backend connection per server for its
+// lifetime and releases them (reset by the pool) when it ends or when the
+// topology epoch changes.
 //
 // Goroutines: Server.Serve accepts; each client gets one goroutine that
 // owns its session (no locks inside a session). Server.Shutdown, from the
