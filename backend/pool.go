@@ -153,16 +153,6 @@ func (p *Pool) Release(c *Conn) {
 	p.putIdle(c)
 }
 
-// ReleaseClean returns a connection the caller knows has no session state
-// (for example one that only ran monitor queries), skipping the reset.
-func (p *Pool) ReleaseClean(c *Conn) {
-	if c.Broken() {
-		p.discard(c)
-		return
-	}
-	p.putIdle(c)
-}
-
 func (p *Pool) putIdle(c *Conn) {
 	c.lastUsed = time.Now()
 	p.mu.Lock()
@@ -176,9 +166,6 @@ func (p *Pool) putIdle(c *Conn) {
 	p.wakeOneLocked()
 	p.mu.Unlock()
 }
-
-// Discard closes a connection and frees its slot.
-func (p *Pool) Discard(c *Conn) { p.discard(c) }
 
 func (p *Pool) discard(c *Conn) {
 	_ = c.Close()
