@@ -237,3 +237,25 @@ func TestBackendTLS(t *testing.T) {
 		t.Fatalf("without pool.tls the backend connection uses %q (%v)", cipher, err)
 	}
 }
+
+func TestTooManyConnections(t *testing.T) {
+	p := env.StartProxy(t, harnessProxyOptions{Extra: "max_client_connections: 2\n"})
+	var held []*sql.DB
+	for i := 0; i < 2; i++ {
+		db, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+		db.SetMaxOpenConns(1)
+		if err := db.Ping(); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, db)
+	}
+	third, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
+	defer third.Close()
+	var me *mysql.MySQLError
+	if err := third.Ping(); !errors.As(err, &me) || me.Number != 1040 {
+		t.Fatalf("third connection: %v, want 1040", err)
+	}
+	held[0].Close()
+	harnessWaitFor(t, "a slot to free up", 5*time.Second, func() bool { return third.Ping() == nil })
+	held[1].Close()
+}

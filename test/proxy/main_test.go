@@ -32,3 +32,5 @@ func mustExec(t *testing.T, db *sql.DB, stmts ...string) {
 }
 
 type harnessProxyOptions = harness.ProxyOptions
+
+var harnessWaitFor = harness.WaitFor
