@@ -7,9 +7,7 @@ package chaos_test
 
 import (
 	"database/sql"
-	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -18,8 +16,6 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/switchyard/switchyard/test/harness"
 )
@@ -27,45 +23,7 @@ import (
 var env *harness.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = harness.Setup(2, 8)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "setup:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	env.Teardown()
-	os.Exit(code)
-}
-
-// gauges scrapes /metrics into name{labels} → value.
-func gauges(t *testing.T, p *harness.Proxy) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for name, f := range fams {
-		for _, m := range f.Metric {
-			key := name
-			for _, l := range m.Label {
-				key += "," + l.GetName() + "=" + l.GetValue()
-			}
-			if m.Gauge != nil {
-				out[key] = m.Gauge.GetValue()
-			} else if m.Counter != nil {
-				out[key] = m.Counter.GetValue()
-			}
-		}
-	}
-	return out
+	os.Exit(harness.MainWithSandbox(m, 2, 8, &env))
 }
 
 func inUse(g map[string]float64) float64 {
@@ -109,7 +67,7 @@ func TestLoad2000Clients(t *testing.T) {
 		db.Close()
 	}
 	time.Sleep(time.Second)
-	base := gauges(t, p)
+	base := p.Scrape(t)
 	var ops, errs atomic.Int64
 	var errMu sync.Mutex
 	errSamples := map[string]int{}
@@ -121,7 +79,7 @@ func TestLoad2000Clients(t *testing.T) {
 			case <-stop:
 				return
 			case <-time.After(500 * time.Millisecond):
-				if rss := gauges(t, p)["process_resident_memory_bytes"]; rss > peakRSS {
+				if rss := p.Scrape(t)["process_resident_memory_bytes"]; rss > peakRSS {
 					peakRSS = rss
 				}
 			}
@@ -169,7 +127,7 @@ func TestLoad2000Clients(t *testing.T) {
 		}()
 	}
 	ready.Wait()
-	during := gauges(t, p)
+	during := p.Scrape(t)
 	wg.Wait()
 	close(stop)
 	t.Logf("%d clients, %s: %d statements, %d errors; peak RSS %.0f MiB; client connections during load %.0f",
@@ -185,7 +143,7 @@ func TestLoad2000Clients(t *testing.T) {
 	ok := false
 	for i := 0; i < 100 && !ok; i++ {
 		time.Sleep(200 * time.Millisecond)
-		after = gauges(t, p)
+		after = p.Scrape(t)
 		ok = after["switchyard_client_connections"] == 0 && inUse(after) == 0 &&
 			after["go_goroutines"] <= base["go_goroutines"]+10
 	}

@@ -26,15 +26,7 @@ import (
 var env *harness.Env
 
 func TestMain(m *testing.M) {
-	var err error
-	env, err = harness.Setup(2, 4)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "setup:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	env.Teardown()
-	os.Exit(code)
+	os.Exit(harness.MainWithSandbox(m, 2, 4, &env))
 }
 
 // failoverConfig is the proxy config used here: fast cooldown so several

@@ -3,10 +3,16 @@ package harness
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // WaitFor polls cond every 50 ms until it holds, or fails the test after
@@ -170,4 +176,52 @@ func PinReplica(t testing.TB, conn *sql.Conn, serverID int) {
 		}
 	}
 	t.Fatalf("no read-only transaction landed on server %d", serverID)
+}
+
+// Scrape reads the proxy's /metrics with the Prometheus text parser (a
+// failure to parse fails the test) into "name,label=value,…" → value;
+// histograms give their sample count under "…,count".
+func (p *Proxy) Scrape(t testing.TB) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.Metric {
+			key := name
+			for _, l := range m.Label {
+				key += "," + l.GetName() + "=" + l.GetValue()
+			}
+			switch {
+			case m.Counter != nil:
+				out[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[key] = m.Gauge.GetValue()
+			case m.Histogram != nil:
+				out[key+",count"] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// MainWithSandbox is TestMain for packages that start their own proxies:
+// it sets *env, runs the tests and cleans up.
+func MainWithSandbox(m *testing.M, replicas, seed int, env **Env) int {
+	e, err := Setup(replicas, seed)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		return 1
+	}
+	defer e.Teardown()
+	*env = e
+	return m.Run()
 }

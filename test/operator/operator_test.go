@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/switchyard/switchyard/test/harness"
 )
@@ -248,40 +246,8 @@ func TestSwitchoverFailoverAndHistory(t *testing.T) {
 	}
 }
 
-func scrape(t *testing.T) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + proxy.HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("metrics do not parse: %v", err)
-	}
-	out := map[string]float64{}
-	for name, f := range fams {
-		for _, m := range f.Metric {
-			key := name
-			for _, l := range m.Label {
-				key += fmt.Sprintf(",%s=%s", l.GetName(), l.GetValue())
-			}
-			switch {
-			case m.Counter != nil:
-				out[key] = m.Counter.GetValue()
-			case m.Gauge != nil:
-				out[key] = m.Gauge.GetValue()
-			case m.Histogram != nil:
-				out[key+",count"] = float64(m.Histogram.GetSampleCount())
-			}
-		}
-	}
-	return out
-}
-
 func TestMetricsAndHealth(t *testing.T) {
-	before := scrape(t)
+	before := proxy.Scrape(t)
 	app, _ := sql.Open("mysql", proxy.DSN("app", "app", "", ""))
 	defer app.Close()
 	for i := 0; i < 20; i++ {
@@ -289,7 +255,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		_ = app.QueryRow("SELECT 1").Scan(&x)
 	}
 	_, _ = app.Exec("CREATE DATABASE IF NOT EXISTS op_metrics")
-	after := scrape(t)
+	after := proxy.Scrape(t)
 	if d := after["switchyard_queries_total,kind=read,route=replica"] - before["switchyard_queries_total,kind=read,route=replica"]; d < 20 {
 		t.Errorf("replica reads counter moved by %v", d)
 	}
