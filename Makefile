@@ -33,6 +33,7 @@ sandbox-down: build
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./test/chaos/
 
 ## test: everything CI runs (installs MariaDB if missing; starts its own servers)
 test: deps lint
