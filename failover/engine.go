@@ -331,6 +331,14 @@ func (e *Engine) finish(r *recorder, err error) {
 	}
 }
 
+// open starts the record of a topology change from the current topology.
+func (e *Engine) open(kind, reason string) (*backend.Topology, ServerConfig, *recorder) {
+	topo := e.cluster.Topology()
+	oldCfg, _ := e.server(topo.Master)
+	now := time.Now()
+	return topo, oldCfg, &recorder{rec: &Record{Kind: kind, Started: now, Reason: reason, OldMaster: topo.Master}, start: now}
+}
+
 // ErrBusy is returned when another topology change is running.
 var ErrBusy = errors.New("another failover or switchover is in progress")
 
@@ -342,10 +350,8 @@ func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) 
 		return nil, ErrBusy
 	}
 	defer e.mu.Unlock()
-	topo := e.cluster.Topology()
+	topo, oldCfg, r := e.open("failover", reason)
 	old := topo.Master
-	oldCfg, _ := e.server(old)
-	r := &recorder{rec: &Record{Kind: "failover", Started: time.Now(), Reason: reason, OldMaster: old}, start: time.Now()}
 	if force {
 		r.rec.Reason = "forced by the operator"
 	}
@@ -482,10 +488,8 @@ func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
 		return nil, ErrBusy
 	}
 	defer e.mu.Unlock()
-	topo := e.cluster.Topology()
+	topo, oldCfg, r := e.open("switchover", "requested by the operator")
 	old := topo.Master
-	oldCfg, _ := e.server(old)
-	r := &recorder{rec: &Record{Kind: "switchover", Started: time.Now(), Reason: "requested by the operator", OldMaster: old}, start: time.Now()}
 	var err error
 	defer func() { e.finish(r, err) }()
 	if m := topo.Server(old); m == nil || !m.Up {

@@ -313,14 +313,9 @@ func TestLaggingReplicaIsSkipped(t *testing.T) {
 		}
 	}
 	mustExec(t, r2, "START SLAVE SQL_THREAD")
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if serverID(t, c, "SELECT @@server_id") == 3 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("replica2 never came back into rotation")
+	harness.WaitFor(t, "replica2 back in rotation", 10*time.Second, func() bool {
+		return serverID(t, c, "SELECT @@server_id") == 3
+	})
 }
 
 // A replica killed under a running statement: that statement fails (not
@@ -356,14 +351,9 @@ func TestReplicaKilledMidSession(t *testing.T) {
 	if err := env.Sandbox.Start(ctx, victim.Name); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if serverID(t, c, "SELECT @@server_id") == 3 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("restarted replica never came back into rotation")
+	harness.WaitFor(t, "the restarted replica back in rotation", 20*time.Second, func() bool {
+		return serverID(t, c, "SELECT @@server_id") == 3
+	})
 }
 
 func TestNoReplicaPolicy(t *testing.T) {
