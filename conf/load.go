@@ -163,6 +163,9 @@ func (c *Config) validate() []fieldError {
 	if c.MaxAllowedPacket < 1024 || c.MaxAllowedPacket > 1<<30 {
 		add("max_allowed_packet", "must be between 1KiB and 1GiB")
 	}
+	if c.Threads < 0 {
+		add("threads", "must be 0 (one per CPU) or positive")
+	}
 	if c.MaxClientConnections <= 0 {
 		add("max_client_connections", "must be positive")
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,8 @@ type Sources struct {
 	// Coordinated is false when coordination (etcd) is configured and
 	// unreachable.
 	Coordinated func() bool
+	// Pprof mounts net/http/pprof under /debug/pprof/ (http.pprof).
+	Pprof bool
 }
 
 // Metrics owns the registry and the statement instruments.
@@ -80,6 +83,12 @@ func (m *Metrics) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if m.src.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	}
 	return mux
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"runtime"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -43,6 +44,9 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	if cfg.Threads > 0 {
+		runtime.GOMAXPROCS(cfg.Threads)
+	}
 	if err := preflight(cfg, log, *skipCheck); err != nil {
 		return err
 	}
@@ -183,6 +187,7 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		a.metrics = metrics.New(metrics.Sources{
 			Cluster: cluster, Counters: a.counters, Sessions: px.SessionCount,
 			Coordinated: func() bool { return a.coord == nil || a.coord.Healthy() },
+			Pprof:       cfg.HTTP.Pprof,
 			Failovers: func() (ok, failed int) {
 				for _, r := range engine.History() {
 					if r.Error == "" {

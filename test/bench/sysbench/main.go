@@ -71,6 +71,11 @@ type report struct {
 	MemoryNote []string           `json:"memory_notes"`
 }
 
+// proxyTuning is the config the benchmark runs Switchyard with: one
+// thread, as the sandbox config does, because the proxy shares two cores
+// with sysbench and three servers (see the README's performance section).
+const proxyTuning = "threads: 1\n"
+
 // target is where sysbench connects; pid is the proxy in between (0 for
 // a direct connection).
 type target struct {
@@ -111,12 +116,12 @@ func mainErr() error {
 		return err
 	}
 	defer relay.Process.Kill()
-	split, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn"})
+	split, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning})
 	if err != nil {
 		return err
 	}
 	defer split.Stop()
-	masterOnly, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Backends: []string{"master"}})
+	masterOnly, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning, Backends: []string{"master"}})
 	if err != nil {
 		return err
 	}
@@ -424,7 +429,7 @@ func memoryChecks(env *harness.Env, w io.Writer, rep *report) error {
 	if *flagStream == 0 && *flagIdle == 0 {
 		return nil
 	}
-	p, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: "pool:\n  multiplexing: true\n  max_connections: 64\n  max_idle: 64\n"})
+	p, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning + "pool:\n  multiplexing: true\n  max_connections: 64\n  max_idle: 64\n"})
 	if err != nil {
 		return err
 	}
