@@ -56,6 +56,12 @@ type Class struct {
 	// Digest is the statement with literals replaced by "?" (for the
 	// query statistics); empty for statements too long to normalize.
 	Digest string
+	// Pin: the statement may leave state on its server connection that
+	// later statements depend on (user variables, named locks, table
+	// locks, temporary tables, SET, SQL-level PREPARE, or SQL we could not
+	// parse). With multiplexing, the session then keeps its backend
+	// connections until it is reset or ends.
+	Pin bool
 }
 
 // Hint is a comment-borne routing override.
@@ -148,7 +154,7 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	hint := findHint(sql)
 	if strings.Contains(sql, "/*!") || strings.Contains(sql, "/*M!") {
 		// Executable comments run code the parser reads as a comment.
-		return Class{Kind: KindWrite, Reason: "executable comment", Hint: hint}
+		return Class{Kind: KindWrite, Reason: "executable comment", Hint: hint, Pin: true}
 	}
 	p := c.parsers.Get().(*parser.Parser)
 	defer c.parsers.Put(p)
@@ -159,11 +165,12 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	p.SetSQLMode(mode)
 	stmts, _, err := p.Parse(sql, "", "")
 	if err != nil || len(stmts) == 0 {
-		return Class{Kind: fallbackKind(sql), Reason: reasonUnparsable, Hint: hint}
+		return Class{Kind: fallbackKind(sql), Reason: reasonUnparsable, Hint: hint, Pin: true}
 	}
 	var out Class
 	for i, st := range stmts {
 		cl := classifyStmt(st)
+		cl.Pin = pins(st)
 		if i == 0 {
 			out = cl
 			continue
@@ -180,6 +187,7 @@ func merge(a, b Class) Class {
 	a.Tables = append(a.Tables, b.Tables...)
 	a.TempCreated = append(a.TempCreated, b.TempCreated...)
 	a.TempDropped = append(a.TempDropped, b.TempDropped...)
+	a.Pin = a.Pin || b.Pin
 	if a.Kind == KindRead && b.Kind == KindRead {
 		return a
 	}
@@ -264,6 +272,28 @@ func classifyStmt(st ast.StmtNode) Class {
 	}
 }
 
+// diagnosticFuncs read what the previous statement left on the
+// connection; the proxy keeps the connection for a few statements after a
+// write instead of pinning the session for them (as ProxySQL does).
+var diagnosticFuncs = map[string]bool{"last_insert_id": true, "found_rows": true, "row_count": true, "connection_id": true}
+
+// pins reports whether st leaves state on its server connection that a
+// later statement may depend on (see Class.Pin).
+func pins(st ast.StmtNode) bool {
+	switch n := st.(type) {
+	case *ast.UseStmt:
+		return false // the default database is replayed on any connection
+	case *ast.SetStmt, *ast.LockTablesStmt, *ast.PrepareStmt, *ast.ExecuteStmt:
+		return true
+	case *ast.CreateTableStmt:
+		if n.TemporaryKeyword != ast.TemporaryNone {
+			return true
+		}
+	}
+	v := collect(st)
+	return v.userVar || v.stateFunc || v.calcFoundRows
+}
+
 // classifyRead checks a SELECT (or UNION, SHOW) for anything that ties it
 // to the master: locking, INTO, session functions, user variables,
 // connection-bound system variables.
@@ -275,6 +305,8 @@ func classifyRead(st ast.StmtNode) Class {
 		cl.Kind, cl.Reason = KindWrite, "locking read"
 	case v.into:
 		cl.Kind, cl.Reason = KindWrite, "SELECT INTO"
+	case v.calcFoundRows:
+		cl.Kind, cl.Reason = KindWrite, "SQL_CALC_FOUND_ROWS"
 	case v.sessionFunc != "":
 		cl.Kind, cl.Reason = KindWrite, "session function "+v.sessionFunc+"()"
 	case v.userVar:
@@ -295,7 +327,11 @@ type visitor struct {
 	sessionFunc string
 	userVar     bool
 	connVar     string
-	diagVar     bool
+	// calcFoundRows: SQL_CALC_FOUND_ROWS, read back by FOUND_ROWS().
+	calcFoundRows bool
+	// stateFunc: a session function that leaves state (GET_LOCK, NEXTVAL …).
+	stateFunc bool
+	diagVar   bool
 }
 
 func collect(st ast.Node) *visitor {
@@ -313,11 +349,17 @@ func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
 		if x.SelectIntoOpt != nil {
 			v.into = true
 		}
+		if x.SelectStmtOpts != nil && x.SelectStmtOpts.CalcFoundRows {
+			v.calcFoundRows = true
+		}
 	case *ast.TableName:
 		v.tables = append(v.tables, x.Name.L)
 	case *ast.FuncCallExpr:
 		if sessionFuncs[x.FnName.L] && v.sessionFunc == "" {
 			v.sessionFunc = x.FnName.L
+		}
+		if sessionFuncs[x.FnName.L] && !diagnosticFuncs[x.FnName.L] {
+			v.stateFunc = true
 		}
 	case *ast.VariableExpr:
 		if !x.IsSystem {

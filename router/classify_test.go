@@ -389,3 +389,44 @@ func BenchmarkClassify(b *testing.B) {
 		})
 	}
 }
+
+// TestPin: statements that leave state on their server connection pin
+// a multiplexed session; plain reads, writes and USE do not.
+func TestPin(t *testing.T) {
+	cases := []struct {
+		sql string
+		pin bool
+	}{
+		{"SELECT * FROM t WHERE id = 1", false},
+		{"INSERT INTO t VALUES (1)", false},
+		{"UPDATE t SET a = 1", false},
+		{"USE db2", false},
+		{"BEGIN", false},
+		{"SELECT LAST_INSERT_ID()", false},
+		{"SELECT FOUND_ROWS()", false},
+		{"SET @x = 1", true},
+		{"SELECT @x", true},
+		{"SELECT @x := 5", true},
+		{"INSERT INTO t VALUES (@x)", true},
+		{"SET NAMES latin1", true},
+		{"SET SESSION wait_timeout = 100", true},
+		{"SELECT GET_LOCK('a', 1)", true},
+		{"DO GET_LOCK('a', 1)", true},
+		{"SELECT LAST_INSERT_ID(), GET_LOCK('a', 1)", true},
+		{"LOCK TABLES t READ", true},
+		{"CREATE TEMPORARY TABLE tmp (a INT)", true},
+		{"CREATE TABLE real_t (a INT)", false},
+		{"PREPARE s FROM 'SELECT 1'", true},
+		{"SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 1", true},
+		{"SELECT NEXTVAL(s)", true},
+		{"INSERT INTO t VALUES (1) RETURNING id", true}, // unparsable: pinned to be safe
+		{"/*!50000 SET @a = 1 */", true},
+		{"SELECT 1; SET @y = 2", true},
+	}
+	c := NewClassifier(0)
+	for _, tc := range cases {
+		if got := c.Classify(tc.sql, false); got.Pin != tc.pin {
+			t.Errorf("%q: Pin = %v, want %v (class %+v)", tc.sql, got.Pin, tc.pin, got)
+		}
+	}
+}
