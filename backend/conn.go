@@ -52,6 +52,9 @@ type Conn struct {
 	lastUsed time.Time
 	// multiStatements mirrors COM_SET_OPTION state (on after connect).
 	multiStatements bool
+	// stateTag is an opaque description of the session state left on a
+	// parked connection (see Pool.Park); empty after a reset.
+	stateTag string
 	// broken is set when the connection's protocol state is unknown
 	// (I/O error, timeout, abandoned result, killed); it is then never
 	// reused. Atomic: KillInUse sets it from the monitor's goroutine.
@@ -167,6 +170,10 @@ func (c *Conn) Kill() {
 // Variant returns the handshake-time properties of the connection.
 func (c *Conn) Variant() Variant { return c.variant }
 
+// StateTag returns the tag the connection was parked with ("" when it
+// was reset or is new).
+func (c *Conn) StateTag() string { return c.stateTag }
+
 // Addr returns the server address.
 func (c *Conn) Addr() string { return c.net.RemoteAddr().String() }
 
@@ -256,6 +263,7 @@ func (c *Conn) Reset(ctx context.Context) error {
 	}
 	// The multi-statement option survives COM_RESET_CONNECTION on the
 	// server, so c.multiStatements stays as it was.
+	c.stateTag = ""
 	return nil
 }
 

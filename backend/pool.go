@@ -31,6 +31,8 @@ type PoolStats struct {
 	Open, Idle, InUse, Waiting int
 	Dials, DialErrors          uint64
 	Resets, Discarded          uint64
+	// Parks counts connections returned without a reset (multiplexing).
+	Parks uint64
 }
 
 // Pool keeps authenticated connections to one server for one backend
@@ -48,8 +50,8 @@ type Pool struct {
 	waiters []chan struct{}
 	closed  bool
 
-	dials, dialErrors, resets, discarded atomic.Uint64
-	stop                                 chan struct{}
+	dials, dialErrors, resets, discarded, parks atomic.Uint64
+	stop                                        chan struct{}
 }
 
 // NewPool creates a pool; connections are opened on demand.
@@ -71,13 +73,19 @@ func (p *Pool) Addr() string { return p.dial.Addr }
 // Acquire returns a connection of the given variant, dialling one if
 // needed, and waits (bounded by ctx) while the pool is at MaxOpen.
 func (p *Pool) Acquire(ctx context.Context, v Variant) (*Conn, error) {
+	return p.AcquireTagged(ctx, v, "")
+}
+
+// AcquireTagged is Acquire preferring an idle connection parked with tag
+// (its state already matches, so the caller need not replay it).
+func (p *Pool) AcquireTagged(ctx context.Context, v Variant, tag string) (*Conn, error) {
 	for {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrPoolClosed
 		}
-		if c := p.popIdleLocked(v); c != nil {
+		if c := p.popIdleLocked(v, tag); c != nil {
 			p.inUse[c] = struct{}{}
 			p.mu.Unlock()
 			if p.expired(c, time.Now()) {
@@ -150,6 +158,23 @@ func (p *Pool) Release(c *Conn) {
 		p.discard(c)
 		return
 	}
+	p.putIdle(c)
+}
+
+// Park returns a connection without resetting it, tagged with the state
+// the caller left on it (multiplexing: the next statement of any session
+// whose state has the same tag can use it as is). Only connections that
+// carry no state beyond what the tag describes may be parked.
+func (p *Pool) Park(c *Conn, tag string) {
+	if c == nil {
+		return
+	}
+	if c.Broken() || p.expired(c, time.Now()) {
+		p.discard(c)
+		return
+	}
+	c.stateTag = tag
+	p.parks.Add(1)
 	p.putIdle(c)
 }
 
@@ -233,7 +258,7 @@ func (p *Pool) Stats() PoolStats {
 	return PoolStats{
 		Open: p.open, Idle: idle, InUse: p.open - idle, Waiting: len(p.waiters),
 		Dials: p.dials.Load(), DialErrors: p.dialErrors.Load(),
-		Resets: p.resets.Load(), Discarded: p.discarded.Load(),
+		Resets: p.resets.Load(), Discarded: p.discarded.Load(), Parks: p.parks.Load(),
 	}
 }
 
@@ -244,20 +269,31 @@ func (p *Pool) expired(c *Conn, now time.Time) bool {
 	return p.opts.IdleTimeout > 0 && now.Sub(c.lastUsed) > p.opts.IdleTimeout
 }
 
-func (p *Pool) popIdleLocked(v Variant) *Conn {
+// popIdleLocked takes the most recently used idle connection with tag
+// (if tag is set and one has it), else the most recently used one: LIFO
+// keeps the hottest connections in use and lets the rest time out.
+func (p *Pool) popIdleLocked(v Variant, tag string) *Conn {
 	list := p.idle[v]
 	if len(list) == 0 {
 		return nil
 	}
-	// LIFO: the most recently used connection is the most likely alive.
-	c := list[len(list)-1]
-	p.idle[v] = list[:len(list)-1]
+	i := len(list) - 1
+	if tag != "" {
+		for j := len(list) - 1; j >= 0; j-- {
+			if list[j].stateTag == tag {
+				i = j
+				break
+			}
+		}
+	}
+	c := list[i]
+	p.idle[v] = append(list[:i], list[i+1:]...)
 	return c
 }
 
 func (p *Pool) popAnyIdleLocked() *Conn {
 	for v := range p.idle {
-		if c := p.popIdleLocked(v); c != nil {
+		if c := p.popIdleLocked(v, ""); c != nil {
 			return c
 		}
 	}
