@@ -101,7 +101,14 @@ type PoolSettings struct {
 	// IOTimeout bounds the proxy's own round trips (reset, SET NAMES, USE, ping).
 	IOTimeout Duration `yaml:"io_timeout"`
 	// QueryTimeout bounds a relayed client statement; 0 means no limit.
-	QueryTimeout Duration  `yaml:"query_timeout"`
+	QueryTimeout Duration `yaml:"query_timeout"`
+	// Multiplexing returns a session's backend connections to the pool
+	// after each statement when the session has no state tied to them, so
+	// many mostly idle clients share few server connections. A session
+	// with state (transaction, temporary table, user variables, locks,
+	// prepared statements, changed session variables) keeps its
+	// connections until that state ends.
+	Multiplexing bool      `yaml:"multiplexing"`
 	TLS          TLSClient `yaml:"tls"`
 }
 

@@ -51,6 +51,7 @@ func (s *session) changeUser(data []byte) (quit bool, err error) {
 	s.stmts.clear()
 	s.releaseAll()
 	s.route.Reset()
+	s.pinned, s.keepFor = "", 0
 	s.user = u
 	s.log = s.srv.log.With(zap.Uint32("session", s.id), zap.String("user", u.Name))
 	coll := s.state.collationID

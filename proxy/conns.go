@@ -46,15 +46,24 @@ func (s *session) acquire(server string) (*backend.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	tag := ""
+	if s.settings.Multiplexing {
+		tag = s.stateTag()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.settings.AcquireTimeout)
-	bc, err := pool.Acquire(ctx, s.variant())
+	bc, err := pool.AcquireTagged(ctx, s.variant(), tag)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
 	bc.SetBeforeRead(s.flushClient)
-	// synced = ^0 forces a full state sync on first use.
-	s.conns[server] = &heldConn{bc: bc, pool: pool, synced: ^uint64(0)}
+	// synced = ^0 forces a full state sync on first use; a connection
+	// parked by a session in the same state (multiplexing) needs none.
+	synced := ^uint64(0)
+	if tag != "" && bc.StateTag() == tag && s.state.replayedVars() == 0 {
+		synced = s.stateVersion
+	}
+	s.conns[server] = &heldConn{bc: bc, pool: pool, synced: synced}
 	return bc, nil
 }
 

@@ -54,6 +54,7 @@ func (s *session) relayResult(bc *backend.Conn) error {
 		case mysql.ERR_HEADER:
 			// An error ends the whole response, even in a multi-statement.
 			s.lastOK = false
+			s.keepAfterResponse() // for SHOW WARNINGS / SHOW ERRORS
 			return s.writeClient(p)
 		case mysql.LocalInFile_HEADER:
 			more, err := s.relayLocalInfile(bc, p)
@@ -79,6 +80,9 @@ func (s *session) relayOK(p []byte) (more bool, err error) {
 	}
 	s.noteOK(ok)
 	s.lastOK = true
+	if ok.lastInsertID != 0 || ok.warnings != 0 {
+		s.keepAfterResponse()
+	}
 	s.lastRows += ok.affectedRows
 	s.okBuf = encodeOKForClient(s.okBuf, ok, s.caps&mysql.CLIENT_SESSION_TRACK != 0)
 	if err := s.writeClient(s.okBuf); err != nil {
@@ -184,6 +188,9 @@ func (s *session) relayRows(bc *backend.Conn) error {
 		if isEOF(p[4:]) {
 			s.status = eofStatus(p[4:])
 			s.lastOK = true
+			if eofWarnings(p[4:]) != 0 {
+				s.keepAfterResponse()
+			}
 			s.lastRows += rows
 			return nil
 		}

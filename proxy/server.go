@@ -34,6 +34,7 @@ type Settings struct {
 	IOTimeout        time.Duration // proxy's own backend round trips
 	QueryTimeout     time.Duration // a relayed statement; 0 = none
 	AcquireTimeout   time.Duration
+	Multiplexing     bool // give backend connections back between statements
 	Policy           router.Policy
 	GTIDWait         time.Duration // read-your-writes wait on a replica
 	AvoidFor         time.Duration // how long a session avoids a failed replica
@@ -55,6 +56,7 @@ func SettingsFrom(c *conf.Config) *Settings {
 		IOTimeout:        c.Pool.IOTimeout.D(),
 		QueryTimeout:     c.Pool.QueryTimeout.D(),
 		AcquireTimeout:   c.Pool.AcquireTimeout.D(),
+		Multiplexing:     c.Pool.Multiplexing,
 		Policy: router.Policy{
 			Split:                   c.Routing.ReadWriteSplit,
 			ReadYourWrites:          c.Routing.Consistency == "session",

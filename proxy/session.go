@@ -62,6 +62,11 @@ type session struct {
 	inTx        atomic.Bool
 	started     time.Time
 	lastRows    uint64 // rows (or affected rows) of the last response
+	// Multiplexing (see multiplex.go): pinned says why the session keeps
+	// its backend connections until reset; keepFor counts statements that
+	// must still run on the same connections (LAST_INSERT_ID, warnings).
+	pinned  string
+	keepFor int
 }
 
 // sessionState is what must be replayed on any backend connection the
@@ -206,6 +211,7 @@ func (s *session) cleanup() {
 // loop reads one command at a time and answers it.
 func (s *session) loop() {
 	for {
+		s.giveBackConns()
 		s.pc.ResetSequence()
 		s.idle.Store(true)
 		if s.srv.isDraining() && s.status&mysql.SERVER_STATUS_IN_TRANS == 0 {
@@ -223,6 +229,9 @@ func (s *session) loop() {
 			return
 		}
 		data := lw.buf.Bytes()
+		if s.keepFor > 0 {
+			s.keepFor--
+		}
 		if len(data) == 0 {
 			if !s.writeErr(errMalformed("empty command")) {
 				return
@@ -332,6 +341,9 @@ func (s *session) query(data []byte) error {
 	sql := string(data[1:])
 	cl := s.srv.classifier.Classify(sql, s.state.ansiQuotes())
 	s.noteStatement(cl.Digest)
+	if cl.Pin && s.pinned == "" {
+		s.pinned = "connection state (" + cl.Reason + ")"
+	}
 	return s.execute(cl, data, s.relayResult, func() (router.Decision, error) {
 		return router.Decide(cl, s.route, s.srv.cluster.Topology(), s.srv.policy())
 	})
@@ -730,6 +742,7 @@ func (s *session) resetConnection() error {
 	s.stateVersion++
 	s.releaseAll() // released connections are reset by the pool
 	s.route.Reset()
+	s.pinned, s.keepFor = "", 0
 	if _, err := s.masterConn(); err != nil {
 		return s.writeErrFatal(errNoBackend(err))
 	}

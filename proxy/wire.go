@@ -217,6 +217,14 @@ func eofStatus(p []byte) uint16 {
 	return 0
 }
 
+// eofWarnings reads the warning count of an EOF packet (header byte first).
+func eofWarnings(p []byte) uint16 {
+	if len(p) >= 5 {
+		return binary.LittleEndian.Uint16(p[1:])
+	}
+	return 0
+}
+
 // errPacket builds an ERR packet (with header gap) from a MySQL error.
 func errPacket(e *mysql.MyError) []byte {
 	b := make([]byte, 0, 13+len(e.Message))

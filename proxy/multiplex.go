@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"strconv"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// Multiplexing (pool.multiplexing): between statements, a session gives
+// its backend connections back to the pool unless something ties it to
+// them, so thousands of mostly idle clients share a few server
+// connections. Correctness comes first, as in ProxySQL: any state that
+// lives on a server connection keeps the connection.
+//
+// Given back connections are parked, not reset: they carry only the
+// state every session replays anyway (database, character set, the
+// multi-statement option), described by stateTag. The next session with
+// the same tag uses one as is; another replays its own state first.
+
+// keepStatements is how many statements after a response that left
+// something to read back (an AUTO_INCREMENT id for LAST_INSERT_ID(),
+// warnings for SHOW WARNINGS) still run on the same connection; ProxySQL
+// uses 5 for the first case (mysql-auto_increment_delay_multiplex).
+const keepStatements = 5
+
+// keepAfterResponse is called by the relay when a response left
+// something on the connection that the next statements may read.
+func (s *session) keepAfterResponse() {
+	if s.settings.Multiplexing {
+		s.keepFor = keepStatements
+	}
+}
+
+// keepReason says why the session must keep its backend connections now
+// ("" when it may give them back).
+func (s *session) keepReason() string {
+	switch {
+	case s.pinned != "":
+		return s.pinned
+	case s.status&mysql.SERVER_STATUS_IN_TRANS != 0 || s.route.InTx:
+		return "transaction"
+	case s.route.AutocommitOff:
+		return "autocommit off"
+	case len(s.route.TempTables) > 0:
+		return "temporary tables"
+	case s.state.replayedVars() > 0:
+		return "session variables"
+	case len(s.stmts.stmts) > 0:
+		return "prepared statements"
+	case s.status&mysql.SERVER_STATUS_CURSOR_EXISTS != 0:
+		return "open cursor"
+	case s.keepFor > 0:
+		return "result of a recent statement"
+	}
+	return ""
+}
+
+// giveBackConns parks the session's backend connections in their pools
+// when multiplexing is on and nothing ties the session to them.
+func (s *session) giveBackConns() {
+	if !s.settings.Multiplexing || len(s.conns) == 0 || s.keepReason() != "" {
+		return
+	}
+	tag := s.stateTag()
+	for name, h := range s.conns {
+		delete(s.conns, name)
+		h.bc.SetBeforeRead(nil)
+		if h.synced != s.stateVersion {
+			h.pool.Release(h.bc) // state not known to match the tag: reset it
+			continue
+		}
+		h.pool.Park(h.bc, tag)
+	}
+}
+
+// stateTag describes the session state replayed on every connection it
+// uses. A parked connection with the same tag needs no replay.
+func (s *session) stateTag() string {
+	multi := "0"
+	if !s.state.multiOff && s.caps&mysql.CLIENT_MULTI_STATEMENTS != 0 {
+		multi = "1"
+	}
+	return strconv.Itoa(int(s.state.collationID)) + "/" + multi + "/" + s.state.db
+}
+
+// replayedVars counts session variables the session changed that are
+// replayed on its connections (connection-bound ones are not).
+func (st *sessionState) replayedVars() int {
+	n := 0
+	for _, name := range st.vars {
+		if !notReplayed[name] {
+			n++
+		}
+	}
+	return n
+}
