@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/switchyard/switchyard/router"
 )
 
 // Multiplexing (pool.multiplexing): between statements, a session gives
@@ -17,17 +19,18 @@ import (
 // multi-statement option), described by stateTag. The next session with
 // the same tag uses one as is; another replays its own state first.
 
-// keepStatements is how many statements after a response that left
-// something to read back (an AUTO_INCREMENT id for LAST_INSERT_ID(),
-// warnings for SHOW WARNINGS) still run on the same connection; ProxySQL
-// uses 5 for the first case (mysql-auto_increment_delay_multiplex).
-const keepStatements = 5
+// keepAfterInsertID is how many statements after one that generated an
+// AUTO_INCREMENT id still run on the same connection, so LAST_INSERT_ID()
+// reads it (ProxySQL's mysql-auto_increment_delay_multiplex, default 5).
+// After warnings the next statement (SHOW WARNINGS) stays on it too.
+// keepFor is only read when multiplexing is on.
+const keepAfterInsertID = 5
 
-// keepAfterResponse is called by the relay when a response left
-// something on the connection that the next statements may read.
-func (s *session) keepAfterResponse() {
-	if s.settings.Multiplexing {
-		s.keepFor = keepStatements
+// notePin pins the session (until reset) before running a statement
+// that may leave state on its connection.
+func (s *session) notePin(cl router.Class) {
+	if cl.Pin && s.pinned == "" {
+		s.pinned = "connection state (" + cl.Reason + ")"
 	}
 }
 

@@ -54,7 +54,6 @@ func (s *session) relayResult(bc *backend.Conn) error {
 		case mysql.ERR_HEADER:
 			// An error ends the whole response, even in a multi-statement.
 			s.lastOK = false
-			s.keepAfterResponse() // for SHOW WARNINGS / SHOW ERRORS
 			return s.writeClient(p)
 		case mysql.LocalInFile_HEADER:
 			more, err := s.relayLocalInfile(bc, p)
@@ -80,8 +79,11 @@ func (s *session) relayOK(p []byte) (more bool, err error) {
 	}
 	s.noteOK(ok)
 	s.lastOK = true
-	if ok.lastInsertID != 0 || ok.warnings != 0 {
-		s.keepAfterResponse()
+	switch {
+	case ok.lastInsertID != 0:
+		s.keepFor = keepAfterInsertID
+	case ok.warnings != 0:
+		s.keepFor = max(s.keepFor, 1)
 	}
 	s.lastRows += ok.affectedRows
 	s.okBuf = encodeOKForClient(s.okBuf, ok, s.caps&mysql.CLIENT_SESSION_TRACK != 0)
@@ -189,7 +191,7 @@ func (s *session) relayRows(bc *backend.Conn) error {
 			s.status = eofStatus(p[4:])
 			s.lastOK = true
 			if eofWarnings(p[4:]) != 0 {
-				s.keepAfterResponse()
+				s.keepFor = max(s.keepFor, 1) // for SHOW WARNINGS
 			}
 			s.lastRows += rows
 			return nil

@@ -341,9 +341,7 @@ func (s *session) query(data []byte) error {
 	sql := string(data[1:])
 	cl := s.srv.classifier.Classify(sql, s.state.ansiQuotes())
 	s.noteStatement(cl.Digest)
-	if cl.Pin && s.pinned == "" {
-		s.pinned = "connection state (" + cl.Reason + ")"
-	}
+	s.notePin(cl)
 	return s.execute(cl, data, s.relayResult, func() (router.Decision, error) {
 		return router.Decide(cl, s.route, s.srv.cluster.Topology(), s.srv.policy())
 	})

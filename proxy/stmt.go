@@ -197,6 +197,7 @@ func (s *session) executeStmt(data []byte) error {
 		return s.writeErrFatal(errUnknownStmt(stmtID(data), "mysqld_stmt_execute"))
 	}
 	s.noteStatement(st.class.Digest)
+	s.notePin(st.class)
 	build := s.onStmtConn(st, data, func(d []byte, id uint32) ([]byte, error) {
 		pkt, err := st.bindPacket(d, id)
 		if err != nil {
