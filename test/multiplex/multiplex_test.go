@@ -34,7 +34,6 @@ func TestMain(m *testing.M) {
 		&env, &proxy))
 }
 
-
 // backendConns counts the app account's connections on each server.
 func backendConns(t *testing.T, dbs map[string]*sql.DB) map[string]int {
 	out := map[string]int{}
