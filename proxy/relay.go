@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -15,24 +16,42 @@ import (
 // flags, end of a result), and the column count.
 
 // maxKeptBuffer caps the packet buffer kept between packets, so one huge
-// row does not pin its memory for the rest of the session.
+// row does not pin its memory for the rest of the command.
 const maxKeptBuffer = 1 << 20
+
+// packetBufs holds backend packet buffers between commands: an idle
+// session keeps none, so 10,000 idle clients cost no buffer memory.
+var packetBufs = sync.Pool{New: func() any { b := make([]byte, 4, 16*1024); return &b }}
 
 // readBackend reads one packet from the backend into the session buffer;
 // the returned slice has a 4-byte header gap for writing it on.
 func (s *session) readBackend(bc *backend.Conn) ([]byte, error) {
-	if cap(s.pktBuf) < 4 || cap(s.pktBuf) > maxKeptBuffer {
-		s.pktBuf = make([]byte, 4, 16*1024)
+	if s.pktBuf == nil {
+		s.pktBuf = packetBufs.Get().(*[]byte)
 	}
-	p, err := bc.Packets().ReadPacketReuseMem(s.pktBuf[:4])
+	if cap(*s.pktBuf) > maxKeptBuffer {
+		*s.pktBuf = make([]byte, 4, 16*1024)
+	}
+	p, err := bc.Packets().ReadPacketReuseMem((*s.pktBuf)[:4])
 	if err != nil {
 		return nil, err
 	}
 	if len(p) < 5 {
 		return nil, fmt.Errorf("empty packet from backend")
 	}
-	s.pktBuf = p
+	*s.pktBuf = p
 	return p, nil
+}
+
+// returnBuffers gives the packet buffer back between commands.
+func (s *session) returnBuffers() {
+	if s.pktBuf != nil {
+		if cap(*s.pktBuf) > maxKeptBuffer {
+			*s.pktBuf = make([]byte, 4, 16*1024)
+		}
+		packetBufs.Put(s.pktBuf)
+		s.pktBuf = nil
+	}
 }
 
 // relayResult relays the complete response to COM_QUERY or

@@ -44,8 +44,8 @@ type session struct {
 	conns        map[string]*heldConn // by server name
 	route        *router.Session
 	stmts        stmtRegistry
-	status       uint16 // last server status flags seen
-	pktBuf       []byte // reused backend packet buffer
+	status       uint16  // last server status flags seen
+	pktBuf       *[]byte // backend packet buffer, held during a command (packetBufs)
 	okBuf        []byte
 	// Filled while relaying one response, read by Observe afterwards.
 	lastOK      bool   // the response ended in OK/EOF, not ERR
@@ -212,6 +212,7 @@ func (s *session) cleanup() {
 func (s *session) loop() {
 	for {
 		s.giveBackConns()
+		s.returnBuffers()
 		s.pc.ResetSequence()
 		s.idle.Store(true)
 		if s.srv.isDraining() && s.status&mysql.SERVER_STATUS_IN_TRANS == 0 {

@@ -1,11 +1,11 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
+	"sync"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
@@ -15,24 +15,52 @@ import (
 // per packet, and can never sit in the buffer while we wait for the client.
 type flushConn struct {
 	net.Conn
-	w *bufio.Writer
+	buf *[]byte // nil while nothing is buffered (see writeBufs)
 }
 
-func newFlushConn(c net.Conn) *flushConn {
-	return &flushConn{Conn: c, w: bufio.NewWriterSize(c, 32*1024)}
-}
+// writeBufs holds client write buffers: a session holds one only while
+// it has unsent bytes, so idle sessions cost none.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
 
-func (f *flushConn) Write(p []byte) (int, error) { return f.w.Write(p) }
+const writeBufSize = 32 * 1024
+
+func newFlushConn(c net.Conn) *flushConn { return &flushConn{Conn: c} }
+
+func (f *flushConn) Write(p []byte) (int, error) {
+	if f.buf != nil && len(*f.buf)+len(p) > writeBufSize {
+		if err := f.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) >= writeBufSize {
+		return f.Conn.Write(p) // nothing buffered: a big packet goes straight out
+	}
+	if f.buf == nil {
+		f.buf = writeBufs.Get().(*[]byte)
+	}
+	*f.buf = append(*f.buf, p...)
+	return len(p), nil
+}
 
 func (f *flushConn) Read(p []byte) (int, error) {
-	if err := f.w.Flush(); err != nil {
+	if err := f.Flush(); err != nil {
 		return 0, err
 	}
 	return f.Conn.Read(p)
 }
 
-// Flush sends buffered bytes.
-func (f *flushConn) Flush() error { return f.w.Flush() }
+// Flush sends buffered bytes and gives the buffer back.
+func (f *flushConn) Flush() error {
+	if f.buf == nil {
+		return nil
+	}
+	b := f.buf
+	f.buf = nil
+	_, err := f.Conn.Write(*b)
+	*b = (*b)[:0]
+	writeBufs.Put(b)
+	return err
+}
 
 // errPacketTooLarge is returned by limitWriter past max_allowed_packet.
 var errPacketTooLarge = errors.New("packet larger than max_allowed_packet")

@@ -135,6 +135,9 @@ func mainErr() error {
 	}
 	fmt.Fprintf(w, "sysbench %s each; sandbox master+2 replicas; l4-relay = haproxy mode tcp to the master; switchyard routes reads to replicas\n", *flagTime)
 	for _, test := range strings.Split(*flagTests, ",") {
+		if test == "" {
+			continue
+		}
 		for _, th := range parseInts(*flagThreads) {
 			var group []run
 			for _, tg := range targets {
@@ -429,7 +432,7 @@ func memoryChecks(env *harness.Env, w io.Writer, rep *report) error {
 	if *flagStream == 0 && *flagIdle == 0 {
 		return nil
 	}
-	p, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning + "pool:\n  multiplexing: true\n  max_connections: 64\n  max_idle: 64\n"})
+	p, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning + "max_client_connections: 20000\npool:\n  multiplexing: true\n  max_connections: 64\n  max_idle: 64\n"})
 	if err != nil {
 		return err
 	}
