@@ -102,13 +102,19 @@ func (c *Cluster) countersOf(name string) *serverCounters {
 	return c.counters[name]
 }
 
-// Begin counts a statement routed to a server until done is called.
-func (c *Cluster) Begin(name string) (done func()) {
+// Begin counts a statement routed to a server, in flight until End.
+func (c *Cluster) Begin(name string) *StatementCount {
 	sc := c.countersOf(name)
 	sc.routed.Add(1)
 	sc.inflight.Add(1)
-	return func() { sc.inflight.Add(-1) }
+	return (*StatementCount)(sc)
 }
+
+// StatementCount is a statement counted in flight by Begin.
+type StatementCount serverCounters
+
+// End marks the statement finished.
+func (sc *StatementCount) End() { sc.inflight.Add(-1) }
 
 // Routed returns how many statements were routed to a server.
 func (c *Cluster) Routed(name string) uint64 { return c.countersOf(name).routed.Load() }
@@ -176,11 +182,12 @@ func (c *Cluster) Release() {
 }
 
 // EnterMaster is called before a statement runs on the master: it waits
-// (bounded by ctx) while writes are held, and counts the statement as in
-// flight until the returned function is called. bypass lets statements of
-// an open transaction through (holding them would only make their
-// transaction fail later).
-func (c *Cluster) EnterMaster(ctx context.Context, bypass bool) (master string, epoch uint64, done func(), err error) {
+// (up to timeout) while writes are held, and counts the statement as in
+// flight until LeaveMaster. bypass lets statements of an open transaction
+// through (holding them would only make their transaction fail later).
+// The common case (nothing held) allocates nothing.
+func (c *Cluster) EnterMaster(timeout time.Duration, bypass bool) (master string, epoch uint64, err error) {
+	var deadline <-chan time.Time
 	for {
 		t := c.topo.Load()
 		if !t.Holding || bypass {
@@ -189,15 +196,23 @@ func (c *Cluster) EnterMaster(ctx context.Context, bypass bool) (master string, 
 				c.inflight.Add(-1)
 				continue
 			}
-			return t.Master, t.Epoch, func() { c.inflight.Add(-1) }, nil
+			return t.Master, t.Epoch, nil
+		}
+		if deadline == nil {
+			timer := time.NewTimer(timeout)
+			defer timer.Stop()
+			deadline = timer.C
 		}
 		select {
 		case <-c.Changed():
-		case <-ctx.Done():
-			return "", t.Epoch, nil, fmt.Errorf("writes held for a topology change: %w", ctx.Err())
+		case <-deadline:
+			return "", t.Epoch, fmt.Errorf("writes held for a topology change: waited %s", timeout)
 		}
 	}
 }
+
+// LeaveMaster ends what a successful EnterMaster began.
+func (c *Cluster) LeaveMaster() { c.inflight.Add(-1) }
 
 // WaitChange waits (bounded by ctx) for a topology with another epoch.
 func (c *Cluster) WaitChange(ctx context.Context, epoch uint64) (*Topology, error) {

@@ -125,6 +125,15 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 	return &Conn{Conn: cc, net: netConn, hook: hook, variant: v, created: now, lastUsed: now, multiStatements: true}, nil
 }
 
+// Wrap returns a Conn over a stream that is already past the handshake:
+// a scripted server in benchmarks and tests. Nothing is sent on it.
+func Wrap(nc net.Conn) *Conn {
+	hook := &hookConn{Conn: nc}
+	now := time.Now()
+	cc := &client.Conn{Conn: packet.NewBufferedConn(hook, 16*1024)}
+	return &Conn{Conn: cc, net: nc, hook: hook, created: now, lastUsed: now, multiStatements: true}
+}
+
 // hookConn calls before() ahead of every read from the socket. The packet
 // reader above it is buffered, so this runs only when a read would block.
 type hookConn struct {

@@ -47,6 +47,8 @@ type session struct {
 	status       uint16  // last server status flags seen
 	pktBuf       *[]byte // backend packet buffer, held during a command (packetBufs)
 	okBuf        []byte
+	cmdBuf       []byte      // framing buffer for commands sent to backends
+	in           limitWriter // the command being read, reused
 	// Filled while relaying one response, read by Observe afterwards.
 	lastOK      bool   // the response ended in OK/EOF, not ERR
 	lastGTID    string // last_gtid reported by the server
@@ -219,17 +221,17 @@ func (s *session) loop() {
 			_ = s.out.Flush()
 			return
 		}
-		lw := limitWriter{max: s.settings.MaxAllowedPacket}
-		err := s.pc.ReadPacketTo(&lw)
+		s.in.reset(s.settings.MaxAllowedPacket)
+		err := s.pc.ReadPacketTo(&s.in)
 		s.idle.Store(false)
 		if err != nil {
-			if lw.exceeded {
+			if s.in.exceeded {
 				err = errPacketTooLarge // go-mysql wraps the writer's error as text
 			}
 			s.readFailed(err)
 			return
 		}
-		data := lw.buf.Bytes()
+		data := s.in.buf.Bytes() // valid until the next command is read
 		if s.keepFor > 0 {
 			s.keepFor--
 		}
@@ -357,7 +359,10 @@ func (s *session) noteStatement(digest string) {
 	if len(digest) > 200 {
 		digest = digest[:200]
 	}
-	s.lastStmt.Store(&digest)
+	if last := s.lastStmt.Load(); last == nil || *last != digest {
+		keep := digest
+		s.lastStmt.Store(&keep)
+	}
 }
 
 // execute runs one client command on the backend chosen by decide, with
@@ -366,13 +371,13 @@ func (s *session) noteStatement(digest string) {
 // was sent is avoided and the decision taken again, so the client never
 // sees that failure.
 func (s *session) execute(cl router.Class, cmd []byte, relay func(*backend.Conn) error, decide func() (router.Decision, error)) error {
-	return s.executeBuilt(cl, func(*backend.Conn) ([]byte, error) { return cmd, nil }, relay, decide)
+	return s.executeBuiltAttempt(cl, cmd, nil, relay, decide, 0)
 }
 
 // executeBuilt is execute for commands whose bytes depend on the backend
 // connection (prepared statement ids): build may prepare on bc first.
 func (s *session) executeBuilt(cl router.Class, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error)) error {
-	return s.executeBuiltAttempt(cl, build, relay, decide, 0)
+	return s.executeBuiltAttempt(cl, nil, build, relay, decide, 0)
 }
 
 // isLocalClose tells a write on a socket we closed ourselves (nothing was
@@ -381,15 +386,21 @@ func isLocalClose(err error) bool {
 	return errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "use of closed network connection")
 }
 
-func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error), attempt int) error {
+// cmd is sent as is when build is nil.
+func (s *session) executeBuiltAttempt(cl router.Class, cmd []byte, build func(*backend.Conn) ([]byte, error), relay func(*backend.Conn) error, decide func() (router.Decision, error), attempt int) error {
 	var bc *backend.Conn
 	var d router.Decision
-	gateDone := func() {}
-	defer func() { gateDone() }()
+	inGate := false // passed the write gate: LeaveMaster is owed
+	leaveGate := func() {
+		if inGate {
+			s.srv.cluster.LeaveMaster()
+			inGate = false
+		}
+	}
+	defer leaveGate()
 	for try := 0; ; try++ {
 		var err error
-		gateDone()
-		gateDone = func() {}
+		leaveGate()
 		s.followEpoch()
 		if d, err = decide(); err != nil {
 			return s.writeErrFatal(errRouting(err))
@@ -398,11 +409,11 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 		if d.Target == topo.Master {
 			// Statements for the master pass the write gate: during a
 			// failover or switchover they wait for the new master.
-			master, done, err := s.enterMaster()
+			master, err := s.enterMaster()
 			if err != nil {
 				return s.writeErrFatal(errHeld(err))
 			}
-			gateDone = done
+			inGate = true
 			if master != d.Target {
 				continue // the master changed while we waited: decide again
 			}
@@ -417,8 +428,7 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 		if d.Target == topo.Master {
 			// The master is unreachable: wait (hold_timeout) for the
 			// failover engine to name another, then run there.
-			gateDone()
-			gateDone = func() {}
+			leaveGate()
 			if s.waitForNewMaster(topo.Epoch) && try < 3 {
 				continue
 			}
@@ -437,21 +447,27 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 	s.cur = s.conns[d.Target]
 	s.lastOK, s.lastGTID, s.autocommit, s.charsetSeen, s.lastRows = false, "", nil, false, 0
 	start := time.Now()
-	s.lastBackend.Store(&d.Target)
-	cmd, err := build(bc)
-	if err != nil {
-		s.cur = nil
-		if me, ok := err.(*mysql.MyError); ok {
-			return s.writeErrFatal(me)
-		}
-		return s.backendFailed(bc, err, false)
+	if last := s.lastBackend.Load(); last == nil || *last != d.Target {
+		target := d.Target
+		s.lastBackend.Store(&target)
 	}
-	if cmd == nil {
+	send := cmd
+	if build != nil {
+		var err error
+		if send, err = build(bc); err != nil {
+			s.cur = nil
+			if me, ok := err.(*mysql.MyError); ok {
+				return s.writeErrFatal(me)
+			}
+			return s.backendFailed(bc, err, false)
+		}
+	}
+	if send == nil {
 		s.cur = nil
 		return nil // nothing to send (a command without reply)
 	}
-	defer s.srv.cluster.Begin(d.Target)()
-	if err := s.sendCommand(bc, cmd); err != nil {
+	defer s.srv.cluster.Begin(d.Target).End()
+	if err := s.sendCommand(bc, send); err != nil {
 		if bc.Broken() && !s.route.InTx && attempt < 2 && isLocalClose(err) {
 			// The connection was cut (monitor, failover) before anything
 			// left: the statement never reached a server, route it again.
@@ -459,7 +475,7 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 			if m, _ := s.srv.cluster.Master(); d.Target != m {
 				s.route.Avoid(d.Target, s.srv.avoidFor())
 			}
-			return s.executeBuiltAttempt(cl, build, relay, decide, attempt+1)
+			return s.executeBuiltAttempt(cl, cmd, build, relay, decide, attempt+1)
 		}
 		return s.backendFailed(bc, err, false)
 	}
@@ -472,7 +488,8 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 	s.route.Observe(cl, router.Outcome{Target: d.Target, OK: s.lastOK, InTx: s.status&mysql.SERVER_STATUS_IN_TRANS != 0,
 		LastGTID: s.lastGTID, Autocommit: s.autocommit})
 	s.inTx.Store(s.route.InTx)
-	if db := s.state.db; s.dbName.Load() == nil || *s.dbName.Load() != db {
+	if cur := s.dbName.Load(); cur == nil || *cur != s.state.db {
+		db := s.state.db
 		s.dbName.Store(&db)
 	}
 	master, _ := s.srv.cluster.Master()
@@ -485,13 +502,12 @@ func (s *session) executeBuiltAttempt(cl router.Class, build func(*backend.Conn)
 	return nil
 }
 
-// enterMaster passes the cluster's write gate (bounded by hold_timeout).
-// Statements inside an open transaction are not held.
-func (s *session) enterMaster() (string, func(), error) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.holdTimeout())
-	defer cancel()
-	master, _, done, err := s.srv.cluster.EnterMaster(ctx, s.route.InTx)
-	return master, done, err
+// enterMaster passes the cluster's write gate (bounded by hold_timeout);
+// the caller owes a LeaveMaster. Statements inside an open transaction
+// are not held.
+func (s *session) enterMaster() (string, error) {
+	master, _, err := s.srv.cluster.EnterMaster(s.srv.holdTimeout(), s.route.InTx)
+	return master, err
 }
 
 // waitForNewMaster waits up to hold_timeout for a topology with another
@@ -591,8 +607,10 @@ func (s *session) sendCommand(bc *backend.Conn, cmd []byte) error {
 	}
 	bp := bc.Packets()
 	bp.ResetSequence()
-	buf := make([]byte, 4, 4+len(cmd))
-	buf = append(buf, cmd...)
+	buf := append(append(s.cmdBuf[:0], 0, 0, 0, 0), cmd...)
+	if cap(buf) <= maxKeptBuffer {
+		s.cmdBuf = buf // reused for the next command
+	}
 	return bp.WritePacket(buf)
 }
 

@@ -73,6 +73,15 @@ type limitWriter struct {
 	exceeded bool
 }
 
+// reset prepares for the next packet, keeping a modest buffer.
+func (l *limitWriter) reset(max int) {
+	if l.buf.Cap() > maxKeptBuffer {
+		l.buf = bytes.Buffer{}
+	}
+	l.buf.Reset()
+	l.max, l.exceeded = max, false
+}
+
 func (l *limitWriter) Write(p []byte) (int, error) {
 	if l.buf.Len()+len(p) > l.max {
 		l.exceeded = true
