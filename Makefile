@@ -6,7 +6,7 @@ BASE_PORT ?= 13306
 REPLICAS  ?= 2
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
+.PHONY: all deps bench-deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
 
 all: build
 
@@ -47,8 +47,21 @@ unit:
 test-faults: deps
 	$(GO) test -tags faults -count=1 -v -timeout 20m ./test/chaos/
 
-## bench: proxy vs direct-connection throughput, measured in the same run
-bench: deps
+## bench-deps: install sysbench and haproxy (the L4 relay baseline)
+bench-deps:
+	@bash scripts/deps.sh bench
+
+## bench: the cost of the proxy (about 10 min; prints, never fails for being slow):
+##   1. sysbench point_select/read_only/read_write at 1/16/64 threads, each direct,
+##      through haproxy (mode tcp) and through switchyard: qps, p95/p99, ratios,
+##      CPU µs per query, peak RSS; then RSS for a 1M-row stream and 10k idle
+##      clients. Results also land in bench-results/.
+##   2. hot-path Go benchmarks with allocs/op (relay, classifier, pool).
+##   3. Go-driver benchmarks, proxy vs direct in the same run.
+BENCH_TIME ?= 10s
+bench: deps bench-deps
+	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME)
+	$(GO) test -run '^$$' -bench 'RelaySmallResult|Classify|PoolCheckoutReturn' -benchmem ./proxy/ ./router/ ./backend/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
 
 ## bench-failover: kill the master 10 times; kill -> first acknowledged write, min/median/max

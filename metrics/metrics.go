@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,7 @@ type Metrics struct {
 	latency *prometheus.HistogramVec
 	srv     *http.Server
 	src     Sources
+	routes  [2]routeMetrics // replica, master
 }
 
 // New registers every metric.
@@ -52,22 +54,40 @@ func New(src Sources) *Metrics {
 		Name: "switchyard_query_duration_seconds", Help: "Statement latency through the proxy, by route.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"route"})
+	for i, name := range []string{"replica", "master"} {
+		m.routes[i].name = name
+		m.routes[i].errors = m.errors.WithLabelValues(name)
+		m.routes[i].latency = m.latency.WithLabelValues(name)
+	}
 	m.reg.MustRegister(m.queries, m.errors, m.latency, &snapshot{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// ObserveStatement records one statement (called by the proxy).
+// ObserveStatement records one statement (called by the proxy, once per
+// statement: the labelled children are looked up once and kept).
 func (m *Metrics) ObserveStatement(kind string, toMaster, ok bool, d time.Duration) {
-	route := "replica"
+	r := &m.routes[0]
 	if toMaster {
-		route = "master"
+		r = &m.routes[1]
 	}
-	m.queries.WithLabelValues(route, kind).Inc()
+	c, found := r.byKind.Load(kind)
+	if !found {
+		c, _ = r.byKind.LoadOrStore(kind, m.queries.WithLabelValues(r.name, kind))
+	}
+	c.(prometheus.Counter).Inc()
 	if !ok {
-		m.errors.WithLabelValues(route).Inc()
+		r.errors.Inc()
 	}
-	m.latency.WithLabelValues(route).Observe(d.Seconds())
+	r.latency.Observe(d.Seconds())
+}
+
+// routeMetrics are the children of one route label (replica, master).
+type routeMetrics struct {
+	name    string
+	byKind  sync.Map // kind → prometheus.Counter
+	errors  prometheus.Counter
+	latency prometheus.Observer
 }
 
 // Handler serves /metrics, /healthz and /readyz.

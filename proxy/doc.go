@@ -27,9 +27,10 @@
 // bound parameter types so it can be prepared again, lazily, on whatever
 // backend connection runs it.
 //
-// A session holds at most one backend connection per server for its
-// lifetime and releases them (reset by the pool) when it ends or when the
-// topology epoch changes.
+// A session holds at most one backend connection per server and releases
+// them (reset by the pool) when it ends or when the topology epoch
+// changes. With multiplexing on (multiplex.go) it parks them in the pool
+// after each statement unless session state ties it to them.
 //
 // Goroutines: Server.Serve accepts; each client gets one goroutine that
 // owns its session (no locks inside a session). Server.Shutdown, from the
