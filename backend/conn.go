@@ -11,6 +11,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
+
+	"github.com/switchyard/switchyard/internal/sockio"
 )
 
 // Capabilities every backend connection negotiates. The proxy relays result
@@ -119,7 +121,7 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 	_ = netConn.SetDeadline(time.Time{})
 	// Reads go through a hook so the session can flush what it buffered
 	// for its client before the proxy blocks waiting on the server.
-	hook := &hookConn{Conn: netConn}
+	hook := &hookConn{Conn: sockio.Wrap(netConn)}
 	cc.Conn.Conn = hook
 	now := time.Now()
 	return &Conn{Conn: cc, net: netConn, hook: hook, variant: v, created: now, lastUsed: now, multiStatements: true}, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/internal/sockio"
 	"github.com/switchyard/switchyard/router"
 )
 
@@ -137,7 +138,7 @@ func (s *session) run() {
 	s.client = conn
 	s.pc = conn.Conn
 	_ = s.pc.Conn.SetDeadline(time.Time{})
-	s.out = newFlushConn(s.pc.Conn)
+	s.out = newFlushConn(sockio.Wrap(s.pc.Conn))
 	s.pc.Conn = s.out
 	s.srv.register(s)
 	s.srv.stats.Connections.Add(1)
