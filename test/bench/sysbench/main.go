@@ -45,6 +45,8 @@ var (
 	flagOut       = flag.String("out", "bench-results", "directory for result files")
 	flagIdle      = flag.Int("idle-clients", 10000, "idle client connections for the memory check (0 skips)")
 	flagStream    = flag.Int("stream-rows", 1000000, "rows streamed by one client for the memory check (0 skips)")
+	flagReplicas  = flag.Int("replicas", 2, "sandbox replicas that serve the reads")
+	flagProcs     = flag.Int("threads-setting", 0, "switchyard's threads setting (GOMAXPROCS; 0 = one per CPU)")
 )
 
 // run is one sysbench run against one target.
@@ -71,10 +73,9 @@ type report struct {
 	MemoryNote []string           `json:"memory_notes"`
 }
 
-// proxyTuning is the config the benchmark runs Switchyard with: one
-// thread, as the sandbox config does, because the proxy shares two cores
-// with sysbench and three servers (see the README's performance section).
-const proxyTuning = "threads: 1\n"
+// proxyTuning is added to the config the benchmark runs Switchyard with
+// (-threads-setting sets the threads key; 0 keeps Go's default).
+var proxyTuning = ""
 
 // target is where sysbench connects; pid is the proxy in between (0 for
 // a direct connection).
@@ -99,7 +100,10 @@ func mainErr() error {
 		}
 	}
 	raiseFileLimit()
-	env, err := harness.Setup(2, 11)
+	if *flagProcs > 0 {
+		proxyTuning = fmt.Sprintf("threads: %d\n", *flagProcs)
+	}
+	env, err := harness.Setup(*flagReplicas, 11)
 	if err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -133,7 +137,7 @@ func mainErr() error {
 		{"l4-relay", relay.addr, relay.Process.Pid},
 		{"switchyard", split.Addr, split.Pid()},
 	}
-	fmt.Fprintf(w, "sysbench %s each; sandbox master+2 replicas; l4-relay = haproxy mode tcp to the master; switchyard routes reads to replicas\n", *flagTime)
+	fmt.Fprintf(w, "sysbench %s each; sandbox master + %d replicas on this machine; l4-relay = haproxy mode tcp to the master; switchyard routes reads to the replicas\n", *flagTime, *flagReplicas)
 	for _, test := range strings.Split(*flagTests, ",") {
 		if test == "" {
 			continue
@@ -187,7 +191,7 @@ func raiseFileLimit() {
 }
 
 // prepareData creates the sysbench tables on the master and waits until
-// both replicas have them.
+// every replica has them.
 func prepareData(env *harness.Env) error {
 	m := env.Sandbox.Master()
 	db, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(%s)/", sandbox.AppUser, sandbox.AppPassword, m.Addr()))
