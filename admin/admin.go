@@ -64,6 +64,11 @@ type SessionInfo struct {
 	Backend       string
 	Age           time.Duration
 	LastStatement string
+	// BackendConns is how many backend connections the session holds now;
+	// HeldBecause says why it keeps them between statements ("" when it
+	// gives them back: multiplexing).
+	BackendConns int
+	HeldBecause  string
 }
 
 // QueryStat is one row of SHOW QUERY STATS.
@@ -430,10 +435,10 @@ func (s *Server) showSessions() (*mysql.Result, error) {
 		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 		for _, x := range list {
 			rows = append(rows, []any{x.ID, x.User, x.Client, x.DB, boolInt(x.InTransaction), x.Backend,
-				x.Age.Round(time.Millisecond).String(), x.LastStatement})
+				x.Age.Round(time.Millisecond).String(), x.BackendConns, x.HeldBecause, x.LastStatement})
 		}
 	}
-	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "last_statement_digest"}, rows)
+	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "backend_conns", "held_because", "last_statement_digest"}, rows)
 }
 
 func (s *Server) showQueryStats() (*mysql.Result, error) {

@@ -61,6 +61,7 @@ func (s *session) keepReason() string {
 // giveBackConns parks the session's backend connections in their pools
 // when multiplexing is on and nothing ties the session to them.
 func (s *session) giveBackConns() {
+	defer s.publishHeld()
 	if !s.settings.Multiplexing || len(s.conns) == 0 || s.keepReason() != "" {
 		return
 	}
@@ -76,6 +77,24 @@ func (s *session) giveBackConns() {
 	}
 }
 
+// publishHeld records, for SHOW SESSIONS, how many connections the
+// session keeps while it waits for its next command, and why.
+func (s *session) publishHeld() {
+	s.heldConns.Store(int32(len(s.conns)))
+	why := ""
+	switch {
+	case len(s.conns) == 0:
+	case !s.settings.Multiplexing:
+		why = "multiplexing off"
+	default:
+		why = s.keepReason()
+	}
+	if cur := s.heldBecause.Load(); cur == nil || *cur != why {
+		keep := why
+		s.heldBecause.Store(&keep)
+	}
+}
+
 // stateTag describes the session state replayed on every connection it
 // uses. A parked connection with the same tag needs no replay.
 func (s *session) stateTag() string {
@@ -83,7 +102,18 @@ func (s *session) stateTag() string {
 	if !s.state.multiOff && s.caps&mysql.CLIENT_MULTI_STATEMENTS != 0 {
 		multi = "1"
 	}
-	return strconv.Itoa(int(s.state.collationID)) + "/" + multi + "/" + s.state.db
+	if s.tag.value == "" || s.tag.version != s.stateVersion || s.tag.multi != multi {
+		s.tag.value = strconv.Itoa(int(s.state.collationID)) + "/" + multi + "/" + s.state.db
+		s.tag.version, s.tag.multi = s.stateVersion, multi
+	}
+	return s.tag.value
+}
+
+// cachedTag is the last stateTag and what it was computed from.
+type cachedTag struct {
+	value   string
+	version uint64
+	multi   string
 }
 
 // replayedVars counts session variables the session changed that are

@@ -70,6 +70,10 @@ type session struct {
 	// must still run on the same connections (LAST_INSERT_ID, warnings).
 	pinned  string
 	keepFor int
+	tag     cachedTag
+	// For SHOW SESSIONS (read by the admin goroutine).
+	heldConns   atomic.Int32
+	heldBecause atomic.Pointer[string]
 }
 
 // sessionState is what must be replayed on any backend connection the

@@ -90,6 +90,11 @@ type SessionInfo struct {
 	Backend       string
 	Age           time.Duration
 	LastStatement string
+	// BackendConns is how many backend connections the session holds now;
+	// HeldBecause says why it keeps them between statements ("" when it
+	// gives them back: multiplexing).
+	BackendConns int
+	HeldBecause  string
 }
 
 // Sessions lists the live sessions. Fields owned by a session's goroutine
@@ -113,6 +118,10 @@ func (s *Server) Sessions() []SessionInfo {
 		}
 		if p := sess.dbName.Load(); p != nil {
 			info.DB = *p
+		}
+		info.BackendConns = int(sess.heldConns.Load())
+		if p := sess.heldBecause.Load(); p != nil {
+			info.HeldBecause = *p
 		}
 		out = append(out, info)
 	}

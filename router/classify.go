@@ -234,12 +234,16 @@ func classifyStmt(st ast.StmtNode) Class {
 	case *ast.CommitStmt, *ast.RollbackStmt:
 		return Class{Kind: KindEnd, Reason: "transaction"}
 	case *ast.SetStmt:
+		reason := "session state"
 		for _, v := range n.Variables {
 			if v.IsGlobal {
 				return Class{Kind: KindWrite, Reason: "SET GLOBAL"}
 			}
+			if !v.IsSystem && v.Name != ast.SetNames && v.Name != ast.SetCharset {
+				reason = "user variable"
+			}
 		}
-		return Class{Kind: KindSession, Reason: "session state"}
+		return Class{Kind: KindSession, Reason: reason}
 	case *ast.UseStmt:
 		return Class{Kind: KindSession, Reason: "session state"}
 	case *ast.CreateTableStmt:

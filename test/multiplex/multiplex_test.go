@@ -291,3 +291,47 @@ func TestManyIdleClientsShareThePool(t *testing.T) {
 		t.Error("no backend connection was ever seen: the sampling is broken")
 	}
 }
+
+// TestShowSessionsSaysWhyConnectionsAreHeld: the admin port shows which
+// sessions keep backend connections between statements, and why.
+func TestShowSessionsSaysWhyConnectionsAreHeld(t *testing.T) {
+	ctx := context.Background()
+	db := proxy.Open(t, "", "")
+	pinned, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pinned.Close()
+	free, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free.Close()
+	if _, err := pinned.ExecContext(ctx, "SET @held = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := free.ExecContext(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	admin := proxy.Admin(t)
+	var sawPinned, sawFree bool
+	var rows []map[string]string
+	defer func() {
+		if !sawPinned || !sawFree {
+			t.Logf("SHOW SESSIONS: %v", rows)
+		}
+	}()
+	harness.WaitFor(t, "SHOW SESSIONS to list both sessions", 5*time.Second, func() bool {
+		sawPinned, sawFree = false, false
+		rows = harness.AdminRows(t, admin, "SHOW SESSIONS")
+		for _, row := range rows {
+			switch {
+			case row["held_because"] == "connection state (user variable)" && row["backend_conns"] == "1":
+				sawPinned = true
+			case row["held_because"] == "" && row["backend_conns"] == "0" && row["last_statement_digest"] == "select ?":
+				sawFree = true
+			}
+		}
+		return sawPinned && sawFree
+	})
+}
