@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -48,6 +49,7 @@ type Conn struct {
 	*client.Conn
 	net      net.Conn
 	hook     *hookConn
+	rd       *bufio.Reader // every read from the server goes through it
 	pool     *Pool
 	variant  Variant
 	created  time.Time
@@ -122,18 +124,45 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 	// Reads go through a hook so the session can flush what it buffered
 	// for its client before the proxy blocks waiting on the server.
 	hook := &hookConn{Conn: sockio.Wrap(netConn)}
-	cc.Conn.Conn = hook
-	now := time.Now()
-	return &Conn{Conn: cc, net: netConn, hook: hook, variant: v, created: now, lastUsed: now, multiStatements: true}, nil
+	c := newConn(cc, netConn, hook)
+	c.variant = v
+	return c, nil
 }
+
+// readBufferSize is the backend read buffer: rows are relayed from it in
+// bulk, and a proxy holds one per pooled connection.
+const readBufferSize = 16 * 1024
+
+// newConn finishes a connection past its handshake. From here on every
+// read goes through one buffer the Conn owns (Reader), below go-mysql's
+// packet layer, so the relay can copy complete row packets from it in
+// bulk. The handshake's own buffer is empty by then: a server sends
+// nothing unasked after its final OK.
+func newConn(cc *client.Conn, netConn net.Conn, hook *hookConn) *Conn {
+	rd := bufio.NewReaderSize(hook, readBufferSize)
+	cc.Conn = packet.NewTLSConn(bufferedConn{Conn: hook, rd: rd}) // unbuffered packet layer over rd
+	now := time.Now()
+	return &Conn{Conn: cc, net: netConn, hook: hook, rd: rd, created: now, lastUsed: now, multiStatements: true}
+}
+
+// bufferedConn reads through the Conn's buffer and writes straight out.
+type bufferedConn struct {
+	net.Conn
+	rd *bufio.Reader
+}
+
+func (b bufferedConn) Read(p []byte) (int, error) { return b.rd.Read(p) }
+
+// Reader is the connection's read buffer. The relay may copy complete
+// packets out of it (Peek, Discard) as long as it advances the packet
+// sequence (Packets().Sequence) by as many packets.
+func (c *Conn) Reader() *bufio.Reader { return c.rd }
 
 // Wrap returns a Conn over a stream that is already past the handshake:
 // a scripted server in benchmarks and tests. Nothing is sent on it.
 func Wrap(nc net.Conn) *Conn {
 	hook := &hookConn{Conn: nc}
-	now := time.Now()
-	cc := &client.Conn{Conn: packet.NewBufferedConn(hook, 16*1024)}
-	return &Conn{Conn: cc, net: nc, hook: hook, created: now, lastUsed: now, multiStatements: true}
+	return newConn(&client.Conn{}, nc, hook)
 }
 
 // hookConn calls before() ahead of every read from the socket. The packet

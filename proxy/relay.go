@@ -192,9 +192,15 @@ func (s *session) relayOnePacket(bc *backend.Conn) error {
 
 // relayRows relays rows up to the closing EOF (lastOK set, status taken)
 // or an ERR that cuts them short (lastOK cleared). Used for result sets and
-// COM_STMT_FETCH.
+// COM_STMT_FETCH. Rows already buffered from the backend go out in bulk
+// (copyRows); one packet at a time is read otherwise.
 func (s *session) relayRows(bc *backend.Conn) error {
 	for rows := uint64(0); ; rows++ {
+		n, err := s.copyRows(bc)
+		if err != nil {
+			return s.abandon(bc, err)
+		}
+		rows += n
 		p, err := s.readBackend(bc)
 		if err != nil {
 			return s.backendFailed(bc, err, true)
@@ -216,6 +222,44 @@ func (s *session) relayRows(bc *backend.Conn) error {
 			return nil
 		}
 	}
+}
+
+// copyRows copies the complete row packets already in the backend's read
+// buffer to the client in one write, without reading or framing them one
+// by one, and returns how many it copied. It stops before anything that
+// is not a plain, complete row (EOF, ERR, a row of 16 MiB or more, a
+// packet not fully received), which relayRows then reads on its own. The
+// client sees the backend's packet numbers, so both sides must be at the
+// same sequence (they are: the relay forwards packets one for one).
+func (s *session) copyRows(bc *backend.Conn) (uint64, error) {
+	bp := bc.Packets()
+	rd := bc.Reader()
+	if bp.Sequence != s.pc.Sequence || rd.Buffered() < 5 {
+		return 0, nil
+	}
+	buf, _ := rd.Peek(rd.Buffered())
+	seq, off, n := bp.Sequence, 0, uint64(0)
+	for len(buf)-off >= 5 {
+		size := int(buf[off]) | int(buf[off+1])<<8 | int(buf[off+2])<<16
+		if size == 0 || size == 0xffffff || off+4+size > len(buf) || buf[off+3] != seq {
+			break
+		}
+		if first := buf[off+4]; first == mysql.ERR_HEADER || (first == mysql.EOF_HEADER && size < 9) {
+			break
+		}
+		off += 4 + size
+		seq++
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if _, err := s.out.Write(buf[:off]); err != nil {
+		return 0, fmt.Errorf("%w: %v", errClientWrite, err)
+	}
+	_, _ = rd.Discard(off)
+	bp.Sequence, s.pc.Sequence = seq, seq
+	return n, nil
 }
 
 // relayLocalInfile serves LOAD DATA LOCAL INFILE when enabled: the
