@@ -58,9 +58,10 @@ bench-deps:
 ##      clients. Results also land in bench-results/.
 ##   2. hot-path Go benchmarks with allocs/op (relay, classifier, pool).
 ##   3. Go-driver benchmarks, proxy vs direct in the same run.
-BENCH_TIME ?= 10s
+BENCH_TIME ?= 5s
+BENCH_ROUNDS ?= 3
 bench: deps bench-deps
-	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME)
+	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME) -rounds $(BENCH_ROUNDS)
 	$(GO) test -run '^$$' -bench 'RelaySmallResult|Classify|PoolCheckoutReturn' -benchmem ./proxy/ ./router/ ./backend/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
 

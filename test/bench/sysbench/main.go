@@ -37,7 +37,8 @@ import (
 )
 
 var (
-	flagTime      = flag.Duration("time", 10*time.Second, "duration of each sysbench run")
+	flagTime      = flag.Duration("time", 5*time.Second, "duration of each sysbench run")
+	flagRounds    = flag.Int("rounds", 3, "runs per case and target (the median is reported)")
 	flagThreads   = flag.String("threads", "1,16,64", "sysbench thread counts")
 	flagTests     = flag.String("tests", "oltp_point_select,oltp_read_only,oltp_read_write", "sysbench tests")
 	flagTables    = flag.Int("tables", 4, "sysbench --tables")
@@ -63,6 +64,7 @@ type run struct {
 	ProxyCPUus float64 `json:"proxy_cpu_us_per_query"` // 0 for direct
 	ServerCPU  float64 `json:"servers_cpu_us_per_query"`
 	PeakRSSMiB float64 `json:"proxy_peak_rss_mib"`
+	Rounds     int     `json:"rounds"` // runs the medians come from
 }
 
 type report struct {
@@ -137,26 +139,31 @@ func mainErr() error {
 		{"l4-relay", relay.addr, relay.Process.Pid},
 		{"switchyard", split.Addr, split.Pid()},
 	}
-	fmt.Fprintf(w, "sysbench %s each; sandbox master + %d replicas on this machine; l4-relay = haproxy mode tcp to the master; switchyard routes reads to the replicas\n", *flagTime, *flagReplicas)
+	fmt.Fprintf(w, "sysbench %s per run, median of %d interleaved runs; sandbox master + %d replicas on this machine; l4-relay = haproxy mode tcp to the master; switchyard routes reads to the replicas\n", *flagTime, *flagRounds, *flagReplicas)
 	for _, test := range strings.Split(*flagTests, ",") {
 		if test == "" {
 			continue
 		}
 		for _, th := range parseInts(*flagThreads) {
-			var group []run
-			for _, tg := range targets {
-				r, err := sysbench(test, th, tg, servers)
-				if err != nil {
-					return err
-				}
-				group = append(group, r)
-			}
+			caseTargets := targets
 			if test == "oltp_point_select" && th == 16 {
-				r, err := sysbench(test, th, target{"switchyard-master-only", masterOnly.Addr, masterOnly.Pid()}, servers)
-				if err != nil {
-					return err
+				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-master-only", masterOnly.Addr, masterOnly.Pid()})
+			}
+			// Rounds interleave the targets, so a slow moment of the
+			// machine hits all of them; each figure is the median.
+			byTarget := make([][]run, len(caseTargets))
+			for round := 0; round < *flagRounds; round++ {
+				for i, tg := range caseTargets {
+					r, err := sysbench(test, th, tg, servers)
+					if err != nil {
+						return err
+					}
+					byTarget[i] = append(byTarget[i], r)
 				}
-				group = append(group, r)
+			}
+			var group []run
+			for _, rs := range byTarget {
+				group = append(group, median(rs))
 			}
 			printGroup(w, group)
 			rep.Runs = append(rep.Runs, group...)
@@ -171,6 +178,30 @@ func mainErr() error {
 	}
 	rep.Duration = time.Since(rep.Started).Round(time.Second).String()
 	return save(rep, out.Bytes())
+}
+
+// median takes, field by field, the median of runs of one case.
+func median(rs []run) run {
+	out := rs[0]
+	pick := func(get func(r run) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = get(r)
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	out.QPS = pick(func(r run) float64 { return r.QPS })
+	out.TPS = pick(func(r run) float64 { return r.TPS })
+	out.Queries = pick(func(r run) float64 { return r.Queries })
+	out.Errors = pick(func(r run) float64 { return r.Errors })
+	out.P95ms = pick(func(r run) float64 { return r.P95ms })
+	out.P99ms = pick(func(r run) float64 { return r.P99ms })
+	out.ProxyCPUus = pick(func(r run) float64 { return r.ProxyCPUus })
+	out.ServerCPU = pick(func(r run) float64 { return r.ServerCPU })
+	out.PeakRSSMiB = pick(func(r run) float64 { return r.PeakRSSMiB })
+	out.Rounds = len(rs)
+	return out
 }
 
 func parseInts(s string) []int {
