@@ -62,7 +62,7 @@ BENCH_TIME ?= 5s
 BENCH_ROUNDS ?= 3
 bench: deps bench-deps
 	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME) -rounds $(BENCH_ROUNDS)
-	$(GO) test -run '^$$' -bench 'RelaySmallResult|Classify|PoolCheckoutReturn' -benchmem ./proxy/ ./router/ ./backend/
+	$(GO) test -run '^$$' -bench 'Relay|Classify|PoolCheckoutReturn' -benchmem ./proxy/ ./router/ ./backend/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
 
 ## bench-failover: kill the master 10 times; kill -> first acknowledged write, min/median/max

@@ -147,6 +147,10 @@ type Routing struct {
 	MaxReplicaLag Duration `yaml:"max_replica_lag"`
 	// NoReplica is what reads do when no replica is usable: "master" or "error".
 	NoReplica string `yaml:"no_replica"`
+	// ReplicaChoice is "session" (a session keeps the replica it drew,
+	// weighted, while that one stays usable) or "statement" (every read
+	// draws again).
+	ReplicaChoice string `yaml:"replica_choice"`
 	// ReadWriteSplit turns the split on; when false everything goes to the master.
 	ReadWriteSplit bool `yaml:"read_write_split"`
 	// GTIDWaitTimeout bounds the read-your-writes wait on a replica; past

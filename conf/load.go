@@ -48,6 +48,7 @@ func Defaults() Config {
 			Consistency:     "session",
 			MaxReplicaLag:   Duration(10 * time.Second),
 			NoReplica:       "master",
+			ReplicaChoice:   "session",
 			ReadWriteSplit:  true,
 			GTIDWaitTimeout: Duration(time.Second),
 		},
@@ -256,6 +257,9 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
 		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
+	}
+	if c.Routing.ReplicaChoice != "session" && c.Routing.ReplicaChoice != "statement" {
+		add("routing.replica_choice", "%q: use session or statement", c.Routing.ReplicaChoice)
 	}
 	if c.Routing.NoReplica != "master" && c.Routing.NoReplica != "error" {
 		add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)

@@ -62,6 +62,7 @@ func SettingsFrom(c *conf.Config) *Settings {
 			ReadYourWrites:          c.Routing.Consistency == "session",
 			MaxLag:                  c.Routing.MaxReplicaLag.D(),
 			ReplicaFallbackToMaster: c.Routing.NoReplica == "master",
+			PerStatement:            c.Routing.ReplicaChoice == "statement",
 		},
 		GTIDWait:    c.Routing.GTIDWaitTimeout.D(),
 		AvoidFor:    4 * c.Monitor.Interval.D(),

@@ -19,6 +19,10 @@ type Policy struct {
 	// ReplicaFallbackToMaster: with no usable replica, reads go to the
 	// master (true) or fail (false).
 	ReplicaFallbackToMaster bool
+	// PerStatement picks a replica for every read; otherwise a session
+	// keeps the replica it was given while that one stays usable (fewer
+	// backend connections and server threads per session).
+	PerStatement bool
 }
 
 // Decision says where one statement runs.
@@ -62,6 +66,8 @@ type Session struct {
 	caughtUp map[string]bool
 	// avoid holds replicas that failed for this session, until a time.
 	avoid map[string]time.Time
+	// replica is the one this session reads from (Policy.PerStatement off).
+	replica string
 	rnd   *rand.Rand
 }
 
@@ -151,8 +157,20 @@ func Eligible(st *backend.ServerState, topo *backend.Topology, p Policy) bool {
 // pickReplica chooses among eligible replicas at random, in proportion
 // to their weights.
 func (s *Session) pickReplica(topo *backend.Topology, p Policy) (string, error) {
-	total := 0
 	now := time.Now()
+	if !p.PerStatement && s.replica != "" {
+		if st := topo.Server(s.replica); st != nil && Eligible(st, topo, p) && !s.avoided(s.replica, now) {
+			return s.replica, nil
+		}
+	}
+	name, err := s.pickWeighted(topo, p, now)
+	s.replica = name
+	return name, err
+}
+
+// pickWeighted draws a usable replica, weighted.
+func (s *Session) pickWeighted(topo *backend.Topology, p Policy, now time.Time) (string, error) {
+	total := 0
 	for i := range topo.Servers {
 		st := &topo.Servers[i]
 		if Eligible(st, topo, p) && !s.avoided(st.Name, now) {

@@ -113,12 +113,30 @@ func TestDecideRoutes(t *testing.T) {
 	}
 }
 
+// TestWeightsAndLagExclusion: per statement, and per session across many
+// sessions, reads follow the weights and skip the lagging replica.
 func TestWeightsAndLagExclusion(t *testing.T) {
+	perStatement := policy
+	perStatement.PerStatement = true
+	for _, tc := range []struct {
+		name string
+		p    Policy
+		next func(*Session) *Session
+	}{
+		{"per statement, one session", perStatement, func(s *Session) *Session { return s }},
+		{"per session, many sessions", policy, func(*Session) *Session { return NewSession() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkWeights(t, tc.p, tc.next) })
+	}
+}
+
+func checkWeights(t *testing.T, p Policy, next func(*Session) *Session) {
 	s := NewSession()
 	counts := map[string]int{}
 	const n = 40000
 	for i := 0; i < n; i++ {
-		d, err := Decide(Class{Kind: KindRead}, s, fixture(), policy)
+		s = next(s)
+		d, err := Decide(Class{Kind: KindRead}, s, fixture(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,6 +148,38 @@ func TestWeightsAndLagExclusion(t *testing.T) {
 	ratio := float64(counts["r2"]) / float64(counts["r1"])
 	if ratio < 2.7 || ratio > 3.3 {
 		t.Fatalf("r2/r1 = %.2f, want about 3 (weights 3:1): %v", ratio, counts)
+	}
+}
+
+// TestSessionKeepsItsReplica: with per-session choice a session reads
+// from one replica until that one stops being usable or fails it.
+func TestSessionKeepsItsReplica(t *testing.T) {
+	s := NewSession()
+	topo := fixture()
+	first, err := Decide(Class{Kind: KindRead}, s, topo, policy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if d, _ := Decide(Class{Kind: KindRead}, s, topo, policy); d.Target != first.Target {
+			t.Fatalf("read %d went to %s, the session's replica is %s", i, d.Target, first.Target)
+		}
+	}
+	other := map[string]string{"r1": "r2", "r2": "r1"}[first.Target]
+	s.Avoid(first.Target, time.Minute)
+	if d, _ := Decide(Class{Kind: KindRead}, s, topo, policy); d.Target != other {
+		t.Fatalf("after the session's replica failed, read went to %s, want %s", d.Target, other)
+	}
+	// The new one is kept, even once the first is usable again.
+	s.avoid = nil
+	if d, _ := Decide(Class{Kind: KindRead}, s, topo, policy); d.Target != other {
+		t.Fatalf("session moved back to %s", d.Target)
+	}
+	// A replica that goes down is left at once.
+	down := fixture()
+	down.Server(other).Up = false
+	if d, _ := Decide(Class{Kind: KindRead}, s, down, policy); d.Target != first.Target {
+		t.Fatalf("replica down: read went to %s, want %s", d.Target, first.Target)
 	}
 }
 

@@ -48,12 +48,8 @@ func serverID(t *testing.T, c interface {
 func TestHungReplicaCutsRunningStatement(t *testing.T) {
 	db, _ := sql.Open("mysql", proxy.DSN("app", "app", "", ""))
 	defer db.Close()
-	conn, err := db.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := harness.PinReplica(t, db, 3) // replica2
 	defer conn.Close()
-	harness.PinReplica(t, conn, 3) // replica2
 	done := make(chan error, 1)
 	go func() {
 		var x int
@@ -85,9 +81,11 @@ func TestHungReplicaCutsRunningStatement(t *testing.T) {
 	if err := env.Sandbox.Kill("replica2", syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
+	// This session keeps the replica it moved to; new sessions draw
+	// replica2 again once the monitor sees it back.
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		if id, _ := serverID(t, conn, "SELECT @@server_id"); id == 3 {
+		if harness.ServerIDOfNewSession(db) == 3 {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -273,12 +271,8 @@ func TestReplicaKilledMidResult(t *testing.T) {
 	if _, err := db.Exec("CREATE DATABASE IF NOT EXISTS faults_db"); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := db.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := harness.PinReplica(t, db, 3) // replica2
 	defer conn.Close()
-	harness.PinReplica(t, conn, 3) // replica2
 	rows, err := conn.QueryContext(context.Background(), "SELECT seq, REPEAT('r', 100) FROM faults_db.seq_1_to_5000000")
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"net/http"
 	"os"
@@ -154,13 +155,17 @@ func (e *Env) Lost(t testing.TB, server, db, table string, acked []int64) (lost,
 	return lost, len(have)
 }
 
-// PinReplica starts a read-only transaction on conn that landed on the
-// server with the given id (retrying until it does): the statements that
-// follow run there until COMMIT.
-func PinReplica(t testing.TB, conn *sql.Conn, serverID int) {
+// PinReplica returns a session in a read-only transaction on the server
+// with the given id (new sessions are tried until one lands there): the
+// statements that follow run there until COMMIT. Close it when done.
+func PinReplica(t testing.TB, db *sql.DB, serverID int) *sql.Conn {
 	t.Helper()
 	ctx := context.Background()
 	for i := 0; i < 200; i++ {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := conn.ExecContext(ctx, "START TRANSACTION READ ONLY"); err != nil {
 			t.Fatal(err)
 		}
@@ -169,13 +174,14 @@ func PinReplica(t testing.TB, conn *sql.Conn, serverID int) {
 			t.Fatal(err)
 		}
 		if id == serverID {
-			return
+			return conn
 		}
-		if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-			t.Fatal(err)
-		}
+		// A session keeps the replica it drew: try with a new session.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
 	}
 	t.Fatalf("no read-only transaction landed on server %d", serverID)
+	return nil
 }
 
 // Scrape reads the proxy's /metrics with the Prometheus text parser (a
@@ -224,4 +230,23 @@ func MainWithSandbox(m *testing.M, replicas, seed int, env **Env) int {
 	defer e.Teardown()
 	*env = e
 	return m.Run()
+}
+
+// ServerIDOfNewSession opens a brand-new proxy session, reads
+// @@server_id there and closes it (so the next call is a new session
+// again): a session keeps the replica it drew, new ones draw again.
+// Returns 0 on error.
+func ServerIDOfNewSession(db *sql.DB) int {
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0
+	}
+	defer conn.Close()
+	defer conn.Raw(func(any) error { return driver.ErrBadConn }) // not back to database/sql's pool
+	var id int
+	if err := conn.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
+		return 0
+	}
+	return id
 }

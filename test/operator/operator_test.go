@@ -166,12 +166,8 @@ func TestSetBackendOfflineDrainsAndStopsRouting(t *testing.T) {
 	// A slow read on replica2 is running when the drain starts: a
 	// read-only transaction stays on one replica, so retry until it is
 	// replica2 (server id 3).
-	conn, err := app.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := harness.PinReplica(t, app, 3)
 	defer conn.Close()
-	harness.PinReplica(t, conn, 3)
 	slow := make(chan error, 1)
 	go func() {
 		var id, z int
@@ -203,8 +199,7 @@ func TestSetBackendOfflineDrainsAndStopsRouting(t *testing.T) {
 	}
 	rowsOf(t, adm, "SET BACKEND 'replica2' ONLINE")
 	harness.WaitFor(t, "replica2 back in rotation", 10*time.Second, func() bool {
-		var id int
-		return app.QueryRow("SELECT @@server_id").Scan(&id) == nil && id == 3
+		return harness.ServerIDOfNewSession(app) == 3
 	})
 	if _, err := adm.Exec("SET BACKEND 'nope' OFFLINE"); err == nil {
 		t.Fatal("unknown backend accepted")

@@ -5,6 +5,7 @@ package routing_test
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -26,7 +27,11 @@ var (
 const masterID = 1 // sandbox server ids: master 1, replica1 2, replica2 3
 
 func TestMain(m *testing.M) {
-	os.Exit(harness.Main(m, 2, 2, harness.ProxyOptions{Weights: map[string]int{"replica1": 1, "replica2": 3}, LogLevel: "info"}, &env, &proxy))
+	// Every read draws a replica here, so one session can observe the
+	// replicas come and go; the default, per-session choice has its own
+	// proxy in TestReadsSpreadOverReplicasByWeight.
+	os.Exit(harness.Main(m, 2, 2, harness.ProxyOptions{Weights: map[string]int{"replica1": 1, "replica2": 3}, LogLevel: "info",
+		Extra: "routing:\n  replica_choice: statement\n"}, &env, &proxy))
 }
 
 func mustExec(t *testing.T, q interface {
@@ -65,13 +70,51 @@ func serverID(t *testing.T, c *sql.Conn, query string, args ...any) int {
 	return id
 }
 
+// TestReadsSpreadOverReplicasByWeight: each session keeps the replica it
+// drew (routing.replica_choice: session), and across sessions the draws
+// follow the weights 1:3; no plain read reaches the master.
 func TestReadsSpreadOverReplicasByWeight(t *testing.T) {
+	p := env.StartProxy(t, harness.ProxyOptions{Weights: map[string]int{"replica1": 1, "replica2": 3}, LogLevel: "warn"})
+	db, err := sql.Open("mysql", p.DSN("app", "app", "", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	counts := map[int]int{}
+	const sessions = 400
+	for i := 0; i < sessions; i++ {
+		c, err := db.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := serverID(t, c, "SELECT @@server_id")
+		for k := 0; k < 3; k++ {
+			if id := serverID(t, c, "SELECT @@server_id"); id != first {
+				t.Fatalf("session %d read from server %d, then %d: it should keep its replica", i, first, id)
+			}
+		}
+		counts[first]++
+		c.Raw(func(any) error { return driver.ErrBadConn }) // close it: the next session is a new one
+		c.Close()
+	}
+	checkWeights(t, counts)
+}
+
+// TestPerStatementReplicaChoice: with replica_choice: statement (this
+// package's proxy) every read draws again, so one session's reads follow
+// the weights.
+func TestPerStatementReplicaChoice(t *testing.T) {
 	c := oneConn(t, proxy, "")
 	counts := map[int]int{}
-	const n = 800
-	for i := 0; i < n; i++ {
+	for i := 0; i < 800; i++ {
 		counts[serverID(t, c, "SELECT @@server_id")]++
 	}
+	checkWeights(t, counts)
+}
+
+func checkWeights(t *testing.T, counts map[int]int) {
+	t.Helper()
 	t.Logf("@@server_id counts: %v", counts)
 	if counts[masterID] != 0 {
 		t.Fatalf("plain reads reached the master: %v", counts)
