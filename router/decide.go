@@ -68,7 +68,7 @@ type Session struct {
 	avoid map[string]time.Time
 	// replica is the one this session reads from (Policy.PerStatement off).
 	replica string
-	rnd   *rand.Rand
+	rnd     *rand.Rand
 }
 
 // NewSession returns an empty routing state.
