@@ -43,15 +43,6 @@ func frame(seq byte, payloads ...[]byte) []byte {
 	return out
 }
 
-// smallResult is a one-column, one-row result set as MariaDB frames it.
-func smallResult() []byte {
-	col := (&mysql.Field{Schema: []byte("db"), Table: []byte("t"), OrgTable: []byte("t"), Name: []byte("c"),
-		OrgName: []byte("c"), Charset: 33, ColumnLength: 240, Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
-	eof := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT), 0}
-	row := append([]byte{11}, "hello world"...)
-	return frame(1, []byte{1}, col, eof, row, eof)
-}
-
 // benchSession is a session past its handshake whose master connection
 // is a scripted server.
 func benchSession(b testing.TB, reply []byte) *session {
@@ -69,48 +60,31 @@ func benchSession(b testing.TB, reply []byte) *session {
 
 func wrapFor(c net.Conn) *backend.Conn { return backend.Wrap(c) }
 
+// eofPacket ends column definitions and rows (no warnings, autocommit).
+var eofPacket = []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT), 0}
+
 // BenchmarkRelaySmallResult is one COM_QUERY through a session's whole
 // path (classification from the cache, routing, write gate, send, relay
 // of a one-row result, statistics) with in-memory sockets: what the proxy
 // adds per statement on top of the system calls.
 func BenchmarkRelaySmallResult(b *testing.B) {
-	s := benchSession(b, smallResult())
-	cmd := append([]byte{mysql.COM_QUERY}, "SELECT c FROM t WHERE id = 42"...)
-	s.pc.Sequence = 1
-	if _, err := s.dispatch(cmd); err != nil || !s.lastOK {
-		b.Fatalf("dispatch: %v (lastOK %v)", err, s.lastOK)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		s.pc.Sequence = 1 // as after reading the command (sequence 0)
-		if _, err := s.dispatch(cmd); err != nil {
-			b.Fatal(err)
-		}
-		s.returnBuffers()
-		_ = s.out.Flush()
-	}
-	if !s.lastOK || s.lastRows != 1 {
-		b.Fatalf("relay did not see the one-row result (lastOK %v, rows %d)", s.lastOK, s.lastRows)
-	}
-}
-
-// rowsResult is a one-column result of n rows of 100 bytes each.
-func rowsResult(n int) []byte {
-	col := (&mysql.Field{Name: []byte("c"), Charset: 33, ColumnLength: 400, Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
-	eof := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT), 0}
-	payloads := [][]byte{{1}, col, eof}
-	for i := 0; i < n; i++ {
-		payloads = append(payloads, append([]byte{100}, bytes.Repeat([]byte{'x'}, 100)...))
-	}
-	return frame(1, append(payloads, eof)...)
+	benchRelay(b, "SELECT c FROM t WHERE id = 42", resultWith([][]byte{rowPacket(11, 'h')}, eofPacket), 1)
 }
 
 // BenchmarkRelay100Rows: a 100-row result (a sysbench range query) through
 // the same path: the per-row cost of the relay.
 func BenchmarkRelay100Rows(b *testing.B) {
-	s := benchSession(b, rowsResult(100))
-	cmd := append([]byte{mysql.COM_QUERY}, "SELECT c FROM t WHERE id BETWEEN 1 AND 100"...)
+	rows := make([][]byte, 100)
+	for i := range rows {
+		rows[i] = rowPacket(100, 'x')
+	}
+	benchRelay(b, "SELECT c FROM t WHERE id BETWEEN 1 AND 100", resultWith(rows, eofPacket), 100)
+}
+
+// benchRelay runs sql against a scripted master answering reply.
+func benchRelay(b *testing.B, sql string, reply []byte, wantRows uint64) {
+	s := benchSession(b, reply)
+	cmd := append([]byte{mysql.COM_QUERY}, sql...)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -121,7 +95,7 @@ func BenchmarkRelay100Rows(b *testing.B) {
 		s.returnBuffers()
 		_ = s.out.Flush()
 	}
-	if !s.lastOK || s.lastRows != 100 {
-		b.Fatalf("relay did not see 100 rows (lastOK %v, rows %d)", s.lastOK, s.lastRows)
+	if !s.lastOK || s.lastRows != wantRows {
+		b.Fatalf("relay did not see the %d-row result (lastOK %v, rows %d)", wantRows, s.lastOK, s.lastRows)
 	}
 }

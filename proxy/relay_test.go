@@ -50,9 +50,7 @@ func rowPacket(n int, fill byte) []byte {
 // protocol requires.
 func resultWith(rows [][]byte, end []byte) []byte {
 	col := (&mysql.Field{Name: []byte("c"), Charset: 33, Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
-	eof := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT), 0}
-	var payloads [][]byte
-	payloads = append(payloads, []byte{1}, col, eof)
+	payloads := [][]byte{{1}, col, eofPacket}
 	for _, r := range rows {
 		for len(r) >= 0xffffff {
 			payloads = append(payloads, r[:0xffffff])
@@ -67,7 +65,7 @@ func resultWith(rows [][]byte, end []byte) []byte {
 // receives exactly the server's packets (same bytes, same numbering),
 // bulk-copied or not, and the session's counters are right.
 func TestRelayForwardsResultsUnchanged(t *testing.T) {
-	eof := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT), 0}
+	eof := eofPacket
 	errEnd := []byte{mysql.ERR_HEADER, 0x51, 0x04, '#', '7', '0', '1', '0', '0', 'k', 'i', 'l', 'l', 'e', 'd'}
 	many := make([][]byte, 2000)
 	for i := range many {
