@@ -59,40 +59,39 @@ func (s *session) keepReason() string {
 }
 
 // giveBackConns parks the session's backend connections in their pools
-// when multiplexing is on and nothing ties the session to them.
+// when multiplexing is on and nothing ties the session to them, and
+// publishes what it keeps (for SHOW SESSIONS).
 func (s *session) giveBackConns() {
-	defer s.publishHeld()
-	if !s.settings.Multiplexing || len(s.conns) == 0 || s.keepReason() != "" {
-		return
-	}
-	tag := s.stateTag()
-	for name, h := range s.conns {
-		delete(s.conns, name)
-		h.bc.SetBeforeRead(nil)
-		if h.synced != s.stateVersion {
-			h.pool.Release(h.bc) // state not known to match the tag: reset it
-			continue
+	why := s.holdReason()
+	if why == "" && len(s.conns) > 0 {
+		tag := s.stateTag()
+		for name, h := range s.conns {
+			delete(s.conns, name)
+			h.bc.SetBeforeRead(nil)
+			if h.synced != s.stateVersion {
+				h.pool.Release(h.bc) // state not known to match the tag: reset it
+				continue
+			}
+			h.pool.Park(h.bc, tag)
 		}
-		h.pool.Park(h.bc, tag)
 	}
-}
-
-// publishHeld records, for SHOW SESSIONS, how many connections the
-// session keeps while it waits for its next command, and why.
-func (s *session) publishHeld() {
 	s.heldConns.Store(int32(len(s.conns)))
-	why := ""
-	switch {
-	case len(s.conns) == 0:
-	case !s.settings.Multiplexing:
-		why = "multiplexing off"
-	default:
-		why = s.keepReason()
-	}
 	if cur := s.heldBecause.Load(); cur == nil || *cur != why {
 		keep := why
 		s.heldBecause.Store(&keep)
 	}
+}
+
+// holdReason says why the session keeps the connections it holds between
+// statements ("" when it holds none or may give them back).
+func (s *session) holdReason() string {
+	switch {
+	case len(s.conns) == 0:
+		return ""
+	case !s.settings.Multiplexing:
+		return "multiplexing off"
+	}
+	return s.keepReason()
 }
 
 // stateTag describes the session state replayed on every connection it
