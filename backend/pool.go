@@ -143,11 +143,7 @@ func (p *Pool) newConn(ctx context.Context, v Variant) (*Conn, error) {
 // Release returns a connection after use. Broken connections are closed;
 // others are reset so the next user starts from a clean session.
 func (p *Pool) Release(c *Conn) {
-	if c == nil {
-		return
-	}
-	if c.Broken() || p.expired(c, time.Now()) {
-		p.discard(c)
+	if !p.keepable(c) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.opts.IOTimeout)
@@ -166,16 +162,25 @@ func (p *Pool) Release(c *Conn) {
 // whose state has the same tag can use it as is). Only connections that
 // carry no state beyond what the tag describes may be parked.
 func (p *Pool) Park(c *Conn, tag string) {
-	if c == nil {
-		return
-	}
-	if c.Broken() || p.expired(c, time.Now()) {
-		p.discard(c)
+	if !p.keepable(c) {
 		return
 	}
 	c.stateTag = tag
 	p.parks.Add(1)
 	p.putIdle(c)
+}
+
+// keepable reports whether a returned connection may be kept; a broken or
+// expired one is discarded here.
+func (p *Pool) keepable(c *Conn) bool {
+	if c == nil {
+		return false
+	}
+	if c.Broken() || p.expired(c, time.Now()) {
+		p.discard(c)
+		return false
+	}
+	return true
 }
 
 func (p *Pool) putIdle(c *Conn) {

@@ -45,13 +45,10 @@ func (s *session) readBackend(bc *backend.Conn) ([]byte, error) {
 
 // returnBuffers gives the packet buffer back between commands.
 func (s *session) returnBuffers() {
-	if s.pktBuf != nil {
-		if cap(*s.pktBuf) > maxKeptBuffer {
-			*s.pktBuf = make([]byte, 4, 16*1024)
-		}
-		packetBufs.Put(s.pktBuf)
-		s.pktBuf = nil
+	if s.pktBuf != nil && cap(*s.pktBuf) <= maxKeptBuffer {
+		packetBufs.Put(s.pktBuf) // an oversized one is left to the GC
 	}
+	s.pktBuf = nil
 }
 
 // relayResult relays the complete response to COM_QUERY or
