@@ -177,8 +177,7 @@ func PinReplica(t testing.TB, db *sql.DB, serverID int) *sql.Conn {
 			return conn
 		}
 		// A session keeps the replica it drew: try with a new session.
-		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		conn.Close()
+		EndSession(conn)
 	}
 	t.Fatalf("no read-only transaction landed on server %d", serverID)
 	return nil
@@ -242,11 +241,17 @@ func ServerIDOfNewSession(db *sql.DB) int {
 	if err != nil {
 		return 0
 	}
-	defer conn.Close()
-	defer conn.Raw(func(any) error { return driver.ErrBadConn }) // not back to database/sql's pool
+	defer EndSession(conn)
 	var id int
 	if err := conn.QueryRowContext(ctx, "SELECT @@server_id").Scan(&id); err != nil {
 		return 0
 	}
 	return id
+}
+
+// EndSession closes conn's proxy session instead of returning it to
+// database/sql's pool, so the next db.Conn is a new session.
+func EndSession(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	conn.Close()
 }

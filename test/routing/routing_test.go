@@ -5,7 +5,6 @@ package routing_test
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
@@ -95,8 +94,7 @@ func TestReadsSpreadOverReplicasByWeight(t *testing.T) {
 			}
 		}
 		counts[first]++
-		c.Raw(func(any) error { return driver.ErrBadConn }) // close it: the next session is a new one
-		c.Close()
+		harness.EndSession(c) // the next session is a new one
 	}
 	checkWeights(t, counts)
 }
