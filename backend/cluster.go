@@ -354,14 +354,42 @@ func (c *Cluster) SetMasterEpoch(name string, epoch uint64) bool {
 	return changed
 }
 
-// MasterPool returns the pool to the current master for an account.
-func (c *Cluster) MasterPool(a Account) (*Pool, uint64, error) {
-	t := c.topo.Load()
-	if t.Master == "" {
-		return nil, t.Epoch, ErrNoMaster
+// Acquire takes a connection to a named server for an account, of the
+// given variant, preferring one parked with tag (see Pool.AcquireTagged).
+func (c *Cluster) Acquire(ctx context.Context, server string, a Account, v Variant, tag string) (*Conn, error) {
+	p, err := c.Pool(server, a)
+	if err != nil {
+		return nil, err
 	}
-	p, err := c.Pool(t.Master, a)
-	return p, t.Epoch, err
+	return p.AcquireTagged(ctx, v, tag)
+}
+
+// Return gives a connection back to its pool, which resets it (or
+// closes it when broken). A connection from outside a pool is closed.
+func (c *Cluster) Return(bc *Conn) {
+	if bc.pool == nil {
+		_ = bc.Close()
+		return
+	}
+	bc.pool.Release(bc)
+}
+
+// Park gives a connection back without a reset, tagged with the state
+// left on it (multiplexing; see Pool.Park).
+func (c *Cluster) Park(bc *Conn, tag string) {
+	if bc.pool == nil {
+		_ = bc.Close()
+		return
+	}
+	bc.pool.Park(bc, tag)
+}
+
+// CloseIdle closes the idle connections to a server (they may have died
+// with it: a restart).
+func (c *Cluster) CloseIdle(server string) {
+	for _, p := range c.PoolsOf(server) {
+		p.CloseIdle()
+	}
 }
 
 // Pool returns the pool to a named server for an account.
