@@ -23,6 +23,22 @@ func errBackendLost(name string, err error) *mysql.MyError {
 		Message: fmt.Sprintf("Connection to backend %s was lost: %v", name, shortErr(err))}
 }
 
+// asClientError is the error a client sees for a failure to reach a
+// backend: the server's own error when it sent one.
+func asClientError(err error) *mysql.MyError {
+	var me *mysql.MyError
+	if errors.As(err, &me) {
+		return me
+	}
+	return errNoBackend(err)
+}
+
+// errInternal reports a bug (a recovered panic) without ending the session.
+func errInternal(what string) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000",
+		Message: "Switchyard internal error (the statement was not completed; see the proxy log): " + shortText(what)}
+}
+
 func errNoBackend(err error) *mysql.MyError {
 	if me, ok := backend.AsMyError(err); ok {
 		return me
@@ -90,8 +106,9 @@ func errShuttingDown() *mysql.MyError {
 	return &mysql.MyError{Code: mysql.ER_SERVER_SHUTDOWN, State: "08S01", Message: "Switchyard is shutting down"}
 }
 
-func shortErr(err error) string {
-	s := err.Error()
+func shortErr(err error) string { return shortText(err.Error()) }
+
+func shortText(s string) string {
 	if len(s) > 200 {
 		s = s[:200]
 	}

@@ -26,11 +26,11 @@ func TestKeepReason(t *testing.T) {
 		{"only connection-bound variables", func(s *session) { s.state.setVar("last_insert_id", "5") }, ""},
 		{"prepared statement", func(s *session) { s.stmts.add(&preparedStmt{}) }, "prepared statements"},
 		{"cursor", func(s *session) { s.status |= mysql.SERVER_STATUS_CURSOR_EXISTS }, "open cursor"},
-		{"recent insert id", func(s *session) { s.keepFor = keepAfterInsertID }, "result of a recent statement"},
+		{"recent insert id", func(s *session) { s.mux.keepFor = keepAfterInsertID }, "result of a recent statement"},
 		{"pinned by a statement", func(s *session) {
-			s.notePin(router.Class{Pin: true, Reason: "user variable"})
+			s.mux.notePin(router.Class{Pin: true, Reason: "user variable"})
 		}, "connection state (user variable)"},
-		{"read does not pin", func(s *session) { s.notePin(router.Class{Kind: router.KindRead}) }, ""},
+		{"read does not pin", func(s *session) { s.mux.notePin(router.Class{Kind: router.KindRead}) }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,12 +61,12 @@ func TestStateTagFollowsState(t *testing.T) {
 	}
 	note("start")
 	s.state.db = "app"
-	s.stateChanged()
+	s.stateChanged("m")
 	note("USE app")
 	s.state.multiOff = true
 	note("multi-statements off")
 	s.state.collationID = 33
-	s.stateChanged()
+	s.stateChanged("m")
 	note("another collation")
 	if s.stateTag() != s.stateTag() {
 		t.Error("tag not stable between changes")

@@ -48,13 +48,12 @@ func frame(seq byte, payloads ...[]byte) []byte {
 func benchSession(b testing.TB, reply []byte) *session {
 	srv := fuzzServer(b)
 	s := newSession(srv, srv.settings.Load(), discardClient{})
-	s.out = newFlushConn(discardClient{})
-	s.pc = packet.NewConn(s.out)
+	s.client.adopt(packet.NewConn(discardClient{}))
 	s.caps = mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
 	s.user = srv.settings.Load().Users["app"]
-	_, s.epoch = srv.cluster.Master()
-	s.conns["m"] = &heldConn{bc: wrapFor(&scriptedServer{reply: reply}), synced: s.stateVersion}
+	s.epoch = srv.backends.Topology().Epoch
+	s.conns["m"] = &heldConn{bc: wrapFor(&scriptedServer{reply: reply}), synced: s.state.version}
 	return s
 }
 
@@ -88,14 +87,14 @@ func benchRelay(b *testing.B, sql string, reply []byte, wantRows uint64) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		s.pc.Sequence = 1 // as after reading the command (sequence 0)
-		if _, err := s.dispatch(cmd); err != nil {
-			b.Fatal(err)
+		s.client.pc.Sequence = 1 // as after reading the command (sequence 0)
+		if s.answer(cmd) {
+			b.Fatal("the session ended")
 		}
 		s.returnBuffers()
-		_ = s.out.Flush()
+		_ = s.client.flush()
 	}
-	if !s.lastOK || s.lastRows != wantRows {
-		b.Fatalf("relay did not see the %d-row result (lastOK %v, rows %d)", wantRows, s.lastOK, s.lastRows)
+	if r := s.cmd.reply; !r.ok || r.rows != wantRows {
+		b.Fatalf("relay did not see the %d-row result (ok %v, rows %d)", wantRows, r.ok, r.rows)
 	}
 }

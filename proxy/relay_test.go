@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/packet"
 )
 
 // captureClient records what the proxy writes to its client.
@@ -97,21 +98,19 @@ func TestRelayForwardsResultsUnchanged(t *testing.T) {
 			h := s.conns["m"]
 			h.bc = wrapFor(srv)
 			var got bytes.Buffer
-			s.out = newFlushConn(captureClient{out: &got})
-			s.pc.Conn = s.out
-			s.pc.Sequence = 1 // as after reading the command
-			if _, err := s.dispatch(append([]byte{mysql.COM_QUERY}, "SELECT c FROM t"...)); err != nil {
-				t.Fatal(err)
+			s.client.adopt(packet.NewConn(captureClient{out: &got}))
+			s.client.pc.Sequence = 1 // as after reading the command
+			if s.answer(append([]byte{mysql.COM_QUERY}, "SELECT c FROM t"...)) {
+				t.Fatal("the session ended")
 			}
-			_ = s.out.Flush()
+			_ = s.client.flush()
 			if !bytes.Equal(got.Bytes(), reply) {
 				t.Fatalf("client got %d bytes, server sent %d; first difference at %d", got.Len(), len(reply), firstDiff(got.Bytes(), reply))
 			}
-			if s.lastOK != tc.wantOK {
-				t.Errorf("lastOK = %v, want %v", s.lastOK, tc.wantOK)
-			}
-			if tc.wantOK && s.lastRows != uint64(len(tc.rows)) {
-				t.Errorf("rows counted %d, want %d", s.lastRows, len(tc.rows))
+			if r := s.cmd.reply; r.ok != tc.wantOK {
+				t.Errorf("reply ok = %v, want %v", r.ok, tc.wantOK)
+			} else if tc.wantOK && r.rows != uint64(len(tc.rows)) {
+				t.Errorf("rows counted %d, want %d", r.rows, len(tc.rows))
 			}
 		})
 	}

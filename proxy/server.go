@@ -8,25 +8,22 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	"go.uber.org/zap"
 
-	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/router"
 )
 
-// Settings are the parts of the config the proxy reads on each new
-// session; they are swapped whole on reload.
+// Settings are what the proxy reads on each new session; cmd builds them
+// from the config, and they are swapped whole on reload.
 type Settings struct {
-	Users            map[string]conf.User
+	Users            map[string]conf.User // by name
 	MaxAllowedPacket int
 	HandshakeTimeout time.Duration
 	MaxConnections   int
@@ -41,35 +38,6 @@ type Settings struct {
 	HoldTimeout      time.Duration // how long master statements wait for a new master
 }
 
-// SettingsFrom extracts proxy settings from a config.
-func SettingsFrom(c *conf.Config) *Settings {
-	users := make(map[string]conf.User, len(c.Users))
-	for _, u := range c.Users {
-		users[u.Name] = u
-	}
-	return &Settings{
-		Users:            users,
-		MaxAllowedPacket: int(c.MaxAllowedPacket),
-		HandshakeTimeout: c.HandshakeTimeout.D(),
-		MaxConnections:   c.MaxClientConnections,
-		LoadDataLocal:    c.LoadDataLocal,
-		IOTimeout:        c.Pool.IOTimeout.D(),
-		QueryTimeout:     c.Pool.QueryTimeout.D(),
-		AcquireTimeout:   c.Pool.AcquireTimeout.D(),
-		Multiplexing:     c.Pool.Multiplexing,
-		Policy: router.Policy{
-			Split:                   c.Routing.ReadWriteSplit,
-			ReadYourWrites:          c.Routing.Consistency == "session",
-			MaxLag:                  c.Routing.MaxReplicaLag.D(),
-			ReplicaFallbackToMaster: c.Routing.NoReplica == "master",
-			PerStatement:            c.Routing.ReplicaChoice == "statement",
-		},
-		GTIDWait:    c.Routing.GTIDWaitTimeout.D(),
-		AvoidFor:    4 * c.Monitor.Interval.D(),
-		HoldTimeout: c.Failover.HoldTimeout.D(),
-	}
-}
-
 func (s *Server) policy() router.Policy      { return s.settings.Load().Policy }
 func (s *Server) gtidWait() time.Duration    { return s.settings.Load().GTIDWait }
 func (s *Server) holdTimeout() time.Duration { return s.settings.Load().HoldTimeout }
@@ -78,7 +46,7 @@ func (s *Server) avoidFor() time.Duration    { return s.settings.Load().AvoidFor
 // Server accepts client connections and runs one session goroutine each.
 type Server struct {
 	log        *zap.Logger
-	cluster    *backend.Cluster
+	backends   Backends
 	classifier *router.Classifier
 	mysql      *server.Server
 	tls        bool
@@ -109,30 +77,31 @@ type Stats struct {
 	Rejected      atomic.Uint64 // over max connections or during drain
 }
 
-// New builds a proxy server. tlsConf enables TLS for clients when non-nil.
-func New(cfg *conf.Config, cluster *backend.Cluster, tlsConf *tls.Config, log *zap.Logger) (*Server, error) {
+// New builds a proxy server in front of b. version is the server version
+// sent in the handshake; tlsConf enables TLS for clients when non-nil.
+func New(b Backends, set *Settings, version string, tlsConf *tls.Config, log *zap.Logger) (*Server, error) {
 	// The RSA key lets caching_sha2_password clients send their password
 	// over a non-TLS connection (full authentication).
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		return nil, fmt.Errorf("generate RSA key: %w", err)
 	}
-	ms := server.NewServer(cfg.ServerVersion, mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, tlsConf)
+	ms := server.NewServer(version, mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, tlsConf)
 	extra := mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_FOUND_ROWS | mysql.CLIENT_IGNORE_SPACE
-	if cfg.LoadDataLocal {
+	if set.LoadDataLocal {
 		extra |= mysql.CLIENT_LOCAL_FILES
 	}
 	if err := advertise(ms, extra); err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, cluster: cluster, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{},
+	s := &Server{log: log, backends: b, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{},
 		classifier: router.NewClassifier(10000), digests: newDigestTable()}
-	s.settings.Store(SettingsFrom(cfg))
+	s.settings.Store(set)
 	return s, nil
 }
 
 // Reload swaps users and limits; existing sessions keep their login.
-func (s *Server) Reload(cfg *conf.Config) { s.settings.Store(SettingsFrom(cfg)) }
+func (s *Server) Reload(set *Settings) { s.settings.Store(set) }
 
 // StatsRef exposes the counters.
 func (s *Server) StatsRef() *Stats { return &s.stats }
@@ -254,7 +223,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 		case <-ctx.Done():
 			s.mu.Lock()
 			for _, sess := range s.sessions {
-				sess.client.Close()
+				sess.client.close()
 			}
 			s.mu.Unlock()
 			<-done
@@ -264,67 +233,8 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
-// advertise adds capability bits to the handshake. go-mysql only lets a
-// few be set, but clients (go-sql-driver among them) drop any flag the
-// server does not advertise, so without this "multiStatements=true" and
-// "clientFoundRows=true" would silently do nothing. The proxy honours
-// these flags itself (per-session multi-statement state, FOUND_ROWS pool
-// variant). Covered by the multi-statement and found-rows integration tests.
-func advertise(ms *server.Server, bits uint32) error {
-	f := reflect.ValueOf(ms).Elem().FieldByName("capability")
-	if !f.IsValid() || f.Kind() != reflect.Uint32 {
-		return fmt.Errorf("go-mysql server has no capability field: cannot advertise 0x%x", bits)
-	}
-	atomic.OrUint32((*uint32)(unsafe.Pointer(f.UnsafeAddr())), bits)
-	return nil
-}
-
-// writeRawError sends an ERR packet before any handshake (sequence 0).
-func writeRawError(c net.Conn, e *mysql.MyError) {
-	p := errPacket(e)
-	n := len(p) - 4
-	p[0], p[1], p[2], p[3] = byte(n), byte(n>>8), byte(n>>16), 0
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = c.Write(p)
-}
-
-// authenticator answers go-mysql's credential lookups for one connection
-// and finishes the session's setup once the password is verified.
-type authenticator struct {
-	sess *session
-}
-
-// impossiblePassword stands in for unknown users so they fail exactly like
-// a wrong password (1045) and user names cannot be probed.
-var impossiblePassword = string(mysql.RandomBuf(32))
-
-func (a *authenticator) GetCredential(username string) (server.Credential, bool, error) {
-	u, ok := a.sess.settings.Users[username]
-	if !ok {
-		return server.Credential{Passwords: []string{impossiblePassword}, AuthPluginName: mysql.AUTH_NATIVE_PASSWORD}, true, nil
-	}
-	return server.Credential{Passwords: []string{u.Password.Value()}, AuthPluginName: u.Auth}, true, nil
-}
-
-func (a *authenticator) OnAuthSuccess(c *server.Conn) error {
-	return a.sess.onAuthenticated(c)
-}
-
-func (a *authenticator) OnAuthFailure(c *server.Conn, err error) {
-	a.sess.srv.stats.AuthFailures.Add(1)
-	// Never log the auth data: only who, from where, and the outcome.
-	a.sess.srv.log.Info("client authentication failed",
-		zap.String("user", c.GetUser()), zap.String("client", c.RemoteAddr().String()), zap.String("reason", shortErr(err)))
-}
-
-// handshakeHandler only records the database named in the handshake:
-// go-mysql calls UseDB before the password is checked.
-type handshakeHandler struct {
-	server.EmptyHandler
-	db string
-}
-
-func (h *handshakeHandler) UseDB(db string) error {
-	h.db = db
-	return nil
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
 }

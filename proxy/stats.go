@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -108,22 +109,19 @@ func (s *Server) Sessions() []SessionInfo {
 	s.mu.Unlock()
 	out := make([]SessionInfo, 0, len(list))
 	for _, sess := range list {
-		info := SessionInfo{ID: sess.id, User: sess.user.Name, Client: sess.raw.RemoteAddr().String(),
-			Age: time.Since(sess.started), InTransaction: sess.inTx.Load()}
-		if p := sess.lastStmt.Load(); p != nil {
-			info.LastStatement = *p
-		}
-		if p := sess.lastBackend.Load(); p != nil {
-			info.Backend = *p
-		}
-		if p := sess.dbName.Load(); p != nil {
-			info.DB = *p
-		}
-		info.BackendConns = int(sess.heldConns.Load())
-		if p := sess.heldBecause.Load(); p != nil {
-			info.HeldBecause = *p
-		}
+		in := &sess.info
+		info := SessionInfo{ID: sess.id, User: sess.user.Name, Client: sess.client.raw.RemoteAddr().String(),
+			Age: time.Since(in.started), InTransaction: in.inTx.Load(), BackendConns: int(in.heldConns.Load()),
+			LastStatement: loadString(&in.lastStmt), Backend: loadString(&in.lastBackend), DB: loadString(&in.db),
+			HeldBecause: loadString(&in.heldBecause)}
 		out = append(out, info)
 	}
 	return out
+}
+
+func loadString(p *atomic.Pointer[string]) string {
+	if v := p.Load(); v != nil {
+		return *v
+	}
+	return ""
 }

@@ -1,94 +1,10 @@
 package proxy
 
 import (
-	"bytes"
 	"encoding/binary"
-	"errors"
-	"net"
-	"sync"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
-
-// flushConn buffers writes to the client and flushes them before any read
-// from the client: a response is sent in a few syscalls rather than one
-// per packet, and can never sit in the buffer while we wait for the client.
-type flushConn struct {
-	net.Conn
-	buf *[]byte // nil while nothing is buffered (see writeBufs)
-}
-
-// writeBufs holds client write buffers: a session holds one only while
-// it has unsent bytes, so idle sessions cost none.
-var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
-
-const writeBufSize = 32 * 1024
-
-func newFlushConn(c net.Conn) *flushConn { return &flushConn{Conn: c} }
-
-func (f *flushConn) Write(p []byte) (int, error) {
-	if f.buf != nil && len(*f.buf)+len(p) > writeBufSize {
-		if err := f.Flush(); err != nil {
-			return 0, err
-		}
-	}
-	if len(p) >= writeBufSize {
-		return f.Conn.Write(p) // nothing buffered: a big packet goes straight out
-	}
-	if f.buf == nil {
-		f.buf = writeBufs.Get().(*[]byte)
-	}
-	*f.buf = append(*f.buf, p...)
-	return len(p), nil
-}
-
-func (f *flushConn) Read(p []byte) (int, error) {
-	if err := f.Flush(); err != nil {
-		return 0, err
-	}
-	return f.Conn.Read(p)
-}
-
-// Flush sends buffered bytes and gives the buffer back.
-func (f *flushConn) Flush() error {
-	if f.buf == nil {
-		return nil
-	}
-	b := f.buf
-	f.buf = nil
-	_, err := f.Conn.Write(*b)
-	*b = (*b)[:0]
-	writeBufs.Put(b)
-	return err
-}
-
-// errPacketTooLarge is returned by limitWriter past max_allowed_packet.
-var errPacketTooLarge = errors.New("packet larger than max_allowed_packet")
-
-// limitWriter collects one client packet and refuses to grow past max, so
-// an oversized packet costs at most max bytes of memory.
-type limitWriter struct {
-	buf      bytes.Buffer
-	max      int
-	exceeded bool
-}
-
-// reset prepares for the next packet, keeping a modest buffer.
-func (l *limitWriter) reset(max int) {
-	if l.buf.Cap() > maxKeptBuffer {
-		l.buf = bytes.Buffer{}
-	}
-	l.buf.Reset()
-	l.max, l.exceeded = max, false
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	if l.buf.Len()+len(p) > l.max {
-		l.exceeded = true
-		return 0, errPacketTooLarge
-	}
-	return l.buf.Write(p)
-}
 
 // lenencInt reads a length-encoded integer; ok is false when b is too
 // short (go-mysql's own reader panics on truncated input).
@@ -181,7 +97,8 @@ func parseOK(p []byte) (okPacket, bool) {
 
 // encodeOKForClient writes an OK packet (with a 4-byte header gap) in the
 // framing the client negotiated.
-func encodeOKForClient(dst []byte, ok okPacket, clientTracks bool) []byte {
+func encodeOKForClient(dst []byte, ok okPacket, caps uint32) []byte {
+	clientTracks := caps&mysql.CLIENT_SESSION_TRACK != 0
 	dst = append(dst[:0], 0, 0, 0, 0, mysql.OK_HEADER)
 	dst = mysql.AppendLengthEncodedInteger(dst, ok.affectedRows)
 	dst = mysql.AppendLengthEncodedInteger(dst, ok.lastInsertID)
@@ -204,13 +121,6 @@ func encodeOKForClient(dst []byte, ok okPacket, clientTracks bool) []byte {
 		dst = append(dst, ok.info...)
 	}
 	return dst
-}
-
-// sessionChange is one entry of an OK packet's session-state block.
-type sessionChange struct {
-	kind  byte // mysql.SESSION_TRACK_*
-	name  string
-	value string
 }
 
 // parseSessionState decodes the schema and system-variable entries of a
@@ -260,20 +170,6 @@ func eofWarnings(p []byte) uint16 {
 		return binary.LittleEndian.Uint16(p[1:])
 	}
 	return 0
-}
-
-// errPacket builds an ERR packet (with header gap) from a MySQL error.
-func errPacket(e *mysql.MyError) []byte {
-	b := make([]byte, 0, 13+len(e.Message))
-	b = append(b, 0, 0, 0, 0, mysql.ERR_HEADER)
-	b = binary.LittleEndian.AppendUint16(b, e.Code)
-	state := e.State
-	if len(state) != 5 {
-		state = mysql.DEFAULT_MYSQL_STATE
-	}
-	b = append(b, '#')
-	b = append(b, state...)
-	return append(b, e.Message...)
 }
 
 // parseErrPacket decodes an ERR packet payload (for logging and errors).

@@ -55,7 +55,11 @@ func TestOKTranslation(t *testing.T) {
 			if !valid {
 				t.Fatal("parseOK rejected a valid packet")
 			}
-			out := encodeOKForClient(nil, ok, tt.tracks)[4:]
+			caps := uint32(mysql.CLIENT_PROTOCOL_41)
+			if tt.tracks {
+				caps |= mysql.CLIENT_SESSION_TRACK
+			}
+			out := encodeOKForClient(nil, ok, caps)[4:]
 			if out[0] != mysql.OK_HEADER {
 				t.Fatalf("header %x", out[0])
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/failover"
 	"github.com/switchyard/switchyard/metrics"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/router"
 )
 
 func cmdRun(args []string) error {
@@ -163,7 +164,7 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		}
 		clientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	px, err := proxy.New(cfg, cluster, clientTLS, log)
+	px, err := proxy.New(cluster, proxySettings(cfg), cfg.ServerVersion, clientTLS, log)
 	if err != nil {
 		return nil, err
 	}
@@ -237,13 +238,46 @@ func discoverMaster(cfg *conf.Config, servers []backend.Server, log *zap.Logger)
 	return backend.FindMaster(obs)
 }
 
+// proxySettings are the parts of the config client sessions use.
+func proxySettings(c *conf.Config) *proxy.Settings {
+	users := make(map[string]conf.User, len(c.Users))
+	for _, u := range c.Users {
+		users[u.Name] = u
+	}
+	return &proxy.Settings{
+		Users:            users,
+		MaxAllowedPacket: int(c.MaxAllowedPacket),
+		HandshakeTimeout: c.HandshakeTimeout.D(),
+		MaxConnections:   c.MaxClientConnections,
+		LoadDataLocal:    c.LoadDataLocal,
+		IOTimeout:        c.Pool.IOTimeout.D(),
+		QueryTimeout:     c.Pool.QueryTimeout.D(),
+		AcquireTimeout:   c.Pool.AcquireTimeout.D(),
+		Multiplexing:     c.Pool.Multiplexing,
+		Policy: router.Policy{
+			Split:                   c.Routing.ReadWriteSplit,
+			ReadYourWrites:          c.Routing.Consistency == "session",
+			MaxLag:                  c.Routing.MaxReplicaLag.D(),
+			ReplicaFallbackToMaster: c.Routing.NoReplica == "master",
+			PerStatement:            c.Routing.ReplicaChoice == "statement",
+		},
+		GTIDWait:    c.Routing.GTIDWaitTimeout.D(),
+		AvoidFor:    4 * c.Monitor.Interval.D(),
+		HoldTimeout: c.Failover.HoldTimeout.D(),
+	}
+}
+
+// engineSettings are the parts of the config the failover engine uses.
 func engineSettings(cfg *conf.Config) failover.Settings {
+	t := cfg.Failover.Timeouts
 	set := failover.Settings{
 		Enabled: cfg.Failover.Enabled, Cooldown: cfg.Failover.Cooldown.D(), ApplyTimeout: cfg.Failover.ApplyTimeout.D(),
-		HoldTimeout: cfg.Failover.HoldTimeout.D(), Interval: cfg.Monitor.Interval.D(), FailCount: cfg.Monitor.FailCount,
+		Interval: cfg.Monitor.Interval.D(), FailCount: cfg.Monitor.FailCount,
 		StateFile: cfg.Failover.StateFile,
 		Hooks: failover.Hooks{PreFailover: cfg.Hooks.PreFailover, PostFailover: cfg.Hooks.PostFailover,
 			PostSwitchover: cfg.Hooks.PostSwitchover, Timeout: cfg.Hooks.Timeout.D()},
+		Timeouts: failover.Timeouts{Hold: t.Hold.D(), Inspect: t.Inspect.D(), Fence: t.Fence.D(), Promote: t.Promote.D(),
+			Repoint: t.Repoint.D(), Verify: t.Verify.D(), Coordinate: t.Coordinate.D(), Undo: t.Undo.D(), Rejoin: t.Rejoin.D()},
 	}
 	for _, b := range cfg.Backends {
 		set.Servers = append(set.Servers, failover.ServerConfig{Name: b.Name, Addr: b.Addr(), Candidate: b.Candidate, NoMaster: b.NoMaster})
@@ -292,7 +326,7 @@ func (a *app) reload(path string) error {
 	}
 	a.monitor.Sync(context.Background())
 	a.engine.SetServers(engineSettings(cfg).Servers)
-	a.proxy.Reload(cfg)
+	a.proxy.Reload(proxySettings(cfg))
 	a.cfg = cfg
 	a.log.Info("config reloaded", zap.String("file", cfg.Path))
 	return nil

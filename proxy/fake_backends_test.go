@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/packet"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// fakeBackends is a cluster whose servers are scripts: the topology, the
+// write gate and the statement counters are backend.Cluster's own (they
+// touch no socket); connections are in-memory pipes to fakeServers.
+type fakeBackends struct {
+	*backend.Cluster
+	servers map[string]*fakeServer
+	// cutAtBegin: the next statement counted on this server finds its
+	// connection killed (as the monitor does), after it was placed and
+	// before it is sent.
+	cutAtBegin string
+}
+
+// newFakeBackends builds a topology: master m and replicas r1, r2 (up,
+// replicating, no lag), each served by a fakeServer.
+func newFakeBackends() *fakeBackends {
+	names := []string{"m", "r1", "r2"}
+	var list []backend.Server
+	f := &fakeBackends{servers: map[string]*fakeServer{}}
+	for i, n := range names {
+		list = append(list, backend.Server{Name: n, Addr: n + ":3306", Weight: 1})
+		f.servers[n] = &fakeServer{name: n, id: i + 1}
+	}
+	f.Cluster = backend.NewCluster(list, "m", backend.PoolOptions{}, nil)
+	zero := int64(0)
+	for _, n := range names[1:] {
+		f.SetHealth(n, backend.Health{Up: true, Replica: &backend.ReplicaStatus{IORunning: true, SQLRunning: true, SecondsBehind: &zero}})
+	}
+	return f
+}
+
+func (f *fakeBackends) Acquire(_ context.Context, server string, _ backend.Account, _ backend.Variant, _ string) (*backend.Conn, error) {
+	fs := f.servers[server]
+	if fs == nil {
+		return nil, errors.New("unknown backend " + server)
+	}
+	if fs.refuse.Load() {
+		return nil, errors.New("dial tcp " + server + ": connection refused")
+	}
+	proxySide, serverSide := net.Pipe()
+	fs.conns.Add(1)
+	go fs.serve(serverSide)
+	bc := backend.Wrap(proxySide)
+	fs.mu.Lock()
+	fs.last = bc
+	fs.mu.Unlock()
+	return bc, nil
+}
+
+func (f *fakeBackends) Begin(server string) *backend.StatementCount {
+	if f.cutAtBegin == server {
+		f.cutAtBegin = ""
+		fs := f.servers[server]
+		fs.mu.Lock()
+		fs.last.Kill()
+		fs.mu.Unlock()
+	}
+	return f.Cluster.Begin(server)
+}
+
+func (f *fakeBackends) Return(bc *backend.Conn)         { _ = bc.Close() }
+func (f *fakeBackends) Park(bc *backend.Conn, _ string) { _ = bc.Close() }
+func (f *fakeBackends) CloseIdle(string)                {}
+
+// fakeServer answers the statements a session sends. Statements the
+// session sends on its own (state replay) get OK; others are looked up
+// in answers by a substring of their text, and get OK when none matches.
+type fakeServer struct {
+	name    string
+	id      int
+	refuse  atomic.Bool
+	conns   atomic.Int32
+	mu      sync.Mutex
+	seen    []string // client statements received, in order
+	answers []fakeAnswer
+	last    *backend.Conn // the last connection handed out
+}
+
+// fakeAnswer is how a fake server answers statements containing match.
+type fakeAnswer struct {
+	match string
+	// reply: payloads sent back (nil: OK). close: the connection is
+	// closed after reading the statement, with nothing sent back.
+	reply [][]byte
+	close bool
+}
+
+func (fs *fakeServer) answer(match string, reply ...[]byte) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.answers = append(fs.answers, fakeAnswer{match: match, reply: reply})
+}
+
+func (fs *fakeServer) closeOn(match string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.answers = append(fs.answers, fakeAnswer{match: match, close: true})
+}
+
+// received returns the statements seen that contain match.
+func (fs *fakeServer) received(match string) []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var out []string
+	for _, q := range fs.seen {
+		if strings.Contains(q, match) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// sessionOwn are statements a session sends on its own.
+func sessionOwn(q string) bool {
+	return strings.HasPrefix(q, "SET NAMES") || strings.HasPrefix(q, "SELECT @@collation_connection")
+}
+
+func (fs *fakeServer) serve(c net.Conn) {
+	defer c.Close()
+	pc := packet.NewConn(c)
+	for {
+		pc.ResetSequence()
+		data, err := pc.ReadPacket()
+		if err != nil || len(data) == 0 {
+			return
+		}
+		var reply [][]byte
+		switch data[0] {
+		case mysql.COM_QUIT:
+			return
+		case mysql.COM_SET_OPTION:
+			reply = [][]byte{{mysql.EOF_HEADER, 0, 0, 2, 0}}
+		case mysql.COM_QUERY:
+			q := string(data[1:])
+			if !sessionOwn(q) {
+				fs.mu.Lock()
+				fs.seen = append(fs.seen, q)
+				var a fakeAnswer
+				for _, x := range fs.answers {
+					if strings.Contains(q, x.match) {
+						a = x
+						break
+					}
+				}
+				fs.mu.Unlock()
+				if a.close {
+					return
+				}
+				reply = a.reply
+			}
+		}
+		if reply == nil {
+			reply = [][]byte{okPayload(1, mysql.SERVER_STATUS_AUTOCOMMIT)}
+		}
+		for _, p := range reply {
+			if err := pc.WritePacket(append(make([]byte, 4), p...)); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// okPayload is an OK packet: affected rows, no insert id, status, no warnings.
+func okPayload(affected byte, status uint16) []byte {
+	return []byte{mysql.OK_HEADER, affected, 0, byte(status), byte(status >> 8), 0, 0}
+}
+
+// errPayload is an ERR packet from a server.
+func errPayload(code uint16, state, msg string) []byte {
+	return append(append([]byte{mysql.ERR_HEADER, byte(code), byte(code >> 8), '#'}, state...), msg...)
+}
+
+// intResult is a one-column, one-row result set with value v.
+func intResult(name, v string) [][]byte {
+	col := (&mysql.Field{Name: []byte(name), Charset: 63, Type: mysql.MYSQL_TYPE_LONGLONG}).Dump()
+	return [][]byte{{1}, col, eofPacket, append([]byte{byte(len(v))}, v...), eofPacket}
+}
+
+// clientOutput parses what a session wrote to its client into packets.
+type clientOutput struct{ bytes.Buffer }
+
+func (o *clientOutput) packets() [][]byte {
+	var out [][]byte
+	b := o.Bytes()
+	for len(b) >= 4 {
+		n := int(b[0]) | int(b[1])<<8 | int(b[2])<<16
+		if len(b) < 4+n {
+			break
+		}
+		out = append(out, b[4:4+n])
+		b = b[4+n:]
+	}
+	return out
+}
+
+// last returns the last packet written, and empties the output.
+func (o *clientOutput) last() []byte {
+	ps := o.packets()
+	o.Reset()
+	if len(ps) == 0 {
+		return nil
+	}
+	return ps[len(ps)-1]
+}
+
+// errCode returns the code of an ERR packet, or 0 for anything else.
+func errCode(p []byte) uint16 {
+	if len(p) < 3 || p[0] != mysql.ERR_HEADER {
+		return 0
+	}
+	return binary.LittleEndian.Uint16(p[1:])
+}
+
+// fakeSession is a session past its handshake in front of f, writing to
+// out. Drive it with run.
+type fakeSession struct {
+	*session
+	out *clientOutput
+}
+
+func newFakeSession(t *testing.T, f *fakeBackends) fakeSession {
+	t.Helper()
+	srv := testServer(t, f)
+	out := &clientOutput{}
+	s := newSession(srv, srv.settings.Load(), discardClient{})
+	s.client.adopt(packet.NewConn(captureClient{out: &out.Buffer}))
+	s.caps = mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS | mysql.CLIENT_SESSION_TRACK
+	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
+	s.user = srv.settings.Load().Users["app"]
+	t.Cleanup(s.releaseAll)
+	return fakeSession{session: s, out: out}
+}
+
+// run sends one COM_QUERY as the loop would and returns the last packet
+// the client got; the session must not end.
+func (fs fakeSession) run(t *testing.T, sql string) []byte {
+	t.Helper()
+	fs.client.pc.Sequence = 1 // as after reading the command
+	if fs.answer(append([]byte{mysql.COM_QUERY}, sql...)) {
+		t.Fatalf("%s: the session ended", sql)
+	}
+	_ = fs.client.flush()
+	fs.giveBackConns()
+	fs.returnBuffers()
+	return fs.out.last()
+}

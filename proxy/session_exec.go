@@ -1,0 +1,369 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/router"
+)
+
+// A command is one client command that runs on a backend: how to choose
+// the server, the bytes to send, and what kind of reply to relay.
+type command struct {
+	class   router.Class
+	payload []byte        // the client's command packet (without header)
+	stmt    *preparedStmt // statement commands: the backend's id goes in per connection
+	route   routeKind
+	reply   replyKind
+}
+
+// routeKind says how a command's server is chosen.
+type routeKind uint8
+
+const (
+	routeByClass  routeKind = iota // router.Decide on the class
+	routeMaster                    // metadata commands (COM_FIELD_LIST, COM_STATISTICS)
+	routeStmt                      // where long data went, else by the statement's class
+	routeStmtLast                  // where the statement last ran (its cursor lives there)
+)
+
+// replyKind says what a command's reply looks like.
+type replyKind uint8
+
+const (
+	replyResult    replyKind = iota // OK, ERR or result sets (COM_QUERY, COM_STMT_EXECUTE)
+	replyRows                       // rows up to EOF (COM_STMT_FETCH)
+	replyFieldList                  // column definitions up to EOF (COM_FIELD_LIST)
+	replyOnePacket                  // a single packet (COM_STATISTICS)
+	replyPrepare                    // COM_STMT_PREPARE: statement OK and definitions
+)
+
+// maxResends bounds how often a command whose connection was cut before
+// anything left is placed again.
+const maxResends = 2
+
+// errNotSent: the connection was cut (by the monitor or a failover)
+// before the command left; it never reached a server and may be placed
+// again.
+var errNotSent = errors.New("connection cut before the command was sent")
+
+// exec runs one command and relays its reply:
+//
+//	place    decide where it runs, pass the write gate, get a connection in the session's state
+//	send     the command's bytes (rewritten for prepared statements)
+//	relay    the reply, to the client
+//	observe  what it did: session state, the router's view, statistics
+//
+// Until the bytes have left, a failure is invisible to the client: a
+// replica that cannot serve is avoided and the decision taken again, an
+// unreachable master is waited for (hold_timeout), a connection cut under
+// the session is replaced. After that, a lost connection is an error for
+// the client.
+func (s *session) exec(c *command) error {
+	for resends := 0; ; resends++ {
+		p, err := s.place(c)
+		if err != nil {
+			return err
+		}
+		err = s.runOn(c, p)
+		p.leave(s)
+		if errors.Is(err, errNotSent) && resends < maxResends {
+			continue
+		}
+		if errors.Is(err, errNotSent) {
+			return errBackendLost(p.target, err)
+		}
+		return err
+	}
+}
+
+// placement is where one command runs.
+type placement struct {
+	target string
+	bc     *backend.Conn
+	gated  bool // passed the write gate: LeaveMaster is owed
+}
+
+func (p placement) leave(s *session) {
+	if p.gated {
+		s.backends.LeaveMaster()
+	}
+}
+
+// place chooses the server and returns a connection to it in the
+// session's state. Statements for the master pass the write gate: during
+// a failover or switchover they wait for the new master.
+func (s *session) place(c *command) (placement, error) {
+	for try := 0; ; try++ {
+		s.followEpoch()
+		d, err := s.decide(c)
+		if err != nil {
+			return placement{}, errRouting(err)
+		}
+		if d.WaitGTID != "" && !s.waitReplica(d.Target, d.WaitGTID) {
+			d = router.Decision{Target: d.Fallback, Reason: "replica behind the session's last write"}
+		}
+		topo := s.backends.Topology()
+		toMaster := d.Target == topo.Master
+		p := placement{target: d.Target}
+		if toMaster {
+			master, _, err := s.backends.EnterMaster(s.srv.holdTimeout(), s.route.InTx)
+			if err != nil {
+				return placement{}, errHeld(err)
+			}
+			p.gated = true
+			if master != d.Target {
+				p.leave(s)
+				continue // the master changed while we waited: decide again
+			}
+		}
+		if p.bc, err = s.connTo(d.Target); err == nil {
+			return p, nil
+		}
+		p.leave(s)
+		me, serverErr := backend.AsMyError(err)
+		switch {
+		case serverErr && (toMaster || try >= 2):
+			return placement{}, me
+		case toMaster:
+			// The master is unreachable: wait (hold_timeout) for the
+			// failover engine to name another, then run there.
+			if try < 3 && s.waitForNewMaster(topo.Epoch) {
+				continue
+			}
+			s.srv.stats.BackendErrors.Add(1)
+			return placement{}, errNoBackend(err)
+		case try >= 2:
+			s.srv.stats.BackendErrors.Add(1)
+			return placement{}, errNoBackend(err)
+		default:
+			// Nothing was sent yet: a replica that cannot serve this
+			// session (down, or lacking its database so far) is avoided.
+			s.log.Warn("replica cannot serve the session; routing elsewhere", zap.String("backend", d.Target), zap.Error(err))
+			s.route.Avoid(d.Target, s.srv.avoidFor())
+		}
+	}
+}
+
+// decide applies the command's routing rule.
+func (s *session) decide(c *command) (router.Decision, error) {
+	switch c.route {
+	case routeMaster:
+		if m := s.backends.Topology().Master; m != "" {
+			return router.Decision{Target: m}, nil
+		}
+		return router.Decision{}, router.ErrNoMaster
+	case routeStmtLast:
+		if c.stmt.longDataOn == "" && c.stmt.lastOn != "" {
+			return router.Decision{Target: c.stmt.lastOn}, nil
+		}
+		fallthrough
+	case routeStmt:
+		if c.stmt.longDataOn != "" {
+			return router.Decision{Target: c.stmt.longDataOn}, nil
+		}
+	}
+	return router.Decide(c.class, s.route, s.backends.Topology(), s.srv.policy())
+}
+
+// runOn sends the command on p and relays the reply.
+func (s *session) runOn(c *command, p placement) error {
+	s.cmd.target = p.target
+	storeIfChanged(&s.info.lastBackend, p.target)
+	send, err := s.commandBytes(c, p)
+	if err != nil {
+		if me, ok := err.(*mysql.MyError); ok {
+			return me
+		}
+		return s.lostConnection(p.target, p.bc, err)
+	}
+	if send == nil {
+		return nil // nothing to send (a command without reply)
+	}
+	count := s.backends.Begin(p.target)
+	defer count.End()
+	start := time.Now()
+	if err := s.send(p.bc, send); err != nil {
+		if p.bc.Broken() && !s.route.InTx {
+			// Closed under the session (the monitor or a failover cut
+			// it) before anything left: the write found no socket.
+			s.release(p.target)
+			if p.target != s.backends.Topology().Master {
+				s.route.Avoid(p.target, s.srv.avoidFor())
+			}
+			return errNotSent
+		}
+		return s.lostConnection(p.target, p.bc, err)
+	}
+	r := s.newReply()
+	if err := s.relay(c, p.bc, r); err != nil {
+		return err
+	}
+	s.observe(c, p, r, time.Since(start))
+	if r.serverErr != nil {
+		return r.serverErr
+	}
+	return nil
+}
+
+// commandBytes returns what to send on p's connection: the client's
+// packet, or for a prepared statement the packet with the backend's id
+// (preparing it there first if needed).
+func (s *session) commandBytes(c *command, p placement) ([]byte, error) {
+	if c.stmt == nil {
+		return c.payload, nil
+	}
+	id, err := s.prepareOn(p.bc, c.stmt)
+	if err != nil {
+		return nil, err
+	}
+	c.stmt.lastOn = p.target
+	if c.payload[0] != mysql.COM_STMT_EXECUTE {
+		return withID(c.payload, id), nil
+	}
+	pkt, err := c.stmt.bindPacket(c.payload, id)
+	if err != nil {
+		return nil, errMalformed(err.Error())
+	}
+	return pkt, nil
+}
+
+// relay copies the reply for c's kind to the client.
+func (s *session) relay(c *command, bc *backend.Conn, r *reply) error {
+	switch c.reply {
+	case replyRows:
+		return s.relayRows(bc, r)
+	case replyFieldList:
+		return s.relayFieldList(bc, r)
+	case replyOnePacket:
+		return s.relayPacket(bc)
+	case replyPrepare:
+		return s.relayPrepare(bc, c, r)
+	}
+	return s.relayResult(bc, r)
+}
+
+// observe takes in what a relayed reply said: session state, the
+// router's view of the session, statistics.
+func (s *session) observe(c *command, p placement, r *reply, took time.Duration) {
+	s.applyReply(p.target, r)
+	if r.charsetChanged {
+		s.learnCollation(p.target, p.bc)
+	}
+	cl := c.class
+	if c.reply == replyPrepare {
+		cl = router.Class{Kind: router.KindRead} // preparing is not running
+	}
+	s.route.Observe(cl, router.Outcome{Target: p.target, OK: r.ok, InTx: s.status&mysql.SERVER_STATUS_IN_TRANS != 0,
+		LastGTID: r.gtid, Autocommit: r.autocommit})
+	s.info.inTx.Store(s.route.InTx)
+	storeIfChanged(&s.info.db, s.state.db)
+	toMaster := p.target == s.backends.Topology().Master
+	s.srv.digests.record(cl.Digest, took, r.rows, toMaster)
+	if s.srv.observe != nil {
+		s.srv.observe(cl.Kind.String(), toMaster, r.ok, took)
+	}
+}
+
+// send writes one command packet to the backend and arms the query
+// deadline for the reply.
+func (s *session) send(bc *backend.Conn, cmd []byte) error {
+	if s.settings.QueryTimeout > 0 {
+		bc.SetDeadline(time.Now().Add(s.settings.QueryTimeout))
+	} else {
+		bc.SetDeadline(time.Time{})
+	}
+	bp := bc.Packets()
+	bp.ResetSequence()
+	buf := append(append(s.cmd.cmdBuf[:0], 0, 0, 0, 0), cmd...)
+	if cap(buf) <= maxKeptBuffer {
+		s.cmd.cmdBuf = buf // reused for the next command
+	}
+	return bp.WritePacket(buf)
+}
+
+// lostConnection handles an I/O failure on a backend connection: it is
+// dropped, a transaction on it is over, and the client gets an error
+// (mid-result too: an ERR packet may end a result set). The session goes
+// on with other connections.
+func (s *session) lostConnection(target string, bc *backend.Conn, err error) error {
+	if errors.Is(err, errClientWrite) {
+		return err
+	}
+	s.srv.stats.BackendErrors.Add(1)
+	s.log.Warn("backend connection lost", zap.String("backend", target), zap.Error(err))
+	bc.MarkBroken()
+	s.release(target)
+	if target != s.backends.Topology().Master {
+		s.route.Avoid(target, s.srv.avoidFor())
+	}
+	s.connectionLost()
+	return errBackendLost(target, err)
+}
+
+// connectionLost forgets a transaction that died with its connection.
+func (s *session) connectionLost() {
+	s.status &^= mysql.SERVER_STATUS_IN_TRANS
+	s.route.Observe(router.Class{Kind: router.KindWrite}, router.Outcome{})
+	s.info.inTx.Store(false)
+}
+
+// followEpoch drops every held connection when the topology epoch
+// changed: the master may be another server now, and the session's
+// transaction (if any) died with the old one.
+func (s *session) followEpoch() {
+	epoch := s.backends.Topology().Epoch
+	if s.epoch == epoch {
+		return
+	}
+	if s.epoch != 0 {
+		s.releaseAll()
+		if s.route.InTx {
+			s.connectionLost()
+		}
+	}
+	s.epoch = epoch
+}
+
+// waitForNewMaster waits up to hold_timeout for a topology with another
+// epoch; true if one came.
+func (s *session) waitForNewMaster(epoch uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.srv.holdTimeout())
+	defer cancel()
+	t, err := s.backends.WaitChange(ctx, epoch)
+	return err == nil && t.Master != ""
+}
+
+// waitReplica makes a read-your-writes read wait on the replica until it
+// has applied the session's last write (MASTER_GTID_WAIT, bounded by
+// gtid_wait_timeout). It runs before the session state is replayed, so a
+// database created by that write exists there. False sends the read to
+// the master instead.
+func (s *session) waitReplica(replica, gtid string) bool {
+	bc, err := s.acquire(replica)
+	if err != nil {
+		return false
+	}
+	wait := s.srv.gtidWait()
+	ctx, cancel := context.WithTimeout(context.Background(), wait+s.settings.IOTimeout)
+	defer cancel()
+	r, err := bc.Exec(ctx, fmt.Sprintf("SELECT MASTER_GTID_WAIT('%s', %.3f)", escapeSQL(gtid), wait.Seconds()))
+	if err != nil {
+		s.log.Warn("read-your-writes wait failed; reading from the master", zap.String("backend", replica), zap.Error(err))
+		if _, isServerErr := backend.AsMyError(err); !isServerErr {
+			s.release(replica)
+		}
+		return false
+	}
+	if r.Resultset == nil || len(r.Values) == 0 || r.Values[0][0].Value() == nil || r.Values[0][0].AsInt64() != 0 {
+		return false
+	}
+	s.route.CaughtUp(replica)
+	return true
+}

@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/pingcap/tidb/pkg/parser/charset"
+	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// sessionState is what must be replayed on any backend connection the
+// session uses: default database, character set and the session
+// variables the server reported as changed (session tracking).
+type sessionState struct {
+	db          string
+	collationID uint8
+	// vars holds session variables in the order first seen.
+	vars     []string
+	varValue map[string]string
+	multiOff bool // client turned multi-statements off (COM_SET_OPTION)
+	// version counts changes; each held connection records the version
+	// it was brought to.
+	version uint64
+}
+
+func (st *sessionState) has(name string) bool {
+	_, ok := st.varValue[name]
+	return ok
+}
+
+// moveVarLast sets a variable and makes it replay after the others.
+func (st *sessionState) moveVarLast(name, value string) {
+	for i, n := range st.vars {
+		if n == name {
+			st.vars = append(st.vars[:i], st.vars[i+1:]...)
+			break
+		}
+	}
+	delete(st.varValue, name)
+	st.setVar(name, value)
+}
+
+func (st *sessionState) setVar(name, value string) {
+	if st.varValue == nil {
+		st.varValue = map[string]string{}
+	}
+	if _, ok := st.varValue[name]; !ok {
+		st.vars = append(st.vars, name)
+	}
+	st.varValue[name] = value
+}
+
+// ansiQuotes reports whether the session's sql_mode makes "x" an
+// identifier (it changes how statements parse).
+func (st *sessionState) ansiQuotes() bool {
+	m := strings.ToUpper(st.varValue["sql_mode"])
+	return strings.Contains(m, "ANSI_QUOTES") || strings.Contains(m, "ANSI,") || m == "ANSI"
+}
+
+// replayedVars counts session variables the session changed that are
+// replayed on its connections (connection-bound ones are not).
+func (st *sessionState) replayedVars() int {
+	n := 0
+	for _, name := range st.vars {
+		if !notReplayed[name] {
+			n++
+		}
+	}
+	return n
+}
+
+// notReplayed are variables the server reports but that cannot or must
+// not be set on another connection.
+var notReplayed = map[string]bool{
+	"last_gtid": true, "session_track_system_variables": true, "in_transaction": true,
+	"gtid_seq_no": true, "insert_id": true, "last_insert_id": true, "identity": true,
+	"pseudo_thread_id": true, "rand_seed1": true, "rand_seed2": true,
+	"warning_count": true, "error_count": true,
+}
+
+// sessionChange is one entry of an OK packet's session-state block.
+type sessionChange struct {
+	kind  byte // mysql.SESSION_TRACK_*
+	name  string
+	value string
+}
+
+// noteSessionState reads an OK packet's session-state block into r:
+// schema and variable changes, autocommit, and the GTID of a commit.
+func (r *reply) noteSessionState(block []byte) {
+	for _, ch := range parseSessionState(block) {
+		switch {
+		case ch.kind == mysql.SESSION_TRACK_SCHEMA:
+			r.changes = append(r.changes, ch)
+		case ch.name == "last_gtid":
+			r.gtid = ch.value
+		case ch.kind == mysql.SESSION_TRACK_SYSTEM_VARIABLES:
+			if strings.HasPrefix(ch.name, "character_set_") {
+				r.charsetChanged = true
+			}
+			if ch.name == "autocommit" {
+				on := strings.EqualFold(ch.value, "ON") || ch.value == "1"
+				r.autocommit = &on
+			}
+			r.changes = append(r.changes, ch)
+		}
+	}
+}
+
+// applyReply takes in what a reply from target said about the session:
+// status flags, and changes of schema or variables (target's connection
+// has them already).
+func (s *session) applyReply(target string, r *reply) {
+	if r.statusSeen {
+		s.status = r.status
+	}
+	s.mux.noteReply(r)
+	changed := false
+	for _, ch := range r.changes {
+		switch ch.kind {
+		case mysql.SESSION_TRACK_SCHEMA:
+			if s.state.db != ch.value {
+				s.state.db, changed = ch.value, true
+			}
+		default:
+			if s.state.varValue[ch.name] != ch.value || !s.state.has(ch.name) {
+				s.state.setVar(ch.name, ch.value)
+				changed = true
+			}
+		}
+	}
+	if changed {
+		s.stateChanged(target)
+	}
+}
+
+// stateChanged bumps the state version; target's connection reported
+// the change, so it already has it.
+func (s *session) stateChanged(target string) {
+	s.state.version++
+	if h := s.conns[target]; h != nil {
+		h.synced = s.state.version
+	}
+}
+
+// learnCollation reads collation_connection after a character set change:
+// MariaDB reports character_set_* but not the collation a SET NAMES …
+// COLLATE chose, and replaying only the character sets would reset it.
+func (s *session) learnCollation(target string, bc *backend.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
+	defer cancel()
+	r, err := bc.Exec(ctx, "SELECT @@collation_connection")
+	if err != nil || r.Resultset == nil || len(r.Values) == 0 {
+		return
+	}
+	s.state.moveVarLast("collation_connection", string(r.Values[0][0].AsString()))
+	s.stateChanged(target)
+}
+
+// applyState brings a backend connection to the session's state:
+// character set, every variable the session changed, the database, and
+// the multi-statement option. One SET round trip, plus USE if needed.
+func (s *session) applyState(bc *backend.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
+	defer cancel()
+	cs, coll := "utf8mb4", ""
+	if c, err := charset.GetCollationByID(int(s.state.collationID)); err == nil {
+		cs, coll = c.CharsetName, c.Name
+	}
+	names := "SET NAMES " + cs
+	if coll != "" && !strings.Contains(coll, "_0900_") { // MySQL 8 collations MariaDB lacks
+		names += " COLLATE " + coll
+	}
+	set := []string{names, "session_track_system_variables='*'"}
+	for _, name := range s.state.vars {
+		if notReplayed[name] {
+			continue
+		}
+		set = append(set, fmt.Sprintf("@@session.%s=%s", name, sqlValue(name, s.state.varValue[name])))
+	}
+	if _, err := bc.Exec(ctx, strings.Join(set, ", ")); err != nil {
+		me, ok := backend.AsMyError(err)
+		if !ok || len(set) <= 2 {
+			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
+		}
+		// A variable we cannot replay must not break the session:
+		// log it, stop replaying it, keep the rest.
+		s.log.Warn("cannot replay session variables; continuing without them", zap.String("error", me.Message))
+		s.state.vars = nil
+		if _, err := bc.Exec(ctx, names+", session_track_system_variables='*'"); err != nil {
+			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
+		}
+	}
+	if s.state.db != "" {
+		if err := bc.UseDB(ctx, s.state.db); err != nil {
+			return err
+		}
+	}
+	// A pooled connection keeps the option its last user set.
+	return bc.SetMultiStatements(ctx, s.wantsMultiStatements())
+}
+
+// wantsMultiStatements: the client negotiated multi-statements and has
+// not turned them off.
+func (s *session) wantsMultiStatements() bool {
+	return !s.state.multiOff && s.caps&mysql.CLIENT_MULTI_STATEMENTS != 0
+}
+
+// sqlValue renders a tracked value for SET: numbers bare, NULL for an
+// empty character_set_results, everything else as a quoted string.
+func sqlValue(name, v string) string {
+	if v == "" && name == "character_set_results" {
+		return "NULL"
+	}
+	if v != "" && strings.Trim(v, "0123456789") == "" {
+		return v
+	}
+	return "'" + escapeSQL(v) + "'"
+}
+
+func escapeSQL(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)
+}
