@@ -207,6 +207,9 @@ func (c *Conn) Kill() {
 	_ = c.net.Close()
 }
 
+// ThreadID is the server's id for this connection (what KILL takes).
+func (c *Conn) ThreadID() uint32 { return c.GetConnectionID() }
+
 // Variant returns the handshake-time properties of the connection.
 func (c *Conn) Variant() Variant { return c.variant }
 

@@ -64,6 +64,9 @@ type ReplicaStatus struct {
 	UsingGTID    string
 	LastIOError  string
 	LastSQLError string
+	// LastIOErrno is the server's error number for LastIOError (e.g.
+	// 1236: the master's binlog lacks the position asked for).
+	LastIOErrno int
 }
 
 // pick returns the first present column among names (MySQL 8 renamed
@@ -89,6 +92,7 @@ func ParseReplicaStatus(row map[string]string) ReplicaStatus {
 		UsingGTID:    pick(row, "Using_Gtid", "Auto_Position"),
 	}
 	rs.MasterPort, _ = strconv.Atoi(pick(row, "Master_Port", "Source_Port"))
+	rs.LastIOErrno, _ = strconv.Atoi(pick(row, "Last_IO_Errno"))
 	if id, err := strconv.ParseUint(pick(row, "Master_Server_Id", "Source_Server_Id"), 10, 32); err == nil {
 		rs.MasterServerID = uint32(id)
 	}

@@ -46,10 +46,11 @@ func TestParseReplicaStatusRecorded(t *testing.T) {
 		port       int
 		gtid       string
 		ioErrorHas string
+		ioErrno    int
 	}{
-		{"mariadb-10.11-show-slave-status.txt", true, true, "Yes", lag(0), 23306, "0-1-4", ""},
-		{"mariadb-10.11-sql-stopped.txt", true, false, "Yes", nil, 23306, "0-1-4", ""},
-		{"mariadb-10.11-io-connecting.txt", false, true, "Connecting", nil, 1, "0-1-4", "Connection refused"},
+		{"mariadb-10.11-show-slave-status.txt", true, true, "Yes", lag(0), 23306, "0-1-4", "", 0},
+		{"mariadb-10.11-sql-stopped.txt", true, false, "Yes", nil, 23306, "0-1-4", "", 0},
+		{"mariadb-10.11-io-connecting.txt", false, true, "Connecting", nil, 1, "0-1-4", "Connection refused", 2003},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -69,8 +70,8 @@ func TestParseReplicaStatusRecorded(t *testing.T) {
 			if rs.GTIDReceived != tt.gtid || rs.UsingGTID != "Slave_Pos" {
 				t.Errorf("gtid = %q using %q", rs.GTIDReceived, rs.UsingGTID)
 			}
-			if !strings.Contains(rs.LastIOError, tt.ioErrorHas) {
-				t.Errorf("last IO error %q lacks %q", rs.LastIOError, tt.ioErrorHas)
+			if !strings.Contains(rs.LastIOError, tt.ioErrorHas) || rs.LastIOErrno != tt.ioErrno {
+				t.Errorf("last IO error %d %q, want %d with %q", rs.LastIOErrno, rs.LastIOError, tt.ioErrno, tt.ioErrorHas)
 			}
 		})
 	}

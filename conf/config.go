@@ -138,6 +138,31 @@ type Failover struct {
 	ReplicationUser     string   `yaml:"replication_user"`
 	ReplicationPassword Secret   `yaml:"replication_password"`
 	StateFile           string   `yaml:"state_file"`
+	// Timeouts bound each step of a failover or switchover.
+	Timeouts FailoverTimeouts `yaml:"timeouts"`
+}
+
+// FailoverTimeouts bound the steps of a topology change.
+type FailoverTimeouts struct {
+	// Hold: statements running on the master may finish (in a failover
+	// they are then cut).
+	Hold Duration `yaml:"hold"`
+	// Inspect: reading one server's replication state.
+	Inspect Duration `yaml:"inspect"`
+	// Fence: making the old master read-only.
+	Fence Duration `yaml:"fence"`
+	// Promote: making the candidate a writable master.
+	Promote Duration `yaml:"promote"`
+	// Repoint: pointing one server at the new master.
+	Repoint Duration `yaml:"repoint"`
+	// Verify: until a repointed server's replication threads run.
+	Verify Duration `yaml:"verify"`
+	// Coordinate: one round trip to etcd.
+	Coordinate Duration `yaml:"coordinate"`
+	// Undo: undoing an aborted change, all its steps.
+	Undo Duration `yaml:"undo"`
+	// Rejoin: making a returning server a replica.
+	Rejoin Duration `yaml:"rejoin"`
 }
 
 // Routing configures the read/write split.

@@ -43,6 +43,10 @@ func Defaults() Config {
 			Cooldown:     Duration(10 * time.Minute),
 			ApplyTimeout: Duration(30 * time.Second),
 			HoldTimeout:  Duration(10 * time.Second),
+			Timeouts: FailoverTimeouts{Hold: Duration(2 * time.Second), Inspect: Duration(3 * time.Second),
+				Fence: Duration(3 * time.Second), Promote: Duration(10 * time.Second), Repoint: Duration(10 * time.Second),
+				Verify: Duration(5 * time.Second), Coordinate: Duration(5 * time.Second), Undo: Duration(15 * time.Second),
+				Rejoin: Duration(15 * time.Second)},
 		},
 		Routing: Routing{
 			Consistency:     "session",
@@ -241,6 +245,11 @@ func (c *Config) validate() []fieldError {
 		"monitor.interval": c.Monitor.Interval, "monitor.connect_timeout": c.Monitor.ConnectTimeout,
 		"failover.hold_timeout": c.Failover.HoldTimeout, "failover.apply_timeout": c.Failover.ApplyTimeout,
 		"routing.gtid_wait_timeout": c.Routing.GTIDWaitTimeout,
+		"failover.timeouts.hold":    c.Failover.Timeouts.Hold, "failover.timeouts.inspect": c.Failover.Timeouts.Inspect,
+		"failover.timeouts.fence": c.Failover.Timeouts.Fence, "failover.timeouts.promote": c.Failover.Timeouts.Promote,
+		"failover.timeouts.repoint": c.Failover.Timeouts.Repoint, "failover.timeouts.verify": c.Failover.Timeouts.Verify,
+		"failover.timeouts.coordinate": c.Failover.Timeouts.Coordinate, "failover.timeouts.undo": c.Failover.Timeouts.Undo,
+		"failover.timeouts.rejoin": c.Failover.Timeouts.Rejoin,
 	} {
 		if d <= 0 {
 			add(field, "must be a positive duration")

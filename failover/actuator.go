@@ -12,8 +12,8 @@ import (
 	"github.com/switchyard/switchyard/backend"
 )
 
-// Actuator performs the replication changes on real servers, one SQL
-// statement at a time, each under a deadline. It holds no state.
+// Actuator changes real servers' roles (Servers), one SQL statement at a
+// time, each under the caller's deadline. It holds no state.
 type Actuator struct {
 	Admin       backend.Account // monitor/failover account (needs READ_ONLY ADMIN etc.)
 	Replication backend.Account // what replicas log in with
@@ -77,9 +77,9 @@ func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
 	return r, nil
 }
 
-// Fence makes a (former) master refuse writes: read_only=1, then its
-// client connections are killed so open transactions end. Replication
-// threads and our own connection are spared.
+// Fence makes a (former) master refuse writes: read_only=1, then, with
+// kill, its client connections are killed so open transactions end.
+// Replication threads and our own connection are spared.
 func (a *Actuator) Fence(ctx context.Context, addr string, kill bool) error {
 	db, err := a.open(addr)
 	if err != nil {
@@ -104,6 +104,11 @@ func (a *Actuator) Fence(ctx context.Context, addr string, kill bool) error {
 		_, _ = db.ExecContext(ctx, "KILL CONNECTION "+row["ID"])
 	}
 	return nil
+}
+
+// Unfence makes a fenced master writable again.
+func (a *Actuator) Unfence(ctx context.Context, addr string) error {
+	return a.exec(ctx, addr, "SET GLOBAL read_only = 0")
 }
 
 // WaitApplied waits until the server's @@gtid_current_pos covers pos.
@@ -140,7 +145,8 @@ func (a *Actuator) WaitApplied(ctx context.Context, addr string, pos backend.Pos
 	}
 }
 
-// Promote turns a replica into a writable master.
+// Promote turns a replica into a writable master. Writes are allowed
+// last, once it replicates from nobody.
 func (a *Actuator) Promote(ctx context.Context, addr string) error {
 	return a.exec(ctx, addr,
 		"STOP SLAVE",
@@ -150,32 +156,23 @@ func (a *Actuator) Promote(ctx context.Context, addr string) error {
 	)
 }
 
-// Repoint makes a server a read-only replica of master with GTID
-// auto-positioning (useGTID "slave_pos" for replicas, "current_pos" for a
-// former master), and checks that both replication threads run.
-func (a *Actuator) Repoint(ctx context.Context, addr, masterAddr, useGTID string) error {
-	if err := a.StartReplication(ctx, addr, masterAddr, useGTID); err != nil {
-		return err
-	}
-	return a.waitThreads(ctx, addr, 5*time.Second)
-}
-
-// VerifyReplication checks that both replication threads of a server run.
-func (a *Actuator) VerifyReplication(ctx context.Context, addr string) error {
-	return a.waitThreads(ctx, addr, 5*time.Second)
-}
-
-// StartReplication points a server at master and starts replication
-// without waiting for the threads (see VerifyReplication).
-func (a *Actuator) StartReplication(ctx context.Context, addr, masterAddr, useGTID string) error {
-	host, port, err := net.SplitHostPort(masterAddr)
+// Follow makes a server a read-only replica of master with GTID
+// auto-positioning, and starts replication. A former master follows with
+// current_pos (its own transactions are in its binlog, not in its slave
+// position); a replica with slave_pos.
+func (a *Actuator) Follow(ctx context.Context, addr, master string, former bool) error {
+	host, port, err := net.SplitHostPort(master)
 	if err != nil {
 		return err
 	}
 	if _, err := strconv.Atoi(port); err != nil {
-		return fmt.Errorf("bad master port in %s", masterAddr)
+		return fmt.Errorf("bad master port in %s", master)
 	}
-	err = a.exec(ctx, addr,
+	useGTID := "slave_pos"
+	if former {
+		useGTID = "current_pos"
+	}
+	return a.exec(ctx, addr,
 		"SET GLOBAL read_only = 1",
 		"STOP SLAVE",
 		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
@@ -183,10 +180,32 @@ func (a *Actuator) StartReplication(ctx context.Context, addr, masterAddr, useGT
 			sqlQuote(host), port, sqlQuote(a.Replication.User), sqlQuote(a.Replication.Password), useGTID),
 		"START SLAVE",
 	)
-	return err
 }
 
-func (a *Actuator) waitThreads(ctx context.Context, addr string, limit time.Duration) error {
+// ReplicationError says why a server's replication does not run.
+type ReplicationError struct {
+	Addr   string
+	Status backend.ReplicaStatus
+}
+
+func (e *ReplicationError) Error() string {
+	return fmt.Sprintf("replication on %s not running: IO=%s SQL=%v %s %s", e.Addr, e.Status.IOState, e.Status.SQLRunning,
+		e.Status.LastIOError, e.Status.LastSQLError)
+}
+
+// erMasterFatalReadingBinlog (1236): the master's binlog lacks the
+// position the replica asked for — the replica has a history the master
+// does not.
+const erMasterFatalReadingBinlog = 1236
+
+// Diverged reports that the master cannot serve the replica's position.
+func (e *ReplicationError) Diverged() bool {
+	return e.Status.LastIOErrno == erMasterFatalReadingBinlog
+}
+
+// Verify waits (up to limit) until both replication threads of a server
+// run; it gives up at once when the master cannot serve its position.
+func (a *Actuator) Verify(ctx context.Context, addr string, limit time.Duration) error {
 	db, err := a.open(addr)
 	if err != nil {
 		return err
@@ -201,8 +220,8 @@ func (a *Actuator) waitThreads(ctx context.Context, addr string, limit time.Dura
 			if rs.IORunning && rs.SQLRunning {
 				return nil
 			}
-			if rs.LastIOError != "" && strings.Contains(rs.LastIOError, "1236") {
-				break // the master's binlog lacks our position: diverged
+			if rs.LastIOErrno == erMasterFatalReadingBinlog {
+				break
 			}
 		}
 		select {
@@ -211,7 +230,7 @@ func (a *Actuator) waitThreads(ctx context.Context, addr string, limit time.Dura
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("replication on %s not running: IO=%s SQL=%v %s %s", addr, last.IOState, last.SQLRunning, last.LastIOError, last.LastSQLError)
+	return &ReplicationError{Addr: addr, Status: last}
 }
 
 func sqlQuote(s string) string { return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) }

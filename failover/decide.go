@@ -149,3 +149,14 @@ func Errant(server, master backend.Position) []string {
 	sort.Strings(out)
 	return out
 }
+
+// positions formats what each reachable replica holds, for the record.
+func positions(rs []Replica) string {
+	var parts []string
+	for _, r := range rs {
+		if r.Reachable {
+			parts = append(parts, fmt.Sprintf("%s=%s", r.Name, known(r)))
+		}
+	}
+	return strings.Join(parts, " ")
+}

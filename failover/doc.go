@@ -5,12 +5,21 @@
 //     the master really dead, or only our path to it?), PickCandidate (the
 //     most advanced eligible replica), Errant (GTIDs a returning server has
 //     that the master lacks). Tested on fixture topologies.
-//   - actuator.go: the SQL that changes servers (inspect, fence, wait
-//     applied, promote, repoint), one statement at a time under deadlines.
-//   - engine.go: the sequence of a failover or switchover with timed steps,
-//     hooks, history and state file, cooldown, automatic rejoin of returning
-//     masters; with a Coordinator (package coord) it acts only as leader and
-//     publishes changes by compare-and-swap.
+//   - procedure.go: the one promotion procedure failover and switchover
+//     share (hold, pick, fence, apply, promote, repoint, retarget, verify)
+//     with one undo path: a failure from the fence on is undone newest
+//     first, and an old master is unfenced only once the candidate is
+//     read-only again. Tested step by step against fake servers.
+//   - servers.go: Servers, what the procedure needs of the servers;
+//     actuator.go implements it with SQL, one statement at a time under
+//     deadlines.
+//   - engine.go: the automatic loop (detect, confirm, cooldown), settings
+//     and named step timeouts; rejoin.go: returning masters become
+//     replicas unless diverged; record.go: history and state file;
+//     hooks.go: the operator's commands around a change.
+//
+// With a Coordinator (package coord) the engine acts only as leader and
+// publishes changes by compare-and-swap.
 //
 // Goroutines: Engine.Run ticks (and is woken by the monitor); the admin
 // port calls Switchover and Failover from its sessions. Engine.mu lets one

@@ -1,0 +1,414 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// Failover promotes a replica because the master is gone. want names the
+// replica (admin FAILOVER TO); force skips the confirmation that the
+// master is dead (admin FAILOVER), never the cooldown for automatic runs.
+func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) (*Record, error) {
+	if force {
+		reason = "forced by the operator"
+	}
+	return e.change(ctx, false, want, reason)
+}
+
+// Switchover moves the master role to a healthy replica with no loss:
+// writes are held, the old master is made read-only, the target applies
+// everything, is promoted, and the old master becomes its replica.
+func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
+	return e.change(ctx, true, want, "requested by the operator")
+}
+
+func (e *Engine) change(ctx context.Context, planned bool, want, reason string) (*Record, error) {
+	if !e.mu.TryLock() {
+		return nil, ErrBusy
+	}
+	defer e.mu.Unlock()
+	kind := "failover"
+	if planned {
+		kind = "switchover"
+	}
+	topo := e.cluster.Topology()
+	c := &change{e: e, ctx: ctx, kind: kind, planned: planned, want: want, topo: topo, old: e.server(topo.Master),
+		rec: newRecorder(kind, reason, topo.Master)}
+	err := c.run()
+	e.finish(c.rec, err)
+	return c.rec.rec, err
+}
+
+// change is one failover or switchover as it runs: what was decided,
+// what was done to which server, and how to undo it.
+type change struct {
+	e       *Engine
+	ctx     context.Context
+	kind    string
+	planned bool // switchover: the master is alive and loses nothing
+	want    string
+	topo    *backend.Topology // when the change started
+	old     ServerConfig      // the master being replaced
+	rec     *recorder
+
+	cand     Replica
+	candCfg  ServerConfig
+	replicas []Replica
+	ticket   Ticket // the change as recorded with the coordinator
+	// fenced: the old master was made read-only (it is reachable); oldPos
+	// is what it holds then.
+	fenced    bool
+	oldPos    backend.Position
+	published bool // the candidate is the cluster's master
+
+	undoMu sync.Mutex
+	undo   []undoStep
+}
+
+// undoStep reverses one thing the change did. A guard that fails stops
+// the undo: what is older stays as it is (see rollback).
+type undoStep struct {
+	name  string
+	guard bool
+	do    func(ctx context.Context) error
+}
+
+// run is the one procedure both kinds follow:
+//
+//	failover    hold  pick  coordinate  pre_hook          fence  apply  promote  repoint  retarget              verify  post_hook
+//	switchover        pick  coordinate  catchup  hold      fence  apply  promote  repoint  retarget  follow_old  verify  post_hook
+//
+// A failover holds writes first (statements stuck on the dead master are
+// cut), fences the old master when it can reach it at all, and waits for
+// the candidate's relay log. A switchover needs the master alive: the
+// candidate catches up while writes still flow, writes are held only for
+// the last transactions, and the fence must succeed. Replicas follow the
+// candidate before writes resume, so semi-sync has an acknowledger at
+// once. From the fence on, a failure undoes what was done (rollback).
+func (c *change) run() error {
+	defer c.endHold()
+	if c.planned {
+		if m := c.topo.Server(c.old.Name); m == nil || !m.Up {
+			return fmt.Errorf("master %s is not up: use FAILOVER", c.old.Name)
+		}
+	} else {
+		_ = c.step("hold", c.hold)
+	}
+	if err := c.step("pick", c.pick); err != nil {
+		return err
+	}
+	if err := c.coordinate(); err != nil {
+		return err
+	}
+	defer c.forgetTicket()
+	if c.planned {
+		_ = c.step("catchup", c.catchUp)
+		_ = c.step("hold", c.hold)
+	} else if err := c.step("pre_hook", func() error { return c.hook(c.e.set.Hooks.PreFailover) }); err != nil {
+		return fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
+	}
+	// An unreachable old master is expected in a failover: it died.
+	if err := c.step("fence", c.fence); err != nil && c.planned {
+		return c.rollback(err)
+	}
+	if err := c.step("apply", c.apply); err != nil {
+		return c.rollback(fmt.Errorf("candidate %s could not apply everything it must have: %w (nothing promoted)", c.cand.Name, err))
+	}
+	if err := c.step("promote", c.promote); err != nil {
+		return c.rollback(err)
+	}
+	_ = c.step("repoint", c.repoint)
+	if err := c.step("retarget", c.retarget); err != nil {
+		return c.rollback(err)
+	}
+	c.e.lastChange.Store(time.Now().UnixNano())
+	if c.planned {
+		_ = c.step("follow_old", c.followOld)
+	}
+	_ = c.step("verify", c.verify)
+	post := c.e.set.Hooks.PostFailover
+	if c.planned {
+		post = c.e.set.Hooks.PostSwitchover
+	}
+	_ = c.step("post_hook", func() error { return c.hook(post) })
+	return nil
+}
+
+func (c *change) step(name string, f func() error) error { return c.rec.step(name, f) }
+
+func (c *change) timeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.ctx, d)
+}
+
+// hold pauses new statements for the master. In a failover, statements
+// stuck on the dead master are cut first; the hold's wait is best effort.
+func (c *change) hold() error {
+	if !c.planned {
+		c.e.cluster.KillInUse(c.old.Name)
+	}
+	ctx, cancel := c.timeout(c.e.set.Timeouts.Hold)
+	defer cancel()
+	err := c.e.cluster.Hold(ctx)
+	if !c.planned {
+		return nil
+	}
+	return err
+}
+
+// endHold lets writes go on to whichever master there is now: the new
+// one (SetMaster already ended the hold) or, when the change failed, the
+// old one.
+func (c *change) endHold() {
+	if !c.published {
+		c.e.cluster.Release()
+	}
+}
+
+// pick chooses the candidate from what the replicas say now.
+func (c *change) pick() error {
+	c.replicas = c.e.inspectReplicas(c.ctx, c.topo)
+	cand, why, err := PickCandidate(c.replicas, c.want)
+	if err != nil {
+		return err
+	}
+	c.cand, c.candCfg = cand, c.e.server(cand.Name)
+	c.rec.rec.NewMaster = cand.Name
+	if !c.planned {
+		c.rec.rec.Reason += "; " + why
+		c.rec.rec.Positions = positions(c.replicas)
+	}
+	return nil
+}
+
+// catchUp lets the candidate apply what the master has while writes
+// still flow, so the hold that follows covers only the last transactions.
+func (c *change) catchUp() error {
+	for round := 0; round < 5; round++ {
+		start := time.Now()
+		ctx, cancel := c.timeout(c.e.set.ApplyTimeout + c.e.set.Timeouts.Inspect)
+		m, err := c.e.act.Inspect(ctx, c.old.Addr)
+		if err == nil {
+			err = c.e.act.WaitApplied(ctx, c.candCfg.Addr, m.Current, c.e.set.ApplyTimeout)
+		}
+		cancel()
+		if err != nil {
+			return err
+		}
+		if time.Since(start) < 50*time.Millisecond {
+			return nil
+		}
+	}
+	return nil
+}
+
+// fence makes the old master read-only (in a failover, its client
+// connections are killed too) and reads what it holds, which the
+// candidate must apply.
+func (c *change) fence() error {
+	ctx, cancel := c.timeout(c.e.set.Timeouts.Fence)
+	defer cancel()
+	// The undo comes first: a fence that timed out may still have applied.
+	c.pushUndo("unfence "+c.old.Name, false, func(ctx context.Context) error { return c.e.act.Unfence(ctx, c.old.Addr) })
+	if err := c.e.act.Fence(ctx, c.old.Addr, !c.planned); err != nil {
+		return err
+	}
+	c.fenced = true
+	st, err := c.e.act.Inspect(ctx, c.old.Addr)
+	if err != nil {
+		if c.planned {
+			return err
+		}
+		return nil
+	}
+	c.oldPos = st.Current
+	if c.planned {
+		c.rec.rec.Positions = c.old.Name + "=" + c.oldPos.String()
+	}
+	return nil
+}
+
+// apply waits until the candidate has applied everything it received
+// (its relay log) and everything a reachable old master holds.
+func (c *change) apply() error {
+	ctx, cancel := c.timeout(c.e.set.ApplyTimeout + c.e.set.Timeouts.Inspect)
+	defer cancel()
+	if err := c.e.act.WaitApplied(ctx, c.candCfg.Addr, c.cand.Received, c.e.set.ApplyTimeout); err != nil {
+		return err
+	}
+	return c.e.act.WaitApplied(ctx, c.candCfg.Addr, c.oldPos, c.e.set.ApplyTimeout)
+}
+
+// promote makes the candidate a writable master. Its undo is registered
+// first: promotion may fail half-way, with the candidate already writable.
+func (c *change) promote() error {
+	if c.fenced {
+		c.pushUndo("refollow "+c.cand.Name, false, func(ctx context.Context) error {
+			return c.e.act.Follow(ctx, c.candCfg.Addr, c.old.Addr, false)
+		})
+	}
+	c.pushUndo("demote "+c.cand.Name, true, func(ctx context.Context) error {
+		return c.e.act.Fence(ctx, c.candCfg.Addr, false) // no write reached it: writes were held
+	})
+	ctx, cancel := c.timeout(c.e.set.Timeouts.Promote)
+	defer cancel()
+	return c.e.act.Promote(ctx, c.candCfg.Addr)
+}
+
+// repoint makes the other reachable replicas follow the candidate.
+func (c *change) repoint() error {
+	return c.eachReplica(func(sc ServerConfig) error {
+		ctx, cancel := c.timeout(c.e.set.Timeouts.Repoint)
+		defer cancel()
+		if err := c.e.act.Follow(ctx, sc.Addr, c.candCfg.Addr, false); err != nil {
+			return err
+		}
+		if c.fenced {
+			c.pushUndo("repoint "+sc.Name+" back", false, func(ctx context.Context) error {
+				return c.e.act.Follow(ctx, sc.Addr, c.old.Addr, false)
+			})
+		}
+		return nil
+	})
+}
+
+// retarget makes the candidate the cluster's master (through the
+// coordinator when there is one); writes resume there.
+func (c *change) retarget() error {
+	if err := c.publish(); err != nil {
+		return err
+	}
+	c.published = true
+	if !c.planned {
+		c.e.cluster.KillInUse(c.old.Name)
+	}
+	return nil
+}
+
+// followOld makes the old master of a switchover a replica of the new
+// one. (After a failover, rejoinStrays does it once the old master is
+// back and its history is checked.)
+func (c *change) followOld() error {
+	ctx, cancel := c.timeout(c.e.set.Timeouts.Repoint + c.e.set.Timeouts.Verify)
+	defer cancel()
+	if err := c.e.act.Follow(ctx, c.old.Addr, c.candCfg.Addr, true); err != nil {
+		return err
+	}
+	return c.e.act.Verify(ctx, c.old.Addr, c.e.set.Timeouts.Verify)
+}
+
+// verify checks that the repointed replicas' threads run.
+func (c *change) verify() error {
+	return c.eachReplica(func(sc ServerConfig) error {
+		ctx, cancel := c.timeout(c.e.set.Timeouts.Verify + time.Second)
+		defer cancel()
+		return c.e.act.Verify(ctx, sc.Addr, c.e.set.Timeouts.Verify)
+	})
+}
+
+// eachReplica runs f for every reachable replica but the candidate, in
+// parallel, and joins their errors.
+func (c *change) eachReplica(f func(ServerConfig) error) error {
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, r := range c.replicas {
+		if r.Name == c.cand.Name || !r.Reachable {
+			continue
+		}
+		sc := c.e.server(r.Name)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(sc); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *change) pushUndo(name string, guard bool, do func(ctx context.Context) error) {
+	c.undoMu.Lock()
+	defer c.undoMu.Unlock()
+	c.undo = append(c.undo, undoStep{name: name, guard: guard, do: do})
+}
+
+// rollback undoes what the change did, newest first, and returns err
+// with what the undo left. The old master is made writable again only
+// after the candidate is read-only again: if demoting the candidate (a
+// guard) fails, nothing older is undone and the old master stays fenced.
+// Writes then fail until an operator acts, which is better than two
+// writable masters.
+func (c *change) rollback(err error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.e.set.Timeouts.Undo)
+	defer cancel()
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		u := c.undo[i]
+		uerr := c.rec.step("undo "+u.name, func() error { return u.do(ctx) })
+		if uerr != nil && u.guard {
+			return fmt.Errorf("%w; undo stopped: %s failed (%v), so %s stays read-only and writes fail until an operator acts",
+				err, u.name, uerr, c.old.Name)
+		}
+	}
+	return err
+}
+
+// coordinate records the change with the coordinator, if any: it fails
+// when another instance changed or is changing the topology.
+func (c *change) coordinate() error {
+	if c.e.coord == nil {
+		return nil
+	}
+	err := c.step("coordinate", func() error {
+		ctx, cancel := c.timeout(c.e.set.Timeouts.Coordinate)
+		defer cancel()
+		var err error
+		c.ticket, err = c.e.coord.Begin(ctx, c.kind, c.old.Name, c.cand.Name, c.topo.Epoch)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s not started: %w", c.kind, err)
+	}
+	return nil
+}
+
+// publish makes the candidate the master: through the coordinator
+// (compare-and-swap on the epoch; the other instances follow through
+// their watch) or locally.
+func (c *change) publish() error {
+	if c.ticket == nil {
+		c.e.cluster.SetMaster(c.cand.Name)
+		return nil
+	}
+	ctx, cancel := c.timeout(c.e.set.Timeouts.Coordinate)
+	defer cancel()
+	epoch, err := c.e.coord.Commit(ctx, c.ticket, c.cand.Name)
+	if err != nil {
+		return fmt.Errorf("publish the new master: %w", err)
+	}
+	c.e.cluster.SetMasterEpoch(c.cand.Name, epoch)
+	return nil
+}
+
+// forgetTicket drops the coordinator's record of a change that was not
+// published.
+func (c *change) forgetTicket() {
+	if c.published || c.ticket == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.e.set.Timeouts.Coordinate)
+	defer cancel()
+	c.e.coord.Abort(ctx, c.ticket)
+}
+
+func (c *change) hook(command string) error {
+	return c.e.hook(c.ctx, command, c.kind, c.old, c.candCfg)
+}

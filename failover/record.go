@@ -1,0 +1,136 @@
+package failover
+
+import (
+	"encoding/json"
+	"os"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Step is one timed stage of a failover or switchover.
+type Step struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"duration_ns"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Record is one failover or switchover, kept in history and persisted.
+type Record struct {
+	Kind      string        `json:"kind"` // failover, switchover
+	Started   time.Time     `json:"started"`
+	Reason    string        `json:"reason"`
+	OldMaster string        `json:"old_master"`
+	NewMaster string        `json:"new_master,omitempty"`
+	Positions string        `json:"positions,omitempty"` // GTID positions seen
+	Steps     []Step        `json:"steps"`
+	Duration  time.Duration `json:"duration_ns"`
+	Error     string        `json:"error,omitempty"`
+	Epoch     uint64        `json:"epoch,omitempty"`
+}
+
+// recorder times the steps of one record.
+type recorder struct {
+	rec   *Record
+	start time.Time
+}
+
+func newRecorder(kind, reason, old string) *recorder {
+	now := time.Now()
+	return &recorder{rec: &Record{Kind: kind, Started: now, Reason: reason, OldMaster: old}, start: now}
+}
+
+// step runs f as the named step and records its duration and error.
+func (r *recorder) step(name string, f func() error) error {
+	t := time.Now()
+	err := f()
+	r.note(name, time.Since(t), err)
+	return err
+}
+
+func (r *recorder) note(name string, d time.Duration, err error) {
+	s := Step{Name: name, Duration: d}
+	if err != nil {
+		s.Error = err.Error()
+	}
+	r.rec.Steps = append(r.rec.Steps, s)
+}
+
+// finish closes a record: into the history, the state file and the log.
+func (e *Engine) finish(r *recorder, err error) {
+	r.rec.Duration = time.Since(r.start)
+	r.rec.Epoch = e.cluster.Topology().Epoch
+	if err != nil {
+		r.rec.Error = err.Error()
+	}
+	e.histMu.Lock()
+	e.history = append(e.history, *r.rec)
+	e.histMu.Unlock()
+	e.saveState()
+	fields := []zap.Field{zap.String("kind", r.rec.Kind), zap.String("old_master", r.rec.OldMaster),
+		zap.String("new_master", r.rec.NewMaster), zap.Duration("duration", r.rec.Duration), zap.String("reason", r.rec.Reason)}
+	for _, s := range r.rec.Steps {
+		fields = append(fields, zap.Duration("step_"+s.Name, s.Duration))
+	}
+	if err != nil {
+		e.log.Error(r.rec.Kind+" aborted", append(fields, zap.Error(err))...)
+	} else {
+		e.log.Warn(r.rec.Kind+" done", fields...)
+	}
+}
+
+// History returns the recorded failovers and switchovers, oldest first.
+func (e *Engine) History() []Record {
+	e.histMu.Lock()
+	defer e.histMu.Unlock()
+	return append([]Record(nil), e.history...)
+}
+
+// persisted is the state file's content.
+type persisted struct {
+	Epoch   uint64   `json:"epoch"`
+	Master  string   `json:"master"`
+	History []Record `json:"history"`
+}
+
+func (e *Engine) loadState() {
+	if e.set.StateFile == "" {
+		return
+	}
+	data, err := os.ReadFile(e.set.StateFile)
+	if err != nil {
+		return
+	}
+	var p persisted
+	if err := json.Unmarshal(data, &p); err != nil {
+		e.log.Warn("ignoring unreadable state file", zap.String("file", e.set.StateFile), zap.Error(err))
+		return
+	}
+	e.history = p.History
+	if t := e.cluster.Topology(); p.Epoch >= t.Epoch {
+		// Continue the epoch sequence; the master itself was discovered
+		// from the servers, never taken from this file.
+		e.cluster.SetEpoch(p.Epoch + 1)
+	}
+	if p.Master != "" && p.Master != e.cluster.Topology().Master {
+		e.log.Warn("master differs from the last one recorded", zap.String("recorded", p.Master),
+			zap.String("discovered", e.cluster.Topology().Master))
+	}
+}
+
+func (e *Engine) saveState() {
+	if e.set.StateFile == "" {
+		return
+	}
+	t := e.cluster.Topology()
+	e.histMu.Lock()
+	p := persisted{Epoch: t.Epoch, Master: t.Master, History: e.history}
+	e.histMu.Unlock()
+	data, _ := json.MarshalIndent(p, "", "  ")
+	tmp := e.set.StateFile + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err == nil {
+		_ = os.Rename(tmp, e.set.StateFile)
+	} else {
+		e.log.Error("cannot persist topology state", zap.String("file", e.set.StateFile), zap.Error(err))
+	}
+}

@@ -1,0 +1,77 @@
+package failover
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/backend"
+)
+
+// rejoinStrays makes servers that came back (an old master after a
+// restart) replicas of the current master when their history allows it,
+// and marks them diverged otherwise.
+func (e *Engine) rejoinStrays(ctx context.Context, topo *backend.Topology) {
+	master := topo.Server(topo.Master)
+	if master == nil {
+		return
+	}
+	masterCfg := e.server(topo.Master)
+	// Right after a change the monitor's view is stale: let it catch up.
+	if last := e.lastChange.Load(); last != 0 && time.Since(time.Unix(0, last)) < 4*e.set.Interval {
+		return
+	}
+	for _, st := range topo.Servers {
+		if st.Name == topo.Master || !st.Up || st.Diverged || st.Offline || st.CheckedAt.UnixNano() < e.lastChange.Load() {
+			continue
+		}
+		followsMaster := st.Replica != nil && fmt.Sprintf("%s:%d", st.Replica.MasterHost, st.Replica.MasterPort) == masterCfg.Addr
+		if followsMaster || (st.Replica != nil && st.Replica.IORunning) {
+			continue
+		}
+		if time.Now().Before(e.nextRejoin[st.Name]) {
+			continue
+		}
+		e.nextRejoin[st.Name] = time.Now().Add(5 * time.Second)
+		e.rejoin(ctx, st.Name, masterCfg)
+	}
+}
+
+func (e *Engine) rejoin(ctx context.Context, name string, masterCfg ServerConfig) {
+	sc := e.server(name)
+	cctx, cancel := context.WithTimeout(ctx, e.set.Timeouts.Rejoin)
+	defer cancel()
+	// Read-only first: a returning master must never take writes.
+	if err := e.act.Fence(cctx, sc.Addr, false); err != nil {
+		e.log.Warn("rejoin: cannot set read_only", zap.String("backend", name), zap.Error(err))
+		return
+	}
+	srv, err1 := e.act.Inspect(cctx, sc.Addr)
+	mst, err2 := e.act.Inspect(cctx, masterCfg.Addr)
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if errant := Errant(srv.Current, mst.Current); len(errant) > 0 {
+		note := fmt.Sprintf("diverged: holds transactions the master %s lacks: %s", masterCfg.Name, strings.Join(errant, ", "))
+		e.cluster.SetNote(name, true, note)
+		e.log.Error("not rejoining a diverged server (kept read-only, out of routing)", zap.String("backend", name), zap.String("detail", note))
+		return
+	}
+	err := e.act.Follow(cctx, sc.Addr, masterCfg.Addr, true)
+	if err == nil {
+		err = e.act.Verify(cctx, sc.Addr, e.set.Timeouts.Verify)
+	}
+	if err != nil {
+		var re *ReplicationError
+		diverged := errors.As(err, &re) && re.Diverged()
+		e.cluster.SetNote(name, diverged, "rejoin failed: "+err.Error())
+		e.log.Error("rejoin failed", zap.String("backend", name), zap.Error(err))
+		return
+	}
+	e.cluster.SetNote(name, false, "rejoined as a replica of "+masterCfg.Name)
+	e.log.Warn("former master rejoined as a replica", zap.String("backend", name), zap.String("master", masterCfg.Name))
+}
