@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -160,7 +159,7 @@ func (m *Monitor) watch(ctx context.Context, s Server, first *sync.WaitGroup) {
 		// failures (a hung server still accepts TCP).
 		if h.Up {
 			cut = false
-		} else if !cut && (h.Failures >= m.opts.FailCount || refused(h.Err)) {
+		} else if !cut && (h.Failures >= m.opts.FailCount || h.Refused) {
 			cut = true
 			if n := m.cluster.KillInUse(s.Name); n > 0 {
 				m.log.Warn("cut statements running on a failed backend", zap.String("backend", s.Name), zap.Int("connections", n))
@@ -176,10 +175,6 @@ func (m *Monitor) watch(ctx context.Context, s Server, first *sync.WaitGroup) {
 		case <-tick.C:
 		}
 	}
-}
-
-func refused(errText string) bool {
-	return strings.Contains(errText, "connection refused")
 }
 
 // check runs one health check under the monitor timeout.
@@ -211,6 +206,7 @@ func (m *Monitor) check(ctx context.Context, db *sql.DB, s Server, prev Health) 
 	}()
 	if err != nil {
 		h.Up, h.Err, h.Failures = false, describe(err), prev.Failures+1
+		h.Refused = errors.Is(err, syscall.ECONNREFUSED)
 		return h
 	}
 	h.Up = true

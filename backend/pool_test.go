@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -76,7 +77,14 @@ func TestPoolWaitsAtMaxOpen(t *testing.T) {
 		c2, _ := p.Acquire(context.Background(), Variant{})
 		done <- c2
 	}()
-	time.Sleep(10 * time.Millisecond)
+	// Park only once the goroutine waits: otherwise it could find the
+	// connection idle and the test would prove nothing about waking.
+	for deadline := time.Now().Add(2 * time.Second); p.Stats().Waiting == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("second Acquire never waited")
+		}
+		runtime.Gosched()
+	}
 	p.Park(got, "y")
 	select {
 	case c2 := <-done:

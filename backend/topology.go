@@ -9,6 +9,9 @@ type Health struct {
 	Err       string
 	// Failures counts consecutive failed checks.
 	Failures int
+	// Refused: the last check's connection was refused (nothing listens:
+	// the server is down, not merely slow).
+	Refused  bool
 	ReadOnly bool
 	ServerID uint32
 	// Replica is nil when the server replicates from nobody.

@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -10,9 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
 )
+
+// erAccessDenied is the server's "Access denied for user" (1045).
+const erAccessDenied = 1045
 
 // Severity of a finding.
 type Severity int
@@ -133,7 +138,8 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 		if s.err != nil {
 			sev := Warning
 			remedy := "start it or fix backends[].host/port; the proxy runs without it"
-			if strings.Contains(s.err.Error(), "Access denied") {
+			var me *mysql.MySQLError
+			if errors.As(s.err, &me) && me.Number == erAccessDenied {
 				sev, remedy = Error, "grant the monitor account on this server or fix monitor.user/password"
 			}
 			add(sev, name, "cannot connect as the monitor account: "+short(s.err), remedy)
