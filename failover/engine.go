@@ -167,7 +167,7 @@ func (e *Engine) tick(ctx context.Context) {
 	e.noted["suspect"] = ""
 	if master != nil && master.Up {
 		e.cluster.SetMasterUnreachable(false)
-		e.rejoinStrays(ctx, topo)
+		e.rejoinStrays(ctx)
 	}
 }
 

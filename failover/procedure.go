@@ -80,16 +80,19 @@ type undoStep struct {
 
 // run is the one procedure both kinds follow:
 //
-//	failover    hold  pick  coordinate  pre_hook          fence  apply  promote  repoint  retarget              verify  post_hook
-//	switchover        pick  coordinate  catchup  hold      fence  apply  promote  repoint  retarget  follow_old  verify  post_hook
+//	failover    hold  pick  coordinate  pre_hook          fence  apply  promote  repoint  retarget           verify  post_hook
+//	switchover        pick  coordinate  catchup  hold      fence  apply  promote           retarget  repoint  verify  post_hook
 //
 // A failover holds writes first (statements stuck on the dead master are
 // cut), fences the old master when it can reach it at all, and waits for
-// the candidate's relay log. A switchover needs the master alive: the
+// the candidate's relay log; the replicas follow the candidate before
+// writes resume, so its semi-sync has an acknowledger at once (there is
+// no traffic to hold up). A switchover needs the master alive: the
 // candidate catches up while writes still flow, writes are held only for
-// the last transactions, and the fence must succeed. Replicas follow the
-// candidate before writes resume, so semi-sync has an acknowledger at
-// once. From the fence on, a failure undoes what was done (rollback).
+// fence, apply and promote, and the old master and the replicas follow
+// the new one as soon as writes resume (repointing a busy replica can
+// take seconds). From the fence on, a failure undoes what was done
+// (rollback).
 func (c *change) run() error {
 	defer c.endHold()
 	if c.planned {
@@ -122,13 +125,15 @@ func (c *change) run() error {
 	if err := c.step("promote", c.promote); err != nil {
 		return c.rollback(err)
 	}
-	_ = c.step("repoint", c.repoint)
+	if !c.planned {
+		_ = c.step("repoint", c.repoint)
+	}
 	if err := c.step("retarget", c.retarget); err != nil {
 		return c.rollback(err)
 	}
 	c.e.lastChange.Store(time.Now().UnixNano())
 	if c.planned {
-		_ = c.step("follow_old", c.followOld)
+		_ = c.step("repoint", c.repoint)
 	}
 	_ = c.step("verify", c.verify)
 	post := c.e.set.Hooks.PostFailover
@@ -259,17 +264,19 @@ func (c *change) promote() error {
 	return c.e.act.Promote(ctx, c.candCfg.Addr)
 }
 
-// repoint makes the other reachable replicas follow the candidate.
+// repoint makes the other reachable replicas, and in a switchover the
+// old master, follow the candidate. (After a failover, rejoinStrays
+// repoints the old master once it is back and its history is checked.)
 func (c *change) repoint() error {
-	return c.eachReplica(func(sc ServerConfig) error {
+	return c.eachFollower(func(f follower) error {
 		ctx, cancel := c.timeout(c.e.set.Timeouts.Repoint)
 		defer cancel()
-		if err := c.e.act.Follow(ctx, sc.Addr, c.candCfg.Addr, false); err != nil {
+		if err := c.e.act.Follow(ctx, f.Addr, c.candCfg.Addr, f.former); err != nil {
 			return err
 		}
-		if c.fenced {
-			c.pushUndo("repoint "+sc.Name+" back", false, func(ctx context.Context) error {
-				return c.e.act.Follow(ctx, sc.Addr, c.old.Addr, false)
+		if c.fenced && !c.published && !f.former {
+			c.pushUndo("repoint "+f.Name+" back", false, func(ctx context.Context) error {
+				return c.e.act.Follow(ctx, f.Addr, c.old.Addr, false)
 			})
 		}
 		return nil
@@ -289,42 +296,42 @@ func (c *change) retarget() error {
 	return nil
 }
 
-// followOld makes the old master of a switchover a replica of the new
-// one. (After a failover, rejoinStrays does it once the old master is
-// back and its history is checked.)
-func (c *change) followOld() error {
-	ctx, cancel := c.timeout(c.e.set.Timeouts.Repoint + c.e.set.Timeouts.Verify)
-	defer cancel()
-	if err := c.e.act.Follow(ctx, c.old.Addr, c.candCfg.Addr, true); err != nil {
-		return err
-	}
-	return c.e.act.Verify(ctx, c.old.Addr, c.e.set.Timeouts.Verify)
-}
-
-// verify checks that the repointed replicas' threads run.
+// verify checks that the repointed servers' replication threads run.
 func (c *change) verify() error {
-	return c.eachReplica(func(sc ServerConfig) error {
+	return c.eachFollower(func(f follower) error {
 		ctx, cancel := c.timeout(c.e.set.Timeouts.Verify + time.Second)
 		defer cancel()
-		return c.e.act.Verify(ctx, sc.Addr, c.e.set.Timeouts.Verify)
+		return c.e.act.Verify(ctx, f.Addr, c.e.set.Timeouts.Verify)
 	})
 }
 
-// eachReplica runs f for every reachable replica but the candidate, in
-// parallel, and joins their errors.
-func (c *change) eachReplica(f func(ServerConfig) error) error {
+// follower is a server that follows the candidate after the change;
+// former: it was the master.
+type follower struct {
+	ServerConfig
+	former bool
+}
+
+// eachFollower runs f for every reachable replica but the candidate, and
+// in a switchover for the old master, in parallel, and joins their errors.
+func (c *change) eachFollower(f func(follower) error) error {
+	var list []follower
+	for _, r := range c.replicas {
+		if r.Name != c.cand.Name && r.Reachable {
+			list = append(list, follower{ServerConfig: c.e.server(r.Name)})
+		}
+	}
+	if c.planned {
+		list = append(list, follower{ServerConfig: c.old, former: true})
+	}
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
-	for _, r := range c.replicas {
-		if r.Name == c.cand.Name || !r.Reachable {
-			continue
-		}
-		sc := c.e.server(r.Name)
+	for _, fl := range list {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(sc); err != nil {
+			if err := f(fl); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()

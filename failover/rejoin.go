@@ -8,14 +8,21 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/switchyard/switchyard/backend"
 )
 
 // rejoinStrays makes servers that came back (an old master after a
 // restart) replicas of the current master when their history allows it,
 // and marks them diverged otherwise.
-func (e *Engine) rejoinStrays(ctx context.Context, topo *backend.Topology) {
+//
+// It never runs beside a failover or switchover: mid-change, a promoted
+// candidate looks exactly like a stray (no replication source, not the
+// topology's master yet).
+func (e *Engine) rejoinStrays(ctx context.Context) {
+	if !e.mu.TryLock() {
+		return
+	}
+	defer e.mu.Unlock()
+	topo := e.cluster.Topology() // read under the lock: after any change
 	master := topo.Server(topo.Master)
 	if master == nil {
 		return

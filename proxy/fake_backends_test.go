@@ -27,6 +27,9 @@ type fakeBackends struct {
 	// connection killed (as the monitor does), after it was placed and
 	// before it is sent.
 	cutAtBegin string
+	// onRefuse runs when a connection is refused (e.g. a failover that
+	// names a new master right then).
+	onRefuse func()
 }
 
 // newFakeBackends builds a topology: master m and replicas r1, r2 (up,
@@ -53,6 +56,9 @@ func (f *fakeBackends) Acquire(_ context.Context, server string, _ backend.Accou
 		return nil, errors.New("unknown backend " + server)
 	}
 	if fs.refuse.Load() {
+		if f.onRefuse != nil {
+			f.onRefuse()
+		}
 		return nil, errors.New("dial tcp " + server + ": connection refused")
 	}
 	proxySide, serverSide := net.Pipe()

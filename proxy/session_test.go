@@ -17,8 +17,6 @@ func TestSessionPaths(t *testing.T) {
 		// setup scripts the servers and may act on the session.
 		setup func(t *testing.T, f *fakeBackends, s fakeSession)
 		sql   string
-		// during runs concurrently with the statement.
-		during func(f *fakeBackends)
 		// wantCode is the client's error code (0: OK or a result).
 		wantCode uint16
 		// ranOn names the servers that must have received sql exactly
@@ -38,10 +36,10 @@ func TestSessionPaths(t *testing.T) {
 			name: "master refuses: the write waits for the new master and runs there",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
 				f.servers["m"].refuse.Store(true)
-			},
-			during: func(f *fakeBackends) {
-				time.Sleep(50 * time.Millisecond) // the statement is waiting by now
-				f.SetMaster("r1")
+				// The failover names r1 as the write is refused; the write
+				// waits for the epoch after the one it saw, so it cannot
+				// miss the change.
+				f.onRefuse = func() { f.SetMaster("r1") }
 			},
 			sql:   "INSERT INTO t VALUES (1)",
 			ranOn: []string{"r1"}, notOn: []string{"m"},
@@ -92,9 +90,6 @@ func TestSessionPaths(t *testing.T) {
 			s := newFakeSession(t, f)
 			if tc.setup != nil {
 				tc.setup(t, f, s)
-			}
-			if tc.during != nil {
-				go tc.during(f)
 			}
 			p := s.run(t, tc.sql)
 			if got := errCode(p); got != tc.wantCode {
