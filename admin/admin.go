@@ -283,7 +283,7 @@ func init() {
 	cmd(`SHOW\s+VERSION`, "SHOW VERSION", "Switchyard version", func(s *Server, _ []string) (*mysql.Result, error) {
 		return table([]string{"version"}, [][]any{{s.src.Version}})
 	})
-	cmd(`SHOW\s+BACKENDS`, "SHOW BACKENDS", "servers: role, state, lag, GTID, read_only, pool, routed queries, last error",
+	cmd(`SHOW\s+BACKENDS`, "SHOW BACKENDS", "servers: role, state, lag, replication threads, GTID, read_only, pool, routed queries, last error",
 		func(s *Server, _ []string) (*mysql.Result, error) { return s.showBackends() })
 	cmd(`SHOW\s+FAILOVERS`, "SHOW FAILOVERS", "failover and switchover history with step durations",
 		func(s *Server, _ []string) (*mysql.Result, error) { return s.showFailovers() })
@@ -396,10 +396,25 @@ func (s *Server) showBackends() (*mysql.Result, error) {
 		if st.Note != "" {
 			lastErr = strings.TrimSpace(st.Note + " " + lastErr)
 		}
-		rows = append(rows, []any{st.Name, st.Addr, role, state, lag, gtid, boolInt(st.ReadOnly), open, idle, routed, st.Weight, lastErr})
+		repl := ""
+		if st.Replica != nil {
+			io := st.Replica.IOState // Yes, No or Connecting
+			if io == "" {
+				io = yesNo(st.Replica.IORunning)
+			}
+			repl = fmt.Sprintf("io=%s sql=%s", io, yesNo(st.Replica.SQLRunning))
+		}
+		rows = append(rows, []any{st.Name, st.Addr, role, state, lag, repl, gtid, boolInt(st.ReadOnly), open, idle, routed, st.Weight, lastErr})
 	}
-	return table([]string{"name", "address", "role", "state", "lag_seconds", "gtid_position", "read_only",
+	return table([]string{"name", "address", "role", "state", "lag_seconds", "replication", "gtid_position", "read_only",
 		"pool_open", "pool_idle", "queries_routed", "weight", "last_error"}, rows)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "Yes"
+	}
+	return "No"
 }
 
 func boolInt(b bool) int {

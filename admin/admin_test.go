@@ -64,7 +64,8 @@ func TestAdminCommands(t *testing.T) {
 			}
 		}},
 		{"SHOW  backends", func(t *testing.T, rows [][]string) {
-			if len(rows) != 2 || rows[0][2] != "master" || rows[1][2] != "replica" || rows[1][4] != "4" || rows[1][10] != "2" {
+			if len(rows) != 2 || rows[0][2] != "master" || rows[1][2] != "replica" || rows[1][4] != "4" ||
+				rows[0][5] != "" || rows[1][5] != "io=Yes sql=Yes" || rows[1][11] != "2" {
 				t.Errorf("SHOW BACKENDS: %v", rows)
 			}
 		}},

@@ -68,7 +68,7 @@ func TestChaosConsistency(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	time.Sleep(time.Second)
+	w.WaitMore(t, 200)
 	for a := 0; a < actions; a++ {
 		m := master()
 		reps := replicaNames(m)
@@ -87,19 +87,19 @@ func TestChaosConsistency(t *testing.T) {
 		case 1: // pause a replica
 			t.Logf("action %d: SIGSTOP %s for 2s", a, victim)
 			_ = env.Sandbox.Kill(victim, syscall.SIGSTOP)
-			time.Sleep(2 * time.Second)
+			time.Sleep(2 * time.Second) // the fault lasts 2 s
 			_ = env.Sandbox.Kill(victim, syscall.SIGCONT)
 		case 2: // stop replication threads
 			t.Logf("action %d: STOP SLAVE on %s for 2s", a, victim)
 			db := env.InstanceDB(t, victim)
 			_, _ = db.Exec("STOP SLAVE")
-			time.Sleep(2 * time.Second)
+			time.Sleep(2 * time.Second) // the fault lasts 2 s
 			_, _ = db.Exec("START SLAVE")
 			db.Close()
 		}
-		time.Sleep(1200 * time.Millisecond) // past the 1s cooldown
+		time.Sleep(1200 * time.Millisecond) // past the 1s cooldown: a time, not a condition
 	}
-	time.Sleep(time.Second)
+	w.WaitMore(t, 200)
 	acked := w.Stop()
 	stop.Store(true)
 	wg.Wait()

@@ -52,21 +52,13 @@ func TestLoad2000Clients(t *testing.T) {
 	setup.Close()
 	// Reads go to replicas: start once they have the data.
 	for _, in := range env.Sandbox.ReplicaInstances() {
-		db, _ := in.DB()
-		waitDeadline := time.Now().Add(30 * time.Second)
-		for {
+		db := env.InstanceDB(t, in.Name)
+		harness.WaitFor(t, in.Name+" to get the test data", 30*time.Second, func() bool {
 			var n int
-			if db.QueryRow("SELECT COUNT(*) FROM load_db.t").Scan(&n) == nil && n == 10000 {
-				break
-			}
-			if time.Now().After(waitDeadline) {
-				t.Fatalf("%s did not get the test data", in.Name)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		db.Close()
+			return db.QueryRow("SELECT COUNT(*) FROM load_db.t").Scan(&n) == nil && n == 10000
+		})
 	}
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // let the setup sessions' goroutines end before the baseline
 	base := p.Scrape(t)
 	var ops, errs atomic.Int64
 	var errMu sync.Mutex

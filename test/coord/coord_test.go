@@ -17,6 +17,7 @@ import (
 	"time"
 
 	_ "github.com/go-sql-driver/mysql"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/switchyard/switchyard/test/harness"
@@ -103,6 +104,20 @@ func instances(t *testing.T, n int, prefix, extra string) []*harness.Proxy {
 	return ps
 }
 
+// etcdHas reports whether key exists in the test's etcd.
+func etcdHas(t *testing.T, key string) bool {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, key)
+	return err == nil && len(resp.Kvs) > 0
+}
+
 func statusOf(t *testing.T, p *harness.Proxy) map[string]string {
 	adm, err := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/?timeout=2s", p.AdminAddr))
 	if err != nil {
@@ -178,7 +193,9 @@ func TestThreeInstancesOneFailover(t *testing.T) {
 	for _, p := range ps {
 		ws = append(ws, harness.StartWriters(t, p, 2, "co", "w"))
 	}
-	time.Sleep(time.Second)
+	for _, w := range ws {
+		w.WaitMore(t, 20)
+	}
 	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +205,9 @@ func TestThreeInstancesOneFailover(t *testing.T) {
 		newMaster = m
 		return ok
 	})
-	time.Sleep(2 * time.Second)
+	for _, w := range ws {
+		w.WaitMore(t, 20) // writes resume through every instance
+	}
 	var acked []int64
 	for _, w := range ws {
 		acked = append(acked, w.Stop()...)
@@ -294,10 +313,11 @@ func TestLeaderKilledDuringFailover(t *testing.T) {
 	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	harness.WaitFor(t, "the leader to start the failover", 10*time.Second, func() bool {
-		return strings.Contains(ps[li].Log(), "hook") || strings.Contains(ps[li].Log(), "backend down")
+	// The change is recorded in etcd before the 4 s hook starts: kill the
+	// leader while it runs.
+	harness.WaitFor(t, "the leader to record the failover in etcd", 10*time.Second, func() bool {
+		return etcdHas(t, "/t3/operation")
 	})
-	time.Sleep(1500 * time.Millisecond) // inside the 4 s hook
 	if err := syscall.Kill(ps[li].Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +388,7 @@ func TestZZPartitionedFromEtcdDoesNotPromote(t *testing.T) {
 		defer cancel()
 		_ = env.Sandbox.Start(ctx, old)
 	}()
-	time.Sleep(8 * time.Second)
+	time.Sleep(8 * time.Second) // an observation window: nothing may be promoted in it
 	for i, p := range ps {
 		if m := statusOf(t, p)["master"]; m != old {
 			t.Fatalf("instance %d promoted %s without etcd", i, m)

@@ -36,11 +36,14 @@ func BenchmarkFailoverTime(b *testing.B) {
 	var times []time.Duration
 	for run := 0; run < 10; run++ {
 		master := adminValue(b, adm, "master")
-		var killedAt atomic.Int64
+		var killedAt, writes atomic.Int64
 		done := make(chan time.Duration, 1)
 		go func() {
 			for {
 				_, err := db.Exec("INSERT INTO fobench.t (at) VALUES (?)", time.Now().UnixNano())
+				if err == nil {
+					writes.Add(1)
+				}
 				if k := killedAt.Load(); k != 0 && err == nil {
 					done <- time.Since(time.Unix(0, k))
 					return
@@ -50,7 +53,7 @@ func BenchmarkFailoverTime(b *testing.B) {
 				}
 			}
 		}()
-		time.Sleep(300 * time.Millisecond)
+		harness.WaitFor(b, "a write before the kill", 10*time.Second, func() bool { return writes.Load() > 0 })
 		killedAt.Store(time.Now().UnixNano())
 		if err := env.Sandbox.Kill(master, syscall.SIGKILL); err != nil {
 			b.Fatal(err)
@@ -64,14 +67,8 @@ func BenchmarkFailoverTime(b *testing.B) {
 		if err := env.Sandbox.StartAsReplica(b.Context(), master); err != nil {
 			b.Fatal(err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for backendRole(b, adm, master) != "replica" {
-			if time.Now().After(deadline) {
-				b.Fatalf("%s did not rejoin", master)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		time.Sleep(1200 * time.Millisecond) // past the cooldown used here (1s)
+		harness.WaitFor(b, master+" to rejoin", 30*time.Second, func() bool { return backendRole(b, adm, master) == "replica" })
+		time.Sleep(1200 * time.Millisecond) // the cooldown used here (1s) is a time, not a condition
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	fmt.Printf("\nfailover: kill -> first acknowledged write through the proxy, %d runs\n", len(times))

@@ -117,7 +117,7 @@ func TestKillMasterUnderWriteLoadThreeTimes(t *testing.T) {
 	p := startProxy(t, harness.ProxyOptions{})
 	adm := p.Admin(t)
 	w := harness.StartWriters(t, p, 8, "fo", "acks")
-	time.Sleep(time.Second)
+	w.WaitMore(t, 100)
 	for cycle := 1; cycle <= 3; cycle++ {
 		old, neu, took := killAndFailover(t, adm)
 		t.Logf("cycle %d: killed %s, new master %s after %s", cycle, old, neu, took.Round(time.Millisecond))
@@ -184,7 +184,10 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	harness.WaitFor(t, second+" to receive the writes", 10*time.Second, func() bool {
+		var c int
+		return env.InstanceDB(t, second).QueryRow("SELECT COUNT(*) FROM fo.adv").Scan(&c) == nil && c == 3
+	})
 	old, neu, _ := killAndFailover(t, adm)
 	if neu != second {
 		t.Fatalf("promoted %s, want the most advanced replica %s (the other, %s, missed writes)", neu, second, first)
@@ -249,7 +252,7 @@ func TestNoFailoverWhenOnlyTheProxyLosesTheMaster(t *testing.T) {
 	harness.WaitFor(t, "the master to be reported unreachable from the proxy", 10*time.Second, func() bool {
 		return strings.Contains(backends(t, adm)[master]["state"], "unreachable-from-proxy")
 	})
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // an observation window: no failover may happen in it
 	if got := masterName(t, adm); got != master || status(t, adm, "epoch") != epochBefore {
 		t.Fatalf("failed over to %s although every replica still replicates from %s", got, master)
 	}
@@ -272,14 +275,14 @@ func TestSwitchoverUnderWriteLoad(t *testing.T) {
 	p := startProxy(t, harness.ProxyOptions{})
 	adm := p.Admin(t)
 	w := harness.StartWriters(t, p, 8, "fo", "acks")
-	time.Sleep(time.Second)
+	w.WaitMore(t, 100)
 	old := masterName(t, adm)
 	rows := harness.AdminRows(t, adm, "SWITCHOVER")
 	if len(rows) != 1 || rows[0]["old_master"] != old || rows[0]["new_master"] == old {
 		t.Fatalf("switchover result: %v", rows)
 	}
 	neu := rows[0]["new_master"]
-	time.Sleep(time.Second)
+	w.WaitMore(t, 100) // writes go on on the new master
 	acked := w.Stop()
 	if w.Failed() != 0 {
 		t.Fatalf("%d writes failed during the switchover: %v", w.Failed(), w.Errors())

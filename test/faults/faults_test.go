@@ -55,7 +55,8 @@ func TestHungReplicaCutsRunningStatement(t *testing.T) {
 		var x int
 		done <- conn.QueryRowContext(context.Background(), "SELECT SLEEP(30)").Scan(&x)
 	}()
-	time.Sleep(300 * time.Millisecond)
+	r2 := env.InstanceDB(t, "replica2")
+	harness.WaitFor(t, "the statement to run on replica2", 10*time.Second, func() bool { return harness.Running(t, r2, "SLEEP(30)") })
 	if err := env.Sandbox.Kill("replica2", syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -83,14 +84,9 @@ func TestHungReplicaCutsRunningStatement(t *testing.T) {
 	}
 	// This session keeps the replica it moved to; new sessions draw
 	// replica2 again once the monitor sees it back.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if harness.ServerIDOfNewSession(db) == 3 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("replica2 did not come back after SIGCONT")
+	harness.WaitFor(t, "replica2 back for new sessions after SIGCONT", 20*time.Second, func() bool {
+		return harness.ServerIDOfNewSession(db) == 3
+	})
 }
 
 // A backend address that accepts TCP and never says a word: the proxy
@@ -155,8 +151,10 @@ func TestAllReplicasDownReadsGoToMaster(t *testing.T) {
 	}
 	db, _ := sql.Open("mysql", proxy.DSN("app", "app", "", ""))
 	defer db.Close()
-	// Give the monitor time to see both down (failcount 3 × 500 ms).
-	time.Sleep(3 * time.Second)
+	adm := proxy.Admin(t)
+	harness.WaitFor(t, "the monitor to see both replicas down", 10*time.Second, func() bool {
+		return harness.Backend(t, adm, "replica1")["state"] == "down" && harness.Backend(t, adm, "replica2")["state"] == "down"
+	})
 	for i := 0; i < 20; i++ {
 		id, err := serverID(t, db, "SELECT @@server_id")
 		if err != nil || id != 1 {
@@ -179,7 +177,7 @@ func TestMasterDownWithoutEligibleReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer restartMaster(t)
-	time.Sleep(300 * time.Millisecond)
+	harness.WaitFor(t, "the master's port to refuse", 10*time.Second, func() bool { return harness.Refuses(env.Sandbox.Master().Addr()) })
 	// The first write may find its connection dead (1927); the next one
 	// waits hold_timeout for a new master, then fails with a clear error.
 	_, _ = db.Exec("CREATE DATABASE IF NOT EXISTS faults_db2")
@@ -211,19 +209,11 @@ func restartMaster(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, in := range env.Sandbox.ReplicaInstances() {
-		db, _ := in.DB()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		db := env.InstanceDB(t, in.Name)
+		harness.WaitFor(t, in.Name+" to replicate again", 30*time.Second, func() bool {
 			rows, err := backend.QueryMaps(ctx, db, "SHOW SLAVE STATUS")
-			if err == nil && len(rows) == 1 && rows[0]["Slave_IO_Running"] == "Yes" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s does not replicate again", in.Name)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		db.Close()
+			return err == nil && len(rows) == 1 && rows[0]["Slave_IO_Running"] == "Yes"
+		})
 	}
 }
 
@@ -244,8 +234,20 @@ func TestClientThatNeverReadsKeepsMemoryBounded(t *testing.T) {
 	if err := c.WritePacket(append(append(make([]byte, 4), gomysql.COM_QUERY), q...)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(4 * time.Second) // the proxy relays until the socket buffers fill
-	rss, _ := p.ProcStatus("VmRSS")
+	// The proxy relays until the socket buffers fill, then blocks: wait
+	// until its memory stops changing.
+	var rss int64
+	stable := 0
+	harness.WaitFor(t, "the relay to block on the full socket", 30*time.Second, func() bool {
+		now, _ := p.ProcStatus("VmRSS")
+		if now-rss < 256 && rss-now < 256 {
+			stable++
+		} else {
+			stable = 0
+		}
+		rss = now
+		return stable >= 10 // unchanged (within 256 kB) for half a second
+	})
 	growth := float64(rss-base) / 1024
 	t.Logf("proxy RSS %d kB -> %d kB (+%.1f MiB) while a client does not read a ~1 GiB result", base, rss, growth)
 	if growth > 64 {

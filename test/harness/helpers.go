@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -112,6 +113,14 @@ func (w *Writers) Acked() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.acked)
+}
+
+// WaitMore waits until n more writes than now are acknowledged (the
+// writers are running, or resumed after a change).
+func (w *Writers) WaitMore(t testing.TB, n int) {
+	t.Helper()
+	target := w.Acked() + n
+	WaitFor(t, fmt.Sprintf("%d more acknowledged writes", n), 30*time.Second, func() bool { return w.Acked() >= target })
 }
 
 // Stop ends the writers and returns the acknowledged ids.
@@ -254,4 +263,36 @@ func ServerIDOfNewSession(db *sql.DB) int {
 func EndSession(conn *sql.Conn) {
 	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 	conn.Close()
+}
+
+// Backend returns one row of SHOW BACKENDS (the proxy's view of a server).
+func Backend(t testing.TB, adm *sql.DB, name string) map[string]string {
+	t.Helper()
+	for _, r := range AdminRows(t, adm, "SHOW BACKENDS") {
+		if r["name"] == name {
+			return r
+		}
+	}
+	t.Fatalf("SHOW BACKENDS has no %s", name)
+	return nil
+}
+
+// Refuses reports whether nothing listens on addr any more (a killed
+// server's port).
+func Refuses(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
+}
+
+// Running reports whether a statement containing text runs on db now
+// (its PROCESSLIST), so a test can act while it is in flight.
+func Running(t testing.TB, db *sql.DB, text string) bool {
+	t.Helper()
+	var n int
+	err := db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()", text).Scan(&n)
+	return err == nil && n > 0
 }

@@ -201,7 +201,8 @@ func TestStatefulSessionsStayIsolated(t *testing.T) {
 	}
 	// The stateful sessions are gone: their connections were reset. The
 	// stateless ones keep checking for a while on the reused connections.
-	time.Sleep(time.Second)
+	more := checks.Load() + 500
+	harness.WaitFor(t, "500 more checks after the stateful sessions left", 30*time.Second, func() bool { return checks.Load() >= more })
 	close(stopStateless)
 	wg.Wait()
 	close(failures)

@@ -177,7 +177,8 @@ func TestSetBackendOfflineDrainsAndStopsRouting(t *testing.T) {
 		}
 		slow <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	r2 := env.InstanceDB(t, "replica2")
+	harness.WaitFor(t, "the slow query to run on replica2", 10*time.Second, func() bool { return harness.Running(t, r2, "SLEEP(1.5)") })
 	start := time.Now()
 	rowsOf(t, adm, "SET BACKEND 'replica2' OFFLINE")
 	took := time.Since(start)
@@ -359,7 +360,8 @@ func TestReloadUnderLoad(t *testing.T) {
 	harness.WaitFor(t, "SIGHUP reload", 5*time.Second, func() bool {
 		return byName(rowsOf(t, adm, "SHOW BACKENDS"), "name")["replica2"]["weight"] == "1"
 	})
-	time.Sleep(300 * time.Millisecond)
+	more := total.Load() + 200
+	harness.WaitFor(t, "200 more statements after the last reload", 10*time.Second, func() bool { return total.Load() >= more })
 	stop.Store(true)
 	wg.Wait()
 	if failures.Load() != 0 {

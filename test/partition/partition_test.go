@@ -116,7 +116,7 @@ func TestMasterLinkCut(t *testing.T) {
 	})
 	adm := p.Admin(t)
 	w := harness.StartWriters(t, p, 4, "part", "w")
-	time.Sleep(time.Second)
+	w.WaitMore(t, 100)
 
 	cut := time.Now()
 	if err := ip("link", "set", vethRoot, "down"); err != nil {
@@ -130,17 +130,13 @@ func TestMasterLinkCut(t *testing.T) {
 	}()
 	// While the replicas' IO threads still believe in the master
 	// (slave_net_timeout 10 s), the proxy must not fail over.
-	deadline := time.Now().Add(30 * time.Second)
 	sawUnreachable := false
-	for status(t, adm, "master") == "master" {
+	harness.WaitFor(t, "a failover after the master's link was cut", 30*time.Second, func() bool {
 		if strings.Contains(backend(t, adm, "master")["state"], "unreachable-from-proxy") {
 			sawUnreachable = true
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no failover 30 s after the master's link was cut")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return status(t, adm, "master") != "master"
+	})
 	took := time.Since(cut)
 	newMaster := status(t, adm, "master")
 	t.Logf("failed over to %s %s after the cut (the proxy saw the master unreachable while replicas still agreed: %v)",
@@ -161,21 +157,15 @@ func TestMasterLinkCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	linkUp = true
-	deadline = time.Now().Add(40 * time.Second)
-	var role string
-	for {
+	harness.WaitFor(t, "the old master to rejoin or be reported diverged", 40*time.Second, func() bool {
 		b := backend(t, adm, "master")
-		role = b["role"]
-		if (role == "replica" && b["state"] == "up" && b["lag_seconds"] != "") || role == "diverged" {
-			t.Logf("old master after the link returned: %s %s", role, b["last_error"])
-			break
+		if (b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != "") || b["role"] == "diverged" {
+			t.Logf("old master after the link returned: %s %s", b["role"], b["last_error"])
+			return true
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("old master neither rejoined nor reported diverged: %v", b)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	time.Sleep(time.Second)
+		return false
+	})
+	w.WaitMore(t, 100)
 	acked := w.Stop()
 	old := env.InstanceDB(t, "master")
 	// No statement sent through Switchyard after the cut may have run on

@@ -376,7 +376,7 @@ func TestPingAndQueryAfterIdle(t *testing.T) {
 		if err := db.Ping(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // idle on purpose: the test is about idle sessions
 	}
 	var s string
 	if err := db.QueryRow("SELECT CONCAT('a', ?)", fmt.Sprint(42)).Scan(&s); err != nil || s != "a42" {

@@ -80,20 +80,13 @@ func TestClientVanishingMidResult(t *testing.T) {
 	_ = c.Conn.Conn.Close()
 	assertProxyServes(t)
 	direct := env.Direct(t, "", "")
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	harness.WaitFor(t, "the abandoned query to end on the master", 15*time.Second, func() bool {
 		var n int
 		if err := direct.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%marker_vanish%' AND INFO NOT LIKE '%PROCESSLIST%'").Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the abandoned query is still running on the master")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return n == 0
+	})
 }
 
 // Backend connections go back to the pool reset: the next session on the
@@ -148,20 +141,14 @@ func TestPooledConnectionIsResetBeforeReuse(t *testing.T) {
 func waitSessionGone(t *testing.T, marker string) {
 	t.Helper()
 	adm := proxy.Admin(t)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		gone := true
+	harness.WaitFor(t, "the session to end", 5*time.Second, func() bool {
 		for _, r := range harness.AdminRows(t, adm, "SHOW SESSIONS") {
 			if strings.Contains(r["last_statement_digest"], marker) {
-				gone = false
+				return false
 			}
 		}
-		if gone {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("session did not end")
+		return true
+	})
 }
 
 func TestResetConnectionCommand(t *testing.T) {
@@ -331,11 +318,8 @@ func TestGracefulShutdownLetsTransactionsFinish(t *testing.T) {
 	}
 	stopped := make(chan error, 1)
 	go func() { stopped <- p.Stop() }()
-	time.Sleep(300 * time.Millisecond)
 	// The idle session is closed; the one in a transaction may finish.
-	if err := idle.Ping(); err == nil {
-		t.Error("idle session still open during drain")
-	}
+	harness.WaitFor(t, "the idle session to be closed by the drain", 5*time.Second, func() bool { return idle.Ping() != nil })
 	if _, err := busy.Execute("COMMIT"); err != nil {
 		t.Fatalf("commit during drain: %v", err)
 	}

@@ -324,10 +324,21 @@ func readYourWrites(t *testing.T, p *harness.Proxy, rounds int) (misses int) {
 func TestReadYourWritesWithDelayedReplicas(t *testing.T) {
 	// The schema must be on the replicas before they are delayed.
 	mustExec(t, oneConn(t, proxy, ""), "CREATE DATABASE IF NOT EXISTS ryw", "CREATE TABLE IF NOT EXISTS ryw.t (id BIGINT PRIMARY KEY, v INT)")
-	time.Sleep(time.Second)
+	for _, in := range env.Sandbox.ReplicaInstances() {
+		db := env.InstanceDB(t, in.Name)
+		harness.WaitFor(t, "ryw.t on "+in.Name, 10*time.Second, func() bool {
+			var n int
+			return db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'ryw' AND TABLE_NAME = 't'").Scan(&n) == nil && n == 1
+		})
+	}
 	setDelay(t, 2)
 	defer setDelay(t, 0)
-	time.Sleep(1500 * time.Millisecond) // let the monitor see the replicas again
+	adm := proxy.Admin(t)
+	for _, in := range env.Sandbox.ReplicaInstances() {
+		harness.WaitFor(t, "the monitor to see "+in.Name+" replicating again", 10*time.Second, func() bool {
+			return harness.Backend(t, adm, in.Name)["replication"] == "io=Yes sql=Yes"
+		})
+	}
 	if misses := readYourWrites(t, proxy, 3); misses != 0 {
 		t.Fatalf("%d of 96 reads missed their own write with consistency: session", misses)
 	}
@@ -346,7 +357,10 @@ func TestLaggingReplicaIsSkipped(t *testing.T) {
 	defer r2.Close()
 	mustExec(t, r2, "STOP SLAVE SQL_THREAD")
 	defer mustExec(t, r2, "START SLAVE SQL_THREAD")
-	time.Sleep(1500 * time.Millisecond) // monitor interval is 500ms
+	adm := proxy.Admin(t)
+	harness.WaitFor(t, "the monitor to see replica2's SQL thread stopped", 10*time.Second, func() bool {
+		return harness.Backend(t, adm, "replica2")["replication"] == "io=Yes sql=No"
+	})
 	c := oneConn(t, proxy, "")
 	for i := 0; i < 100; i++ {
 		if id := serverID(t, c, "SELECT @@server_id"); id != 2 {
@@ -373,7 +387,14 @@ func TestReplicaKilledMidSession(t *testing.T) {
 		// Route to a replica and keep it busy; may land on either replica.
 		errc <- c.QueryRowContext(context.Background(), "/* replica */ SELECT @@server_id, SLEEP(3)").Scan(&id, &slept)
 	}()
-	time.Sleep(300 * time.Millisecond)
+	harness.WaitFor(t, "the slow read to run on a replica", 10*time.Second, func() bool {
+		for _, in := range env.Sandbox.ReplicaInstances() {
+			if harness.Running(t, env.InstanceDB(t, in.Name), "SLEEP(3)") {
+				return true
+			}
+		}
+		return false
+	})
 	if err := env.Sandbox.Kill(victim.Name, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
