@@ -62,6 +62,33 @@ type Class struct {
 	// parse). With multiplexing, the session then keeps its backend
 	// connections until it is reset or ends.
 	Pin bool
+	// Rollback: a full ROLLBACK (not to a savepoint).
+	Rollback bool
+	// DML: a data statement (SELECT, INSERT, UPDATE, DELETE, REPLACE,
+	// LOAD DATA …) that never ends a transaction, explicitly or implicitly.
+	// Such a statement lost in flight inside a transaction may run again
+	// after the transaction is replayed elsewhere; anything else (COMMIT,
+	// DDL, BEGIN …) may have committed.
+	DML bool
+	// State is what the statement may leave on its server connection
+	// that another connection cannot be given: user variables, named and
+	// table locks.
+	State ConnState
+}
+
+// ConnState is connection-bound state a statement touches. A session
+// follows it to know what a new master cannot have.
+type ConnState struct {
+	// UserVars: user variables are read or set.
+	UserVars bool
+	// GetLocks and ReleaseLocks name named locks (GET_LOCK, RELEASE_LOCK)
+	// taken or released; UnknownLock: a lock name is not a literal.
+	GetLocks, ReleaseLocks []string
+	UnknownLock            bool
+	// ReleaseAllLocks: RELEASE_ALL_LOCKS().
+	ReleaseAllLocks bool
+	// LockTables / UnlockTables: LOCK TABLES, UNLOCK TABLES.
+	LockTables, UnlockTables bool
 }
 
 // Hint is a comment-borne routing override.
@@ -154,7 +181,7 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	hint := findHint(sql)
 	if strings.Contains(sql, "/*!") || strings.Contains(sql, "/*M!") {
 		// Executable comments run code the parser reads as a comment.
-		return Class{Kind: KindWrite, Reason: "executable comment", Hint: hint, Pin: true}
+		return Class{Kind: KindWrite, Reason: "executable comment", Hint: hint, Pin: true, State: guessState(sql)}
 	}
 	p := c.parsers.Get().(*parser.Parser)
 	defer c.parsers.Put(p)
@@ -165,12 +192,14 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	p.SetSQLMode(mode)
 	stmts, _, err := p.Parse(sql, "", "")
 	if err != nil || len(stmts) == 0 {
-		return Class{Kind: fallbackKind(sql), Reason: reasonUnparsable, Hint: hint, Pin: true}
+		kind, rollback := fallbackKind(sql)
+		return Class{Kind: kind, Reason: reasonUnparsable, Hint: hint, Pin: true, Rollback: rollback, State: guessState(sql)}
 	}
 	var out Class
 	for i, st := range stmts {
 		cl := classifyStmt(st)
 		cl.Pin = pins(st)
+		cl.State = connState(st)
 		if i == 0 {
 			out = cl
 			continue
@@ -188,6 +217,9 @@ func merge(a, b Class) Class {
 	a.TempCreated = append(a.TempCreated, b.TempCreated...)
 	a.TempDropped = append(a.TempDropped, b.TempDropped...)
 	a.Pin = a.Pin || b.Pin
+	a.DML = a.DML && b.DML
+	a.Rollback = false // a multi-statement is not a plain ROLLBACK
+	a.State = a.State.merge(b.State)
 	if a.Kind == KindRead && b.Kind == KindRead {
 		return a
 	}
@@ -231,8 +263,10 @@ func classifyStmt(st ast.StmtNode) Class {
 			return Class{Kind: KindBeginReadOnly}
 		}
 		return Class{Kind: KindBegin, Reason: "transaction"}
-	case *ast.CommitStmt, *ast.RollbackStmt:
+	case *ast.CommitStmt:
 		return Class{Kind: KindEnd, Reason: "transaction"}
+	case *ast.RollbackStmt:
+		return Class{Kind: KindEnd, Reason: "transaction", Rollback: n.SavepointName == ""}
 	case *ast.SetStmt:
 		reason := "session state"
 		for _, v := range n.Variables {
@@ -262,7 +296,7 @@ func classifyStmt(st ast.StmtNode) Class {
 		}
 		return cl
 	case *ast.InsertStmt, *ast.UpdateStmt, *ast.DeleteStmt, *ast.LoadDataStmt:
-		return Class{Kind: KindWrite, Reason: "write", Tables: collect(st).tables}
+		return Class{Kind: KindWrite, Reason: "write", Tables: collect(st).tables, DML: true}
 	case *ast.CallStmt:
 		return Class{Kind: KindWrite, Reason: "CALL"}
 	case *ast.LockTablesStmt, *ast.UnlockTablesStmt:
@@ -303,7 +337,7 @@ func pins(st ast.StmtNode) bool {
 // connection-bound system variables.
 func classifyRead(st ast.StmtNode) Class {
 	v := collect(st)
-	cl := Class{Kind: KindRead, Tables: v.tables}
+	cl := Class{Kind: KindRead, Tables: v.tables, DML: true}
 	switch {
 	case v.locking:
 		cl.Kind, cl.Reason = KindWrite, "locking read"
@@ -336,6 +370,60 @@ type visitor struct {
 	// stateFunc: a session function that leaves state (GET_LOCK, NEXTVAL …).
 	stateFunc bool
 	diagVar   bool
+	locks     ConnState
+}
+
+// noteLockCall records named locks taken or released by a call.
+func (v *visitor) noteLockCall(x *ast.FuncCallExpr) {
+	var list *[]string
+	switch x.FnName.L {
+	case "get_lock":
+		list = &v.locks.GetLocks
+	case "release_lock":
+		list = &v.locks.ReleaseLocks
+	case "release_all_locks":
+		v.locks.ReleaseAllLocks = true
+		return
+	default:
+		return
+	}
+	if len(x.Args) > 0 {
+		if lit, ok := x.Args[0].(ast.ValueExpr); ok && lit.GetValue() != nil {
+			*list = append(*list, lit.GetString())
+			return
+		}
+	}
+	v.locks.UnknownLock = true
+}
+
+// connState lists the connection-bound state a statement touches.
+func connState(st ast.StmtNode) ConnState {
+	switch st.(type) {
+	case *ast.LockTablesStmt:
+		return ConnState{LockTables: true}
+	case *ast.UnlockTablesStmt:
+		return ConnState{UnlockTables: true}
+	}
+	v := collect(st)
+	s := v.locks
+	s.UserVars = v.userVar
+	if set, ok := st.(*ast.SetStmt); ok {
+		for _, a := range set.Variables {
+			s.UserVars = s.UserVars || !a.IsSystem
+		}
+	}
+	return s
+}
+
+func (a ConnState) merge(b ConnState) ConnState {
+	a.UserVars = a.UserVars || b.UserVars
+	a.GetLocks = append(a.GetLocks, b.GetLocks...)
+	a.ReleaseLocks = append(a.ReleaseLocks, b.ReleaseLocks...)
+	a.UnknownLock = a.UnknownLock || b.UnknownLock
+	a.ReleaseAllLocks = a.ReleaseAllLocks || b.ReleaseAllLocks
+	a.LockTables = a.LockTables || b.LockTables
+	a.UnlockTables = a.UnlockTables || b.UnlockTables
+	return a
 }
 
 func collect(st ast.Node) *visitor {
@@ -359,6 +447,7 @@ func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
 	case *ast.TableName:
 		v.tables = append(v.tables, x.Name.L)
 	case *ast.FuncCallExpr:
+		v.noteLockCall(x)
 		if sessionFuncs[x.FnName.L] && v.sessionFunc == "" {
 			v.sessionFunc = x.FnName.L
 		}
@@ -393,23 +482,34 @@ func shapeSafe(sql string) bool {
 // fallbackKind recognises transaction control the parser rejects (BEGIN
 // WORK, COMMIT WORK, ROLLBACK WORK …) so it is still counted as such;
 // everything else unparsable is a write, for the master.
-func fallbackKind(sql string) Kind {
+func fallbackKind(sql string) (kind Kind, rollback bool) {
 	words := strings.Fields(strings.ToUpper(strings.TrimRight(strings.TrimSpace(sql), ";")))
 	if len(words) == 0 || len(words) > 4 {
-		return KindWrite
+		return KindWrite, false
 	}
 	switch words[0] {
 	case "BEGIN":
-		return KindBegin
+		return KindBegin, false
 	case "COMMIT":
-		return KindEnd
+		return KindEnd, false
 	case "ROLLBACK":
 		if len(words) > 1 && words[1] == "TO" {
-			return KindWrite
+			return KindWrite, false
 		}
-		return KindEnd
+		return KindEnd, true
 	}
-	return KindWrite
+	return KindWrite, false
+}
+
+// guessState is connState for text the parser cannot read: it assumes
+// the worst wherever the text allows it.
+func guessState(sql string) ConnState {
+	lower := strings.ToLower(sql)
+	return ConnState{
+		UserVars:    strings.Contains(strings.ReplaceAll(lower, "@@", ""), "@"),
+		UnknownLock: strings.Contains(lower, "get_lock"),
+		LockTables:  strings.Contains(lower, "lock table"),
+	}
 }
 
 // findHint looks for a routing hint comment: /* master */ or

@@ -249,6 +249,44 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// TestTransactionAndConnectionState: what a session needs to keep a
+// transaction and its connection state across a master change.
+func TestTransactionAndConnectionState(t *testing.T) {
+	c := NewClassifier(0)
+	tests := []struct {
+		sql           string
+		rollback, dml bool
+		state         ConnState
+	}{
+		{"ROLLBACK", true, false, ConnState{}},
+		{"rollback work", true, false, ConnState{}},
+		{"ROLLBACK TO SAVEPOINT s1", false, false, ConnState{}},
+		{"COMMIT", false, false, ConnState{}},
+		{"SELECT * FROM t WHERE id = 1 FOR UPDATE", false, true, ConnState{}},
+		{"UPDATE acct SET bal = bal - 10 WHERE id = 1", false, true, ConnState{}},
+		{"INSERT INTO ledger VALUES (1, 2, 10)", false, true, ConnState{}},
+		{"CREATE TABLE x (a INT)", false, false, ConnState{}},
+		{"BEGIN", false, false, ConnState{}},
+		{"UPDATE t SET a = 1; COMMIT", false, false, ConnState{}},
+		{"SET @x = 5", false, false, ConnState{UserVars: true}},
+		{"SELECT @x := a FROM t", false, true, ConnState{UserVars: true}},
+		{"SELECT a INTO @y FROM t LIMIT 1", false, false, ConnState{UserVars: true}},
+		{"SELECT GET_LOCK('job', 10)", false, true, ConnState{GetLocks: []string{"job"}}},
+		{"SELECT GET_LOCK(CONCAT('j', id), 1) FROM t", false, true, ConnState{UnknownLock: true}},
+		{"DO RELEASE_LOCK('job')", false, false, ConnState{ReleaseLocks: []string{"job"}}},
+		{"SELECT RELEASE_ALL_LOCKS()", false, true, ConnState{ReleaseAllLocks: true}},
+		{"LOCK TABLES t WRITE", false, false, ConnState{LockTables: true}},
+		{"UNLOCK TABLES", false, false, ConnState{UnlockTables: true}},
+		{"INSERT INTO t VALUES (1) RETURNING @z", false, false, ConnState{UserVars: true}}, // not parsable: guessed
+	}
+	for _, tt := range tests {
+		got := c.Classify(tt.sql, false)
+		if got.Rollback != tt.rollback || got.DML != tt.dml || !reflect.DeepEqual(got.State, tt.state) {
+			t.Errorf("%q: rollback %v dml %v state %+v; want %v %v %+v", tt.sql, got.Rollback, got.DML, got.State, tt.rollback, tt.dml, tt.state)
+		}
+	}
+}
+
 func TestClassifyTablesAndTemporary(t *testing.T) {
 	c := NewClassifier(0)
 	tests := []struct {
