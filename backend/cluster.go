@@ -39,6 +39,7 @@ type Cluster struct {
 	// waiters can select on it.
 	changed  chan struct{}
 	inflight atomic.Int64 // statements running on the master
+	openTx   atomic.Int64 // transactions open through the write gate
 	// per-server counters, fixed at creation (servers added by reload
 	// get theirs lazily under mu).
 	counters map[string]*serverCounters
@@ -178,7 +179,38 @@ func (c *Cluster) Hold(ctx context.Context) error {
 
 // Release ends a hold without changing the master.
 func (c *Cluster) Release() {
-	c.update(func(t *Topology) { t.Holding = false })
+	c.update(func(t *Topology) { t.Holding, t.HoldingTransactions = false, false })
+}
+
+// TxOpened and TxClosed count the transactions open on the master (the
+// sessions report them), so a switchover can let them finish first.
+func (c *Cluster) TxOpened() { c.openTx.Add(1) }
+
+// TxClosed: see TxOpened.
+func (c *Cluster) TxClosed() { c.openTx.Add(-1) }
+
+// OpenTransactions returns how many transactions are open on the master.
+func (c *Cluster) OpenTransactions() int { return int(c.openTx.Load()) }
+
+// DrainTransactions waits (bounded by ctx) until no transaction is open
+// on the master, while a hold keeps new ones from starting; it returns
+// how many are still open.
+func (c *Cluster) DrainTransactions(ctx context.Context) int {
+	for c.openTx.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return int(c.openTx.Load())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	return 0
+}
+
+// HoldTransactions extends a hold to the statements of open
+// transactions, and waits (bounded by ctx) for those running to finish.
+func (c *Cluster) HoldTransactions(ctx context.Context) error {
+	c.update(func(t *Topology) { t.HoldingTransactions = true })
+	return c.Hold(ctx)
 }
 
 // EnterMaster is called before a statement runs on the master: it waits
@@ -190,9 +222,9 @@ func (c *Cluster) EnterMaster(timeout time.Duration, bypass bool) (master string
 	var deadline <-chan time.Time
 	for {
 		t := c.topo.Load()
-		if !t.Holding || bypass {
+		if t.passes(bypass) {
 			c.inflight.Add(1)
-			if t2 := c.topo.Load(); t2.Holding && !bypass && t2 != t {
+			if t2 := c.topo.Load(); t2 != t && !t2.passes(bypass) {
 				c.inflight.Add(-1)
 				continue
 			}
@@ -335,7 +367,7 @@ func (c *Cluster) SetMaster(name string) uint64 {
 	return c.update(func(t *Topology) {
 		t.Master = name
 		t.Epoch++
-		t.Holding = false
+		t.Holding, t.HoldingTransactions = false, false
 		t.MasterUnreachable = false
 	}).Epoch
 }
@@ -347,7 +379,7 @@ func (c *Cluster) SetMasterEpoch(name string, epoch uint64) bool {
 	changed := false
 	c.update(func(t *Topology) {
 		if epoch > t.Epoch || (epoch == t.Epoch && name != t.Master && t.Master == "") {
-			t.Master, t.Epoch, t.Holding, t.MasterUnreachable = name, epoch, false, false
+			t.Master, t.Epoch, t.Holding, t.HoldingTransactions, t.MasterUnreachable = name, epoch, false, false, false
 			changed = true
 		}
 	})

@@ -68,11 +68,19 @@ type Topology struct {
 	Master  string
 	Servers []ServerState
 	// Holding pauses statements for the master (failover, switchover):
-	// they wait for the next topology instead of failing.
-	Holding bool
+	// they wait for the next topology instead of failing. Statements of
+	// open transactions still pass, unless HoldingTransactions is set too.
+	Holding             bool
+	HoldingTransactions bool
 	// MasterUnreachable: the proxy cannot reach the master but replicas
 	// still replicate from it, so no failover was done.
 	MasterUnreachable bool
+}
+
+// passes reports whether a statement may enter the master now; inTx: it
+// belongs to an open transaction.
+func (t *Topology) passes(inTx bool) bool {
+	return !t.Holding || (inTx && !t.HoldingTransactions)
 }
 
 // Server returns the named server's state, or nil.
