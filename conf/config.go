@@ -138,6 +138,10 @@ type Failover struct {
 	ReplicationUser     string   `yaml:"replication_user"`
 	ReplicationPassword Secret   `yaml:"replication_password"`
 	StateFile           string   `yaml:"state_file"`
+	// SwitchoverDrain: how long a switchover lets open transactions reach
+	// COMMIT or ROLLBACK (new ones wait) before it fences the master; those
+	// still open are replayed on the new master or aborted.
+	SwitchoverDrain Duration `yaml:"switchover_drain"`
 	// Timeouts bound each step of a failover or switchover.
 	Timeouts FailoverTimeouts `yaml:"timeouts"`
 }
@@ -181,6 +185,17 @@ type Routing struct {
 	// GTIDWaitTimeout bounds the read-your-writes wait on a replica; past
 	// it the read goes to the master.
 	GTIDWaitTimeout Duration `yaml:"gtid_wait_timeout"`
+	// TransactionReplay: a transaction whose connection is lost (master
+	// change, connection cut) is replayed on the master when it can be.
+	TransactionReplay TransactionReplay `yaml:"transaction_replay"`
+}
+
+// TransactionReplay configures transaction replay.
+type TransactionReplay struct {
+	Enabled bool `yaml:"enabled"`
+	// MaxSize bounds the statements kept per transaction; a larger
+	// transaction that loses its connection is aborted instead.
+	MaxSize ByteSize `yaml:"max_size"`
 }
 
 // Admin configures the admin SQL listener.

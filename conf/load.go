@@ -39,22 +39,24 @@ func Defaults() Config {
 			ConnectTimeout: Duration(time.Second),
 		},
 		Failover: Failover{
-			Enabled:      true,
-			Cooldown:     Duration(10 * time.Minute),
-			ApplyTimeout: Duration(30 * time.Second),
-			HoldTimeout:  Duration(10 * time.Second),
+			Enabled:         true,
+			Cooldown:        Duration(10 * time.Minute),
+			ApplyTimeout:    Duration(30 * time.Second),
+			HoldTimeout:     Duration(10 * time.Second),
+			SwitchoverDrain: Duration(2 * time.Second),
 			Timeouts: FailoverTimeouts{Hold: Duration(2 * time.Second), Inspect: Duration(3 * time.Second),
 				Fence: Duration(3 * time.Second), Promote: Duration(10 * time.Second), Repoint: Duration(10 * time.Second),
 				Verify: Duration(5 * time.Second), Coordinate: Duration(5 * time.Second), Undo: Duration(15 * time.Second),
 				Rejoin: Duration(15 * time.Second)},
 		},
 		Routing: Routing{
-			Consistency:     "session",
-			MaxReplicaLag:   Duration(10 * time.Second),
-			NoReplica:       "master",
-			ReplicaChoice:   "session",
-			ReadWriteSplit:  true,
-			GTIDWaitTimeout: Duration(time.Second),
+			Consistency:       "session",
+			MaxReplicaLag:     Duration(10 * time.Second),
+			NoReplica:         "master",
+			ReplicaChoice:     "session",
+			ReadWriteSplit:    true,
+			GTIDWaitTimeout:   Duration(time.Second),
+			TransactionReplay: TransactionReplay{Enabled: true, MaxSize: 1 << 20},
 		},
 		Admin: Admin{Listen: "127.0.0.1:6033", User: "admin"},
 		Hooks: Hooks{Timeout: Duration(30 * time.Second)},
@@ -244,6 +246,7 @@ func (c *Config) validate() []fieldError {
 		"pool.acquire_timeout": p.AcquireTimeout, "handshake_timeout": c.HandshakeTimeout,
 		"monitor.interval": c.Monitor.Interval, "monitor.connect_timeout": c.Monitor.ConnectTimeout,
 		"failover.hold_timeout": c.Failover.HoldTimeout, "failover.apply_timeout": c.Failover.ApplyTimeout,
+		"failover.switchover_drain": c.Failover.SwitchoverDrain,
 		"routing.gtid_wait_timeout": c.Routing.GTIDWaitTimeout,
 		"failover.timeouts.hold":    c.Failover.Timeouts.Hold, "failover.timeouts.inspect": c.Failover.Timeouts.Inspect,
 		"failover.timeouts.fence": c.Failover.Timeouts.Fence, "failover.timeouts.promote": c.Failover.Timeouts.Promote,
@@ -269,6 +272,9 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Routing.ReplicaChoice != "session" && c.Routing.ReplicaChoice != "statement" {
 		add("routing.replica_choice", "%q: use session or statement", c.Routing.ReplicaChoice)
+	}
+	if c.Routing.TransactionReplay.MaxSize < 0 || c.Routing.TransactionReplay.MaxSize > 1<<30 {
+		add("routing.transaction_replay.max_size", "must be between 0 and 1GiB")
 	}
 	if c.Routing.NoReplica != "master" && c.Routing.NoReplica != "error" {
 		add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)

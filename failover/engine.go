@@ -22,6 +22,9 @@ type Settings struct {
 	StateFile    string
 	Hooks        Hooks
 	Timeouts     Timeouts
+	// SwitchoverDrain: how long a switchover lets open transactions
+	// finish before it fences the master.
+	SwitchoverDrain time.Duration
 	// Servers in config order with their promotion flags.
 	Servers []ServerConfig
 }

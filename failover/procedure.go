@@ -80,16 +80,21 @@ type undoStep struct {
 
 // run is the one procedure both kinds follow:
 //
-//	failover    hold  pick  coordinate  pre_hook          fence  apply  promote  repoint  retarget           verify  post_hook
-//	switchover        pick  coordinate  catchup  hold      fence  apply  promote           retarget  repoint  verify  post_hook
+//	failover    hold  pick  coordinate  pre_hook                fence  apply  promote  repoint  retarget           verify  post_hook
+//	switchover        pick  coordinate  catchup  hold  drain    fence  apply  promote           retarget  repoint  verify  post_hook
 //
-// A failover holds writes first (statements stuck on the dead master are
-// cut), fences the old master when it can reach it at all, and waits for
+// A failover holds writes first, open transactions' statements included
+// (statements stuck on the dead master are cut; the sessions replay their
+// transactions on the new master), fences the old master when it can
+// reach it at all, and waits for
 // the candidate's relay log; the replicas follow the candidate before
 // writes resume, so its semi-sync has an acknowledger at once (there is
 // no traffic to hold up). A switchover needs the master alive: the
-// candidate catches up while writes still flow, writes are held only for
-// fence, apply and promote, and the old master and the replicas follow
+// candidate catches up while writes still flow; new transactions are
+// held while open ones get switchover_drain to finish; the fence then
+// ends those still open (their sessions replay them on the new master, or
+// abort them); writes are held only for fence, apply and promote, and the
+// old master and the replicas follow
 // the new one as soon as writes resume (repointing a busy replica can
 // take seconds). From the fence on, a failure undoes what was done
 // (rollback).
@@ -112,6 +117,7 @@ func (c *change) run() error {
 	if c.planned {
 		_ = c.step("catchup", c.catchUp)
 		_ = c.step("hold", c.hold)
+		_ = c.step("drain", c.drain)
 	} else if err := c.step("pre_hook", func() error { return c.hook(c.e.set.Hooks.PreFailover) }); err != nil {
 		return fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
 	}
@@ -151,18 +157,30 @@ func (c *change) timeout(d time.Duration) (context.Context, context.CancelFunc) 
 }
 
 // hold pauses new statements for the master. In a failover, statements
-// stuck on the dead master are cut first; the hold's wait is best effort.
+// stuck on the dead master are cut first and open transactions are held
+// too; the hold's wait is best effort.
 func (c *change) hold() error {
-	if !c.planned {
-		c.e.cluster.KillInUse(c.old.Name)
-	}
 	ctx, cancel := c.timeout(c.e.set.Timeouts.Hold)
 	defer cancel()
-	err := c.e.cluster.Hold(ctx)
-	if !c.planned {
-		return nil
+	if c.planned {
+		return c.e.cluster.Hold(ctx)
 	}
-	return err
+	c.e.cluster.KillInUse(c.old.Name)
+	_ = c.e.cluster.HoldTransactions(ctx)
+	return nil
+}
+
+// drain gives the transactions open on the master up to switchover_drain
+// to finish (new ones wait at the gate), then holds their statements too.
+func (c *change) drain() error {
+	open := c.e.cluster.OpenTransactions()
+	ctx, cancel := c.timeout(c.e.set.SwitchoverDrain)
+	left := c.e.cluster.DrainTransactions(ctx)
+	cancel()
+	c.rec.rec.Drained, c.rec.rec.LeftOpen = max(open-left, 0), left
+	hctx, hcancel := c.timeout(c.e.set.Timeouts.Hold)
+	defer hcancel()
+	return c.e.cluster.HoldTransactions(hctx)
 }
 
 // endHold lets writes go on to whichever master there is now: the new
@@ -211,15 +229,17 @@ func (c *change) catchUp() error {
 	return nil
 }
 
-// fence makes the old master read-only (in a failover, its client
-// connections are killed too) and reads what it holds, which the
+// fence makes the old master read-only, kills its client connections
+// (their transactions roll back) and reads what it holds, which the
 // candidate must apply.
 func (c *change) fence() error {
 	ctx, cancel := c.timeout(c.e.set.Timeouts.Fence)
 	defer cancel()
 	// The undo comes first: a fence that timed out may still have applied.
 	c.pushUndo("unfence "+c.old.Name, false, func(ctx context.Context) error { return c.e.act.Unfence(ctx, c.old.Addr) })
-	if err := c.e.act.Fence(ctx, c.old.Addr, !c.planned); err != nil {
+	// Kill: a switchover's transactions still open after the drain end
+	// here, so the old master holds no locks when it follows the new one.
+	if err := c.e.act.Fence(ctx, c.old.Addr, true); err != nil {
 		return err
 	}
 	c.fenced = true

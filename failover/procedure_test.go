@@ -220,3 +220,38 @@ func TestRejoinWaitsForARunningChange(t *testing.T) {
 		t.Fatalf("rejoin after the change: %q", got)
 	}
 }
+
+// TestSwitchoverDrainsTransactions: open transactions get the drain time
+// to finish; the record says how many did and how many were left.
+func TestSwitchoverDrainsTransactions(t *testing.T) {
+	f := newFakeServers()
+	f.add("db1", "a1", "", "0-1-10")
+	f.add("db2", "a2", "a1", "0-1-10")
+	cluster := backend.NewCluster([]backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}, "db1", backend.PoolOptions{}, nil)
+	e := New(cluster, f, Settings{ApplyTimeout: time.Second, Interval: time.Second, SwitchoverDrain: 300 * time.Millisecond,
+		Servers: []ServerConfig{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}}, zap.NewNop())
+	cluster.TxOpened()
+	cluster.TxOpened()
+	go func() {
+		// One transaction commits once new ones are held.
+		for !cluster.Topology().Holding {
+			time.Sleep(time.Millisecond)
+		}
+		cluster.TxClosed()
+	}()
+	rec, err := e.Switchover(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Drained != 1 || rec.LeftOpen != 1 {
+		t.Errorf("drained %d, left open %d; want 1 and 1", rec.Drained, rec.LeftOpen)
+	}
+	for _, s := range rec.Steps {
+		if s.Name == "drain" && s.Duration < 300*time.Millisecond {
+			t.Errorf("drain took %s: it did not wait for the transaction still open", s.Duration)
+		}
+	}
+	if cluster.Topology().Master != "db2" {
+		t.Errorf("master %s after the switchover", cluster.Topology().Master)
+	}
+}

@@ -27,6 +27,11 @@ type Record struct {
 	Duration  time.Duration `json:"duration_ns"`
 	Error     string        `json:"error,omitempty"`
 	Epoch     uint64        `json:"epoch,omitempty"`
+	// Drained counts the transactions that finished during a
+	// switchover's drain; LeftOpen those still open after it (their
+	// sessions replay them on the new master or abort them).
+	Drained  int `json:"drained,omitempty"`
+	LeftOpen int `json:"left_open,omitempty"`
 }
 
 // recorder times the steps of one record.
