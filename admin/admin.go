@@ -35,6 +35,9 @@ type Sources struct {
 	// QueryStats returns the digest table; ResetQueryStats clears it.
 	QueryStats      func() []QueryStat
 	ResetQueryStats func()
+	// TxOutcomes says what became of the transactions that lost their
+	// connection in a topology epoch: replayed, aborted (proxy).
+	TxOutcomes func(epoch uint64) (replayed, aborted int)
 	// Config renders the running config without secrets.
 	Config func() string
 	// Reload re-reads the config file; an error keeps the old one.
@@ -436,11 +439,17 @@ func (s *Server) showFailovers() (*mysql.Result, error) {
 				}
 				steps = append(steps, x)
 			}
+			var replayed, aborted int
+			if s.src.TxOutcomes != nil && r.Error == "" {
+				replayed, aborted = s.src.TxOutcomes(r.Epoch)
+			}
 			rows = append(rows, []any{r.Started.UTC().Format(time.RFC3339Nano), r.Kind, r.OldMaster, r.NewMaster,
-				r.Duration.Round(time.Microsecond).String(), r.Epoch, boolInt(r.Error == ""), r.Reason, r.Positions, strings.Join(steps, " "), r.Error})
+				r.Duration.Round(time.Microsecond).String(), r.Epoch, boolInt(r.Error == ""), r.Drained, replayed, aborted,
+				r.Reason, r.Positions, strings.Join(steps, " "), r.Error})
 		}
 	}
-	return table([]string{"started", "kind", "old_master", "new_master", "duration", "epoch", "succeeded", "reason", "gtid_positions", "steps", "error"}, rows)
+	return table([]string{"started", "kind", "old_master", "new_master", "duration", "epoch", "succeeded",
+		"transactions_drained", "transactions_replayed", "transactions_aborted", "reason", "gtid_positions", "steps", "error"}, rows)
 }
 
 func (s *Server) showSessions() (*mysql.Result, error) {

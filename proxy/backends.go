@@ -31,6 +31,10 @@ type Backends interface {
 	CloseIdle(server string)
 	// Begin counts a statement running on server until End.
 	Begin(server string) *backend.StatementCount
+	// TxOpened and TxClosed count transactions open on the master (a
+	// switchover lets them finish before it fences the master).
+	TxOpened()
+	TxClosed()
 }
 
 var _ Backends = (*backend.Cluster)(nil)

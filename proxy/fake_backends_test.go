@@ -6,10 +6,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
@@ -30,6 +32,17 @@ type fakeBackends struct {
 	// onRefuse runs when a connection is refused (e.g. a failover that
 	// names a new master right then).
 	onRefuse func()
+	// onEnter runs once when a statement asks the write gate in (e.g. a
+	// failover completing while it waits there).
+	onEnter func()
+}
+
+func (f *fakeBackends) EnterMaster(timeout time.Duration, bypass bool) (string, uint64, error) {
+	if h := f.onEnter; h != nil {
+		f.onEnter = nil
+		h()
+	}
+	return f.Cluster.EnterMaster(timeout, bypass)
 }
 
 // newFakeBackends builds a topology: master m and replicas r1, r2 (up,
@@ -103,10 +116,13 @@ type fakeServer struct {
 // fakeAnswer is how a fake server answers statements containing match.
 type fakeAnswer struct {
 	match string
-	// reply: payloads sent back (nil: OK). close: the connection is
-	// closed after reading the statement, with nothing sent back.
+	// reply: payloads sent back (nil: OK); status flags are filled in.
+	// close: the connection is closed after reading the statement, with
+	// nothing sent back. once: the answer is used up after one match.
 	reply [][]byte
 	close bool
+	once  bool
+	used  bool
 }
 
 func (fs *fakeServer) answer(match string, reply ...[]byte) {
@@ -115,10 +131,25 @@ func (fs *fakeServer) answer(match string, reply ...[]byte) {
 	fs.answers = append(fs.answers, fakeAnswer{match: match, reply: reply})
 }
 
+// reanswer replaces the answers to statements containing match.
+func (fs *fakeServer) reanswer(match string, reply ...[]byte) {
+	fs.mu.Lock()
+	fs.answers = slices.DeleteFunc(fs.answers, func(a fakeAnswer) bool { return a.match == match })
+	fs.mu.Unlock()
+	fs.answer(match, reply...)
+}
+
 func (fs *fakeServer) closeOn(match string) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.answers = append(fs.answers, fakeAnswer{match: match, close: true})
+}
+
+// closeOnceOn closes the connection the first time a statement matches.
+func (fs *fakeServer) closeOnceOn(match string) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.answers = append(fs.answers, fakeAnswer{match: match, close: true, once: true})
 }
 
 // received returns the statements seen that contain match.
@@ -139,9 +170,13 @@ func sessionOwn(q string) bool {
 	return strings.HasPrefix(q, "SET NAMES") || strings.HasPrefix(q, "SELECT @@collation_connection")
 }
 
+// serve answers one connection. It keeps the connection's transaction
+// state as a server does: BEGIN opens one, COMMIT and ROLLBACK end it,
+// and every OK and EOF carries the in-transaction flag.
 func (fs *fakeServer) serve(c net.Conn) {
 	defer c.Close()
 	pc := packet.NewConn(c)
+	inTx := false
 	for {
 		pc.ResetSequence()
 		data, err := pc.ReadPacket()
@@ -152,36 +187,64 @@ func (fs *fakeServer) serve(c net.Conn) {
 		switch data[0] {
 		case mysql.COM_QUIT:
 			return
+		case mysql.COM_RESET_CONNECTION:
+			inTx = false
 		case mysql.COM_SET_OPTION:
 			reply = [][]byte{{mysql.EOF_HEADER, 0, 0, 2, 0}}
 		case mysql.COM_QUERY:
 			q := string(data[1:])
-			if !sessionOwn(q) {
-				fs.mu.Lock()
-				fs.seen = append(fs.seen, q)
-				var a fakeAnswer
-				for _, x := range fs.answers {
-					if strings.Contains(q, x.match) {
-						a = x
-						break
-					}
-				}
-				fs.mu.Unlock()
-				if a.close {
-					return
-				}
-				reply = a.reply
+			if sessionOwn(q) {
+				break
 			}
+			a, ok := fs.receive(q)
+			if ok && a.close {
+				return
+			}
+			switch upper := strings.ToUpper(q); {
+			case strings.HasPrefix(upper, "BEGIN"), strings.HasPrefix(upper, "START TRANSACTION"):
+				inTx = true
+			case strings.HasPrefix(upper, "COMMIT"), strings.HasPrefix(upper, "ROLLBACK"):
+				inTx = false
+			}
+			reply = a.reply
+		}
+		status := uint16(mysql.SERVER_STATUS_AUTOCOMMIT)
+		if inTx {
+			status |= mysql.SERVER_STATUS_IN_TRANS
 		}
 		if reply == nil {
-			reply = [][]byte{okPayload(1, mysql.SERVER_STATUS_AUTOCOMMIT)}
+			reply = [][]byte{okPayload(1, 0)}
 		}
 		for _, p := range reply {
+			if p[0] == mysql.OK_HEADER && len(p) >= 5 || p[0] == mysql.EOF_HEADER && len(p) == 5 {
+				// Status at byte 3 in both: EOF is header, warnings(2),
+				// status; these OKs are header, affected rows, insert id
+				// (one byte each), status.
+				p = append([]byte(nil), p...)
+				const at = 3
+				flags := (uint16(p[at])|uint16(p[at+1])<<8)&^mysql.SERVER_STATUS_IN_TRANS | status
+				p[at], p[at+1] = byte(flags), byte(flags>>8)
+			}
 			if err := pc.WritePacket(append(make([]byte, 4), p...)); err != nil {
 				return
 			}
 		}
 	}
+}
+
+// receive logs a client statement and finds its answer.
+func (fs *fakeServer) receive(q string) (fakeAnswer, bool) {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.seen = append(fs.seen, q)
+	for i := range fs.answers {
+		a := &fs.answers[i]
+		if strings.Contains(q, a.match) && !(a.once && a.used) {
+			a.used = true
+			return *a, true
+		}
+	}
+	return fakeAnswer{}, false
 }
 
 // okPayload is an OK packet: affected rows, no insert id, status, no warnings.

@@ -36,6 +36,7 @@ type Settings struct {
 	GTIDWait         time.Duration // read-your-writes wait on a replica
 	AvoidFor         time.Duration // how long a session avoids a failed replica
 	HoldTimeout      time.Duration // how long master statements wait for a new master
+	TxReplay         TxReplay      // transactions replayed when their connection is lost
 }
 
 func (s *Server) policy() router.Policy      { return s.settings.Load().Policy }
@@ -60,6 +61,9 @@ type Server struct {
 
 	stats   Stats
 	digests *digestTable
+	// outcomes: per topology epoch, transactions replayed and aborted.
+	outcomesMu sync.Mutex
+	outcomes   map[uint64]*TxOutcome
 	// observe, when set (before Serve), is told about every statement.
 	observe func(kind string, toMaster, ok bool, d time.Duration)
 }
@@ -75,6 +79,9 @@ type Stats struct {
 	Queries       atomic.Uint64 // COM_QUERY and COM_STMT_EXECUTE
 	BackendErrors atomic.Uint64 // backend lost or unreachable
 	Rejected      atomic.Uint64 // over max connections or during drain
+	// Transactions whose connection was lost: replayed on the (new)
+	// master; replay attempted and failed; aborted (client told, class 40).
+	TxReplayed, TxReplayFailed, TxAborted atomic.Uint64
 }
 
 // New builds a proxy server in front of b. version is the server version

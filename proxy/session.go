@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"go.uber.org/zap"
 
@@ -59,6 +60,10 @@ type session struct {
 	conns map[string]*heldConn
 	epoch uint64
 	mux   muxState
+	// tx is the transaction open on the master, kept for replay;
+	// aborted, once set, answers every statement until ROLLBACK.
+	tx      txState
+	aborted *mysql.MyError
 
 	cmd  scratch     // per-command buffers and the reply being relayed
 	info sessionInfo // read by other goroutines
@@ -71,7 +76,8 @@ type scratch struct {
 	target string  // where the last command ran
 	pktBuf *[]byte // backend packet buffer, held during a command (packetBufs)
 	okBuf  []byte
-	cmdBuf []byte // framing buffer for commands sent to backends
+	cmdBuf []byte        // framing buffer for commands sent to backends
+	sum    xxhash.Digest // checksum of a reply inside a transaction
 }
 
 // sessionInfo is what other goroutines may read of a session.
@@ -160,6 +166,7 @@ func (s *session) closeIfIdle() {
 
 func (s *session) cleanup() {
 	_ = s.client.flush() // a final error packet may still be buffered
+	s.endTx()
 	s.releaseAll()
 	s.returnBuffers()
 	s.client.close()
@@ -208,7 +215,10 @@ func (s *session) answer(data []byte) (end bool) {
 	}
 	var me *mysql.MyError
 	var fatal closeWith
+	var lost *connLost
 	switch {
+	case errors.As(err, &lost):
+		return s.client.write(errPacketFor(errBackendLost(lost.target, lost.err), s.caps)) != nil
 	case errors.As(err, &fatal):
 		_ = s.client.write(errPacketFor(fatal.MyError, s.caps))
 		return true
@@ -231,6 +241,9 @@ func (s *session) dispatchSafely(data []byte) (err error) {
 			s.log.Error("session panic", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
 			for _, h := range s.conns {
 				h.bc.MarkBroken()
+			}
+			if s.tx.open {
+				_ = s.abortTx("an internal error in the proxy")
 			}
 			s.releaseAll()
 			s.connectionLost()

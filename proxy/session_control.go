@@ -53,6 +53,8 @@ func (s *session) resetConnection() error {
 // variables, transaction, pins) and gives the connections back to be
 // reset; the session starts again in db with the given character set.
 func (s *session) startOver(db string, collation uint8, multiOff bool) {
+	s.endTx()
+	s.aborted = nil
 	s.stmts.clear()
 	s.releaseAll() // released connections are reset by the pool
 	s.route.Reset()

@@ -66,18 +66,23 @@ var errNotSent = errors.New("connection cut before the command was sent")
 // the session is replaced. After that, a lost connection is an error for
 // the client.
 func (s *session) exec(c *command) error {
-	for resends := 0; ; resends++ {
-		p, err := s.place(c)
-		if err != nil {
+	for tries := 0; ; tries++ {
+		if handled, err := s.checkTx(c); handled {
 			return err
 		}
-		err = s.runOn(c, p)
-		p.leave(s)
-		if errors.Is(err, errNotSent) && resends < maxResends {
-			continue
+		p, err := s.place(c)
+		if err == nil {
+			err = s.runOn(c, p)
+			p.leave(s)
 		}
-		if errors.Is(err, errNotSent) {
+		again := errors.Is(err, errNotSent) || errors.Is(err, errTxLost)
+		switch {
+		case again && tries < maxResends:
+			continue
+		case errors.Is(err, errNotSent):
 			return errBackendLost(p.target, err)
+		case errors.Is(err, errTxLost):
+			return s.abortTx(s.tx.lost + ", again after replaying")
 		}
 		return err
 	}
@@ -102,6 +107,9 @@ func (p placement) leave(s *session) {
 func (s *session) place(c *command) (placement, error) {
 	for try := 0; ; try++ {
 		s.followEpoch()
+		if s.tx.open && s.txConnGone() {
+			return placement{}, errTxLost // checkTx replays it first
+		}
 		d, err := s.decide(c)
 		if err != nil {
 			return placement{}, errRouting(err)
@@ -189,6 +197,10 @@ func (s *session) runOn(c *command, p placement) error {
 	count := s.backends.Begin(p.target)
 	defer count.End()
 	start := time.Now()
+	r := s.newReply()
+	if s.txRecording(c, p.target) {
+		s.checksummed(r)
+	}
 	if err := s.send(p.bc, send); err != nil {
 		if p.bc.Broken() && !s.route.InTx {
 			// Closed under the session (the monitor or a failover cut
@@ -199,17 +211,33 @@ func (s *session) runOn(c *command, p placement) error {
 			}
 			return errNotSent
 		}
-		return s.lostConnection(p.target, p.bc, err)
+		return s.afterLoss(c, r, s.lostConnection(p.target, p.bc, err))
 	}
-	r := s.newReply()
 	if err := s.relay(c, p.bc, r); err != nil {
-		return err
+		return s.afterLoss(c, r, err)
 	}
 	s.observe(c, p, r, time.Since(start))
+	s.noteTx(c, p.target, r)
 	if r.serverErr != nil {
 		return r.serverErr
 	}
 	return nil
+}
+
+// afterLoss turns a connection lost under a command inside a
+// transaction into a replay or an abort (lostInTx); other errors pass.
+func (s *session) afterLoss(c *command, r *reply, err error) error {
+	var lost *connLost
+	if s.tx.open && errors.As(err, &lost) {
+		return s.lostInTx(c, r, lost.Error())
+	}
+	return err
+}
+
+// txConnGone: the connection carrying the open transaction is gone.
+func (s *session) txConnGone() bool {
+	h := s.conns[s.tx.on]
+	return s.tx.lost != "" || h == nil || h.bc.Broken()
 }
 
 // commandBytes returns what to send on p's connection: the client's
@@ -242,7 +270,7 @@ func (s *session) relay(c *command, bc *backend.Conn, r *reply) error {
 	case replyFieldList:
 		return s.relayFieldList(bc, r)
 	case replyOnePacket:
-		return s.relayPacket(bc)
+		return s.relayPacket(bc, r)
 	case replyPrepare:
 		return s.relayPrepare(bc, c, r)
 	}
@@ -288,10 +316,21 @@ func (s *session) send(bc *backend.Conn, cmd []byte) error {
 	return bp.WritePacket(buf)
 }
 
+// connLost is a backend connection lost under a command: the client gets
+// errBackendLost (mid-result too: an ERR packet may end a result set)
+// unless the transaction it carried is replayed.
+type connLost struct {
+	target string
+	err    error
+}
+
+func (e *connLost) Error() string {
+	return "the connection to " + e.target + " was lost (" + shortErr(e.err) + ")"
+}
+
 // lostConnection handles an I/O failure on a backend connection: it is
-// dropped, a transaction on it is over, and the client gets an error
-// (mid-result too: an ERR packet may end a result set). The session goes
-// on with other connections.
+// dropped and the session goes on with other connections. A transaction
+// the proxy keeps (txState) survives for replay; any other is over.
 func (s *session) lostConnection(target string, bc *backend.Conn, err error) error {
 	if errors.Is(err, errClientWrite) {
 		return err
@@ -303,8 +342,10 @@ func (s *session) lostConnection(target string, bc *backend.Conn, err error) err
 	if target != s.backends.Topology().Master {
 		s.route.Avoid(target, s.srv.avoidFor())
 	}
-	s.connectionLost()
-	return errBackendLost(target, err)
+	if !s.tx.open {
+		s.connectionLost()
+	}
+	return &connLost{target: target, err: err}
 }
 
 // connectionLost forgets a transaction that died with its connection.
@@ -315,16 +356,19 @@ func (s *session) connectionLost() {
 }
 
 // followEpoch drops every held connection when the topology epoch
-// changed: the master may be another server now, and the session's
-// transaction (if any) died with the old one.
+// changed: the master may be another server now. A transaction the proxy
+// keeps is replayed there (checkTx); any other died with the old master.
 func (s *session) followEpoch() {
 	epoch := s.backends.Topology().Epoch
 	if s.epoch == epoch {
 		return
 	}
 	if s.epoch != 0 {
+		if s.tx.open && s.tx.lost == "" {
+			s.tx.lost = "the master changed"
+		}
 		s.releaseAll()
-		if s.route.InTx {
+		if s.route.InTx && !s.tx.open {
 			s.connectionLost()
 		}
 	}

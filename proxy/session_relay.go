@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/go-mysql-org/go-mysql/mysql"
 
 	"github.com/switchyard/switchyard/backend"
@@ -16,6 +17,10 @@ import (
 // client, and read for session state), EOF/ERR packets (status flags, end
 // of a result), and column counts. What it learned comes back in a reply;
 // the session applies it afterwards (session_exec.go, observe).
+//
+// Inside a transaction the relay also checksums what the client receives
+// (session_tx.go replays the transaction elsewhere and compares); while
+// replaying it relays to nobody.
 
 // reply is what the relay learned from one backend reply.
 type reply struct {
@@ -34,6 +39,49 @@ type reply struct {
 	// serverErr is the server's own ERR that ended the reply; the session
 	// loop writes it to the client.
 	serverErr *mysql.MyError
+
+	// sent: some of the reply reached the client (a command lost after
+	// that cannot be run again unseen).
+	sent bool
+	// discard: relay to nobody (a transaction being replayed).
+	discard bool
+	// sum, when set, checksums what the client receives; unreplayable
+	// says why the reply cannot be reproduced by running the command again.
+	sum          *xxhash.Digest
+	unreplayable string
+}
+
+// emit sends one packet of the reply to the client (p has its 4-byte
+// header gap), unless the reply is being discarded.
+func (s *session) emit(r *reply, p []byte) error {
+	r.sent = true
+	if r.discard {
+		return nil
+	}
+	return s.client.write(p)
+}
+
+// check adds a packet's payload to the reply's checksum.
+func (r *reply) check(payload []byte) {
+	if r.sum != nil {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(payload)))
+		_, _ = r.sum.Write(n[:])
+		_, _ = r.sum.Write(payload)
+	}
+}
+
+// checkValues adds numbers to the checksum: the parts of an OK or EOF
+// packet that say what happened (not status flags or session state,
+// which differ from server to server).
+func (r *reply) checkValues(vs ...uint64) {
+	if r.sum != nil {
+		var b [8]byte
+		for _, v := range vs {
+			binary.LittleEndian.PutUint64(b[:], v)
+			_, _ = r.sum.Write(b[:])
+		}
+	}
 }
 
 // newReply returns the session's reply scratch, emptied.
@@ -41,6 +89,12 @@ func (s *session) newReply() *reply {
 	r := &s.cmd.reply
 	*r = reply{changes: r.changes[:0]}
 	return r
+}
+
+// checksummed turns on the reply's checksum (per-command scratch).
+func (s *session) checksummed(r *reply) {
+	s.cmd.sum.Reset()
+	r.sum = &s.cmd.sum
 }
 
 // noteStatus records the status flags of an OK or EOF packet.
@@ -112,6 +166,7 @@ func (s *session) relayResult(bc *backend.Conn, r *reply) error {
 		case mysql.ERR_HEADER:
 			// An error ends the whole reply, even in a multi-statement.
 			r.ok, r.serverErr = false, parseErrPacket(p[4:])
+			r.check(p[4:])
 			return nil
 		case mysql.LocalInFile_HEADER:
 			more, err = s.relayLocalInfile(bc, p, r)
@@ -130,8 +185,11 @@ func (s *session) relayOK(p []byte, r *reply) (more bool, err error) {
 	ok, valid := parseOK(p[4:])
 	if !valid {
 		// Unknown layout: pass it through untouched rather than guess.
-		return false, s.client.write(p)
+		r.check(p[4:])
+		return false, s.emit(r, p)
 	}
+	r.checkValues(ok.affectedRows, ok.lastInsertID, uint64(ok.warnings))
+	r.check(ok.info)
 	r.ok = true
 	r.noteStatus(ok.status)
 	r.rows += ok.affectedRows
@@ -141,7 +199,7 @@ func (s *session) relayOK(p []byte, r *reply) (more bool, err error) {
 		r.noteSessionState(ok.sessionState)
 	}
 	s.cmd.okBuf = encodeOKForClient(s.cmd.okBuf, ok, s.caps)
-	if err := s.client.write(s.cmd.okBuf); err != nil {
+	if err := s.emit(r, s.cmd.okBuf); err != nil {
 		return false, err
 	}
 	return ok.status&mysql.SERVER_MORE_RESULTS_EXISTS != 0, nil
@@ -154,11 +212,12 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte, r *reply) (more
 	if !ok {
 		return false, s.lost(bc, fmt.Errorf("bad column count packet"))
 	}
-	if err := s.client.write(first); err != nil {
+	r.check(first[4:])
+	if err := s.emit(r, first); err != nil {
 		return false, s.abandon(bc, err)
 	}
 	for i := uint64(0); i < columns; i++ {
-		if err := s.relayPacket(bc); err != nil {
+		if err := s.relayChecked(bc, r); err != nil {
 			return false, err
 		}
 	}
@@ -169,9 +228,11 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte, r *reply) (more
 	}
 	if p[4] == mysql.ERR_HEADER {
 		r.ok, r.serverErr = false, parseErrPacket(p[4:])
+		r.check(p[4:])
 		return false, nil
 	}
-	if err := s.client.write(p); err != nil {
+	r.checkValues(uint64(eofWarnings(p[4:])))
+	if err := s.emit(r, p); err != nil {
 		return false, s.abandon(bc, err)
 	}
 	if status := eofStatus(p[4:]); status&mysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
@@ -187,12 +248,25 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte, r *reply) (more
 }
 
 // relayPacket copies one packet from backend to client.
-func (s *session) relayPacket(bc *backend.Conn) error {
+func (s *session) relayPacket(bc *backend.Conn, r *reply) error {
 	p, err := s.readBackend(bc)
 	if err != nil {
 		return s.lost(bc, err)
 	}
-	if err := s.client.write(p); err != nil {
+	if err := s.emit(r, p); err != nil {
+		return s.abandon(bc, err)
+	}
+	return nil
+}
+
+// relayChecked is relayPacket adding the packet to the checksum.
+func (s *session) relayChecked(bc *backend.Conn, r *reply) error {
+	p, err := s.readBackend(bc)
+	if err != nil {
+		return s.lost(bc, err)
+	}
+	r.check(p[4:])
+	if err := s.emit(r, p); err != nil {
 		return s.abandon(bc, err)
 	}
 	return nil
@@ -209,7 +283,8 @@ func (s *session) relayFieldList(bc *backend.Conn, r *reply) error {
 			r.serverErr = parseErrPacket(p[4:])
 			return nil
 		}
-		if err := s.client.write(p); err != nil {
+		r.check(p[4:])
+		if err := s.emit(r, p); err != nil {
 			return s.abandon(bc, err)
 		}
 		if isEOF(p[4:]) {
@@ -226,7 +301,7 @@ func (s *session) relayFieldList(bc *backend.Conn, r *reply) error {
 func (s *session) relayRows(bc *backend.Conn, r *reply) error {
 	r.ok = false
 	for rows := uint64(0); ; rows++ {
-		n, err := s.copyRows(bc)
+		n, err := s.copyRows(bc, r)
 		if err != nil {
 			return s.abandon(bc, err)
 		}
@@ -237,12 +312,19 @@ func (s *session) relayRows(bc *backend.Conn, r *reply) error {
 		}
 		if p[4] == mysql.ERR_HEADER {
 			r.serverErr = parseErrPacket(p[4:])
+			r.check(p[4:])
 			return nil
 		}
-		if err := s.client.write(p); err != nil {
+		eof := isEOF(p[4:])
+		if eof {
+			r.checkValues(uint64(eofWarnings(p[4:])))
+		} else {
+			r.check(p[4:])
+		}
+		if err := s.emit(r, p); err != nil {
 			return s.abandon(bc, err)
 		}
-		if isEOF(p[4:]) {
+		if eof {
 			r.ok = true
 			r.noteStatus(eofStatus(p[4:]))
 			r.warnings = r.warnings || eofWarnings(p[4:]) != 0
@@ -259,10 +341,10 @@ func (s *session) relayRows(bc *backend.Conn, r *reply) error {
 // packet not fully received), which relayRows then reads on its own. The
 // client sees the backend's packet numbers, so both sides must be at the
 // same sequence (they are: the relay forwards packets one for one).
-func (s *session) copyRows(bc *backend.Conn) (uint64, error) {
+func (s *session) copyRows(bc *backend.Conn, r *reply) (uint64, error) {
 	bp := bc.Packets()
 	rd := bc.Reader()
-	if bp.Sequence != s.client.pc.Sequence || rd.Buffered() < 5 {
+	if (!r.discard && bp.Sequence != s.client.pc.Sequence) || rd.Buffered() < 5 {
 		return 0, nil
 	}
 	buf, _ := rd.Peek(rd.Buffered())
@@ -275,6 +357,7 @@ func (s *session) copyRows(bc *backend.Conn) (uint64, error) {
 		if first := buf[off+4]; first == mysql.ERR_HEADER || (first == mysql.EOF_HEADER && size < 9) {
 			break
 		}
+		r.check(buf[off+4 : off+4+size])
 		off += 4 + size
 		seq++
 		n++
@@ -282,11 +365,15 @@ func (s *session) copyRows(bc *backend.Conn) (uint64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	if _, err := s.client.out.Write(buf[:off]); err != nil {
-		return 0, fmt.Errorf("%w: %v", errClientWrite, err)
+	r.sent = true
+	if !r.discard {
+		if _, err := s.client.out.Write(buf[:off]); err != nil {
+			return 0, fmt.Errorf("%w: %v", errClientWrite, err)
+		}
+		s.client.pc.Sequence = seq
 	}
 	_, _ = rd.Discard(off)
-	bp.Sequence, s.client.pc.Sequence = seq, seq
+	bp.Sequence = seq
 	return n, nil
 }
 
@@ -313,22 +400,22 @@ func (s *session) relayPrepare(bc *backend.Conn, c *command, r *reply) error {
 	}
 	s.stmts.add(st)
 	binary.LittleEndian.PutUint32(p[5:], st.id)
-	if err := s.client.write(p); err != nil {
+	if err := s.emit(r, p); err != nil {
 		return s.abandon(bc, err)
 	}
 	r.ok = true
-	return s.relayDefinitions(bc, st.numParams, st.numColumns)
+	return s.relayDefinitions(bc, r, st.numParams, st.numColumns)
 }
 
 // relayDefinitions relays parameter and column definitions, each block
 // followed by an EOF.
-func (s *session) relayDefinitions(bc *backend.Conn, params, columns uint16) error {
+func (s *session) relayDefinitions(bc *backend.Conn, r *reply, params, columns uint16) error {
 	for _, n := range []uint16{params, columns} {
 		if n == 0 {
 			continue
 		}
 		for i := uint16(0); i <= n; i++ { // n definitions + EOF
-			if err := s.relayPacket(bc); err != nil {
+			if err := s.relayPacket(bc, r); err != nil {
 				return err
 			}
 		}
@@ -341,7 +428,10 @@ func (s *session) relayDefinitions(bc *backend.Conn, params, columns uint16) err
 // up to the empty packet, then the server's OK/ERR ends the exchange.
 func (s *session) relayLocalInfile(bc *backend.Conn, req []byte, r *reply) (more bool, err error) {
 	bp := bc.Packets()
-	if !s.settings.LoadDataLocal || s.caps&mysql.CLIENT_LOCAL_FILES == 0 {
+	// The file comes from the client: running the statement again (a
+	// replayed transaction) cannot send it again.
+	r.unreplayable = "LOAD DATA LOCAL INFILE"
+	if !s.settings.LoadDataLocal || s.caps&mysql.CLIENT_LOCAL_FILES == 0 || r.discard {
 		// Refuse by sending the server an empty file, then tell the client.
 		if err := bp.WritePacket([]byte{0, 0, 0, 0}); err != nil {
 			return false, s.lost(bc, err)
@@ -353,7 +443,7 @@ func (s *session) relayLocalInfile(bc *backend.Conn, req []byte, r *reply) (more
 			Message: "LOAD DATA LOCAL INFILE is disabled in Switchyard (set load_data_local: true)"}
 		return false, nil
 	}
-	if err := s.client.write(req); err != nil {
+	if err := s.emit(r, req); err != nil {
 		return false, s.abandon(bc, err)
 	}
 	for {

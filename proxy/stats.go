@@ -76,6 +76,52 @@ func (t *digestTable) reset() {
 	t.mu.Unlock()
 }
 
+// TxOutcome counts what became of the transactions that lost their
+// connection in one topology epoch (after a failover or switchover).
+type TxOutcome struct {
+	Replayed, Aborted int
+}
+
+// maxEpochsKept bounds the per-epoch outcome table.
+const maxEpochsKept = 100
+
+// noteTxOutcome records a transaction replayed (or aborted) in epoch.
+func (s *Server) noteTxOutcome(epoch uint64, replayed bool) {
+	s.outcomesMu.Lock()
+	defer s.outcomesMu.Unlock()
+	if s.outcomes == nil {
+		s.outcomes = map[uint64]*TxOutcome{}
+	}
+	o := s.outcomes[epoch]
+	if o == nil {
+		if len(s.outcomes) >= maxEpochsKept {
+			oldest := epoch
+			for e := range s.outcomes {
+				oldest = min(oldest, e)
+			}
+			delete(s.outcomes, oldest)
+		}
+		o = &TxOutcome{}
+		s.outcomes[epoch] = o
+	}
+	if replayed {
+		o.Replayed++
+	} else {
+		o.Aborted++
+	}
+}
+
+// TxOutcomes returns what became of transactions that lost their
+// connection in epoch.
+func (s *Server) TxOutcomes(epoch uint64) TxOutcome {
+	s.outcomesMu.Lock()
+	defer s.outcomesMu.Unlock()
+	if o := s.outcomes[epoch]; o != nil {
+		return *o
+	}
+	return TxOutcome{}
+}
+
 // QueryStats returns the digest table.
 func (s *Server) QueryStats() []DigestStat { return s.digests.snapshot() }
 

@@ -264,6 +264,7 @@ func proxySettings(c *conf.Config) *proxy.Settings {
 		GTIDWait:    c.Routing.GTIDWaitTimeout.D(),
 		AvoidFor:    4 * c.Monitor.Interval.D(),
 		HoldTimeout: c.Failover.HoldTimeout.D(),
+		TxReplay:    proxy.TxReplay{Enabled: c.Routing.TransactionReplay.Enabled, MaxSize: int(c.Routing.TransactionReplay.MaxSize)},
 	}
 }
 
@@ -273,7 +274,7 @@ func engineSettings(cfg *conf.Config) failover.Settings {
 	set := failover.Settings{
 		Enabled: cfg.Failover.Enabled, Cooldown: cfg.Failover.Cooldown.D(), ApplyTimeout: cfg.Failover.ApplyTimeout.D(),
 		Interval: cfg.Monitor.Interval.D(), FailCount: cfg.Monitor.FailCount,
-		StateFile: cfg.Failover.StateFile,
+		StateFile: cfg.Failover.StateFile, SwitchoverDrain: cfg.Failover.SwitchoverDrain.D(),
 		Hooks: failover.Hooks{PreFailover: cfg.Hooks.PreFailover, PostFailover: cfg.Hooks.PostFailover,
 			PostSwitchover: cfg.Hooks.PostSwitchover, Timeout: cfg.Hooks.Timeout.D()},
 		Timeouts: failover.Timeouts{Hold: t.Hold.D(), Inspect: t.Inspect.D(), Fence: t.Fence.D(), Promote: t.Promote.D(),
@@ -355,6 +356,10 @@ func (a *app) adminSources() admin.Sources {
 			return out
 		},
 		ResetQueryStats: a.proxy.ResetQueryStats,
+		TxOutcomes: func(epoch uint64) (int, int) {
+			o := a.proxy.TxOutcomes(epoch)
+			return o.Replayed, o.Aborted
+		},
 		Config: func() string {
 			a.mu.Lock()
 			defer a.mu.Unlock()
@@ -403,10 +408,16 @@ func (a *app) adminSources() admin.Sources {
 // counters are the proxy's cumulative counters by name.
 func (a *app) counters() map[string]uint64 {
 	st := a.proxy.StatsRef()
+	drained := 0
+	for _, r := range a.engine.History() {
+		drained += r.Drained
+	}
 	return map[string]uint64{
 		"connections_total": st.Connections.Load(), "auth_failures": st.AuthFailures.Load(),
 		"queries": st.Queries.Load(), "backend_errors": st.BackendErrors.Load(),
 		"rejected_connections": st.Rejected.Load(),
+		"transactions_drained": uint64(drained), "transactions_replayed": st.TxReplayed.Load(),
+		"transactions_replay_failed": st.TxReplayFailed.Load(), "transactions_aborted": st.TxAborted.Load(),
 	}
 }
 
