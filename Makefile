@@ -33,7 +33,7 @@ sandbox-down: build
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
-	$(GO) vet -tags faults ./test/chaos/
+	$(GO) vet -tags faults ./test/chaos/ ./test/transactions/
 
 ## test: everything CI runs (installs MariaDB if missing; starts its own servers)
 test: deps lint
@@ -43,9 +43,10 @@ test: deps lint
 unit:
 	$(GO) test -count=1 ./conf/ ./backend/ ./proxy/ ./router/ ./failover/ ./check/ ./admin/ ./metrics/
 
-## test-faults: the long fault suite (chaos loop with consistency checker, 2,000-client load test)
+## test-faults: the long fault suite (chaos loop with consistency checker,
+##   2,000-client load test, the bank test through 20 master changes of each kind)
 test-faults: deps
-	$(GO) test -tags faults -count=1 -v -timeout 20m ./test/chaos/
+	$(GO) test -tags faults -count=1 -v -timeout 30m ./test/chaos/ ./test/transactions/
 
 ## bench-deps: install sysbench and haproxy (the L4 relay baseline)
 bench-deps:

@@ -62,9 +62,10 @@ type change struct {
 	ticket   Ticket // the change as recorded with the coordinator
 	// fenced: the old master was made read-only (it is reachable); oldPos
 	// is what it holds then.
-	fenced    bool
-	oldPos    backend.Position
-	published bool // the candidate is the cluster's master
+	fenced     bool
+	oldPos     backend.Position
+	openAtHold int  // transactions open on the master when writes were held
+	published  bool // the candidate is the cluster's master
 
 	undoMu sync.Mutex
 	undo   []undoStep
@@ -163,6 +164,7 @@ func (c *change) hold() error {
 	ctx, cancel := c.timeout(c.e.set.Timeouts.Hold)
 	defer cancel()
 	if c.planned {
+		c.openAtHold = c.e.cluster.OpenTransactions()
 		return c.e.cluster.Hold(ctx)
 	}
 	c.e.cluster.KillInUse(c.old.Name)
@@ -171,13 +173,13 @@ func (c *change) hold() error {
 }
 
 // drain gives the transactions open on the master up to switchover_drain
-// to finish (new ones wait at the gate), then holds their statements too.
+// to finish (new ones wait at the gate since the hold), then holds their
+// statements too. Drained counts those open at the hold that finished.
 func (c *change) drain() error {
-	open := c.e.cluster.OpenTransactions()
 	ctx, cancel := c.timeout(c.e.set.SwitchoverDrain)
 	left := c.e.cluster.DrainTransactions(ctx)
 	cancel()
-	c.rec.rec.Drained, c.rec.rec.LeftOpen = max(open-left, 0), left
+	c.rec.rec.Drained, c.rec.rec.LeftOpen = max(c.openAtHold-left, 0), left
 	hctx, hcancel := c.timeout(c.e.set.Timeouts.Hold)
 	defer hcancel()
 	return c.e.cluster.HoldTransactions(hctx)

@@ -239,6 +239,7 @@ func TestSwitchoverDrainsTransactions(t *testing.T) {
 		}
 		cluster.TxClosed()
 	}()
+	// (Drained counts the transactions open when writes were held.)
 	rec, err := e.Switchover(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)

@@ -44,14 +44,14 @@ const (
 	replyPrepare                    // COM_STMT_PREPARE: statement OK and definitions
 )
 
-// maxResends bounds how often a command whose connection was cut before
-// anything left is placed again.
+// maxResends bounds how often a command is placed again after its
+// connection was lost (errRunAgain, errTxLost).
 const maxResends = 2
 
-// errNotSent: the connection was cut (by the monitor or a failover)
-// before the command left; it never reached a server and may be placed
-// again.
-var errNotSent = errors.New("connection cut before the command was sent")
+// errRunAgain: the command's connection was lost but running it again is
+// safe: it never reached a server (its write failed), or it changes
+// nothing and none of its reply reached the client.
+var errRunAgain = errors.New("connection lost; the command may run again")
 
 // exec runs one command and relays its reply:
 //
@@ -75,11 +75,11 @@ func (s *session) exec(c *command) error {
 			err = s.runOn(c, p)
 			p.leave(s)
 		}
-		again := errors.Is(err, errNotSent) || errors.Is(err, errTxLost)
+		again := errors.Is(err, errRunAgain) || errors.Is(err, errTxLost)
 		switch {
 		case again && tries < maxResends:
 			continue
-		case errors.Is(err, errNotSent):
+		case errors.Is(err, errRunAgain):
 			return errBackendLost(p.target, err)
 		case errors.Is(err, errTxLost):
 			return s.abortTx(s.tx.lost + ", again after replaying")
@@ -105,6 +105,7 @@ func (p placement) leave(s *session) {
 // session's state. Statements for the master pass the write gate: during
 // a failover or switchover they wait for the new master.
 func (s *session) place(c *command) (placement, error) {
+	var deadline time.Time // set when the master first cannot be reached
 	for try := 0; ; try++ {
 		s.followEpoch()
 		if s.tx.open && s.txConnGone() {
@@ -140,9 +141,12 @@ func (s *session) place(c *command) (placement, error) {
 		case serverErr && (toMaster || try >= 2):
 			return placement{}, me
 		case toMaster:
-			// The master is unreachable: wait (hold_timeout) for the
-			// failover engine to name another, then run there.
-			if try < 3 && s.waitForNewMaster(topo.Epoch) {
+			// The master is unreachable: wait (hold_timeout) for it to
+			// come back or for the failover engine to name another.
+			if deadline.IsZero() {
+				deadline = time.Now().Add(s.srv.holdTimeout())
+			}
+			if s.retryMaster(topo.Epoch, deadline) {
 				continue
 			}
 			s.srv.stats.BackendErrors.Add(1)
@@ -202,16 +206,21 @@ func (s *session) runOn(c *command, p placement) error {
 		s.checksummed(r)
 	}
 	if err := s.send(p.bc, send); err != nil {
-		if p.bc.Broken() && !s.route.InTx {
-			// Closed under the session (the monitor or a failover cut
-			// it) before anything left: the write found no socket.
-			s.release(p.target)
-			if p.target != s.backends.Topology().Master {
-				s.route.Avoid(p.target, s.srv.avoidFor())
-			}
-			return errNotSent
+		// The write failed (the connection was cut under the session, or
+		// its server is gone): the server runs only complete command
+		// packets, so this one never ran. It is sent again elsewhere, its
+		// transaction replayed first; only a read-only transaction on a
+		// replica, which the proxy does not keep, ends here.
+		inUntrackedTx := s.route.InTx && !s.tx.open
+		lost := s.lostConnection(p.target, p.bc, err)
+		switch {
+		case s.tx.open:
+			s.tx.lost = lost.Error()
+			return errTxLost
+		case inUntrackedTx:
+			return lost
 		}
-		return s.afterLoss(c, r, s.lostConnection(p.target, p.bc, err))
+		return errRunAgain
 	}
 	if err := s.relay(c, p.bc, r); err != nil {
 		return s.afterLoss(c, r, err)
@@ -224,14 +233,27 @@ func (s *session) runOn(c *command, p placement) error {
 	return nil
 }
 
-// afterLoss turns a connection lost under a command inside a
-// transaction into a replay or an abort (lostInTx); other errors pass.
+// afterLoss decides what a connection lost under a command becomes.
+// Inside a transaction: a replay or an abort (lostInTx). Outside one, a
+// command that changes nothing (a read, BEGIN) is sent again when none of
+// its reply reached the client; any other keeps its error (1927): it may
+// have run.
 func (s *session) afterLoss(c *command, r *reply, err error) error {
 	var lost *connLost
-	if s.tx.open && errors.As(err, &lost) {
+	switch {
+	case !errors.As(err, &lost):
+		return err
+	case s.tx.open:
 		return s.lostInTx(c, r, lost.Error())
+	case !r.sent && !s.route.InTx && changesNothing(c.class):
+		return errRunAgain
 	}
 	return err
+}
+
+// changesNothing: running the statement twice is the same as once.
+func changesNothing(cl router.Class) bool {
+	return cl.Kind == router.KindBegin || cl.Kind == router.KindBeginReadOnly || (cl.Kind == router.KindRead && cl.DML)
 }
 
 // txConnGone: the connection carrying the open transaction is gone.
@@ -375,13 +397,21 @@ func (s *session) followEpoch() {
 	s.epoch = epoch
 }
 
-// waitForNewMaster waits up to hold_timeout for a topology with another
-// epoch; true if one came.
-func (s *session) waitForNewMaster(epoch uint64) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), s.srv.holdTimeout())
+// masterRetryEvery is how often an unreachable master is tried again.
+const masterRetryEvery = 250 * time.Millisecond
+
+// retryMaster waits, after the master could not be reached, for the next
+// topology or for a moment (the same master may come back: a restart, a
+// pause), never past deadline; false once the deadline has passed.
+func (s *session) retryMaster(epoch uint64, deadline time.Time) bool {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(left, masterRetryEvery))
 	defer cancel()
-	t, err := s.backends.WaitChange(ctx, epoch)
-	return err == nil && t.Master != ""
+	_, _ = s.backends.WaitChange(ctx, epoch)
+	return true
 }
 
 // waitReplica makes a read-your-writes read wait on the replica until it

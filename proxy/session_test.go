@@ -62,6 +62,16 @@ func TestSessionPaths(t *testing.T) {
 			ranOn:    []string{"m"},
 		},
 		{
+			name: "a read lost in flight, nothing relayed yet: run again, the client never knows",
+			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
+				f.servers["m"].closeOnceOn("FROM t WHERE id = 7")
+				s.route.Avoid("r1", time.Hour)
+				s.route.Avoid("r2", time.Hour) // the read goes to the master
+			},
+			sql:   "SELECT c FROM t WHERE id = 7",
+			ranOn: []string{}, // received twice: lost, then answered
+		},
+		{
 			name: "a server error reaches the client as the server sent it",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
 				f.servers["m"].answer("VALUES (4)", errPayload(1062, "23000", "Duplicate entry '4' for key 'PRIMARY'"))

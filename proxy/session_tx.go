@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"go.uber.org/zap"
@@ -171,15 +172,11 @@ func (s *session) checkTx(c *command) (handled bool, err error) {
 func (s *session) replayTx() error {
 	why := s.tx.lost
 	s.release(s.tx.on) // a connection still alive is reset: its part rolls back
-	master, _, err := s.backends.EnterMaster(s.srv.holdTimeout(), false)
+	master, bc, err := s.enterMasterForReplay()
 	if err != nil {
-		return fmt.Errorf("%s, and no master came: %v", why, err)
+		return fmt.Errorf("%s, and %v", why, err)
 	}
 	defer s.backends.LeaveMaster()
-	bc, err := s.connTo(master)
-	if err != nil {
-		return fmt.Errorf("%s, and %s cannot be reached: %v", why, master, err)
-	}
 	for i, e := range s.tx.log {
 		sum, err := s.replayEntry(bc, e)
 		switch {
@@ -196,6 +193,30 @@ func (s *session) replayTx() error {
 	s.log.Info("transaction replayed after its connection was lost", zap.String("why", why),
 		zap.String("master", master), zap.Int("statements", len(s.tx.log)))
 	return nil
+}
+
+// enterMasterForReplay passes the write gate as a new transaction would
+// (waiting while a failover or switchover holds writes) and connects to
+// the master, waiting up to hold_timeout for it to come back or for a new
+// one; the caller owes a LeaveMaster.
+func (s *session) enterMasterForReplay() (string, *backend.Conn, error) {
+	deadline := time.Now().Add(s.srv.holdTimeout())
+	for {
+		s.followEpoch()
+		epoch := s.backends.Topology().Epoch
+		master, _, err := s.backends.EnterMaster(time.Until(deadline), false)
+		if err != nil {
+			return "", nil, fmt.Errorf("no master came: %v", err)
+		}
+		bc, err := s.connTo(master)
+		if err == nil {
+			return master, bc, nil
+		}
+		s.backends.LeaveMaster()
+		if _, serverErr := backend.AsMyError(err); serverErr || !s.retryMaster(epoch, deadline) {
+			return "", nil, fmt.Errorf("%s cannot be reached: %v", master, err)
+		}
+	}
 }
 
 // replayEntry runs one logged statement on bc, relaying to nobody, and

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,43 +82,13 @@ func assertAllPresent(t *testing.T, master string, acked []int64) {
 	}
 }
 
-// killAndFailover kills the master and waits for the proxy to name a new
-// one; it returns the old master and how long the change took.
-func killAndFailover(t *testing.T, adm *sql.DB) (old, neu string, took time.Duration) {
-	t.Helper()
-	old = masterName(t, adm)
-	if err := env.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	took = harness.WaitFor(t, "a new master", 20*time.Second, func() bool { return masterName(t, adm) != old })
-	return old, masterName(t, adm), took
-}
-
-// restartAndRejoin restarts a killed former master and waits until the
-// proxy reports it replicating again.
-func restartAndRejoin(t *testing.T, adm *sql.DB, name string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := env.Sandbox.StartAsReplica(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	harness.WaitFor(t, name+" to rejoin as a replica", 30*time.Second, func() bool {
-		b := backends(t, adm)[name]
-		if b["role"] == "diverged" {
-			t.Fatalf("%s came back diverged: %s", name, b["last_error"])
-		}
-		return b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != ""
-	})
-}
-
 func TestKillMasterUnderWriteLoadThreeTimes(t *testing.T) {
 	p := startProxy(t, harness.ProxyOptions{})
 	adm := p.Admin(t)
 	w := harness.StartWriters(t, p, 8, "fo", "acks")
 	w.WaitMore(t, 100)
 	for cycle := 1; cycle <= 3; cycle++ {
-		old, neu, took := killAndFailover(t, adm)
+		old, neu, took := env.KillMaster(t, adm)
 		t.Logf("cycle %d: killed %s, new master %s after %s", cycle, old, neu, took.Round(time.Millisecond))
 		// Writes resume through the same client connections.
 		before := w.Acked()
@@ -133,7 +102,7 @@ func TestKillMasterUnderWriteLoadThreeTimes(t *testing.T) {
 			}
 			return true
 		})
-		restartAndRejoin(t, adm, old)
+		env.RestartAsReplica(t, adm, old)
 	}
 	acked := w.Stop()
 	t.Logf("failed writes during the cycles: %d (%v)", w.Failed(), w.Errors())
@@ -188,7 +157,7 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 		var c int
 		return env.InstanceDB(t, second).QueryRow("SELECT COUNT(*) FROM fo.adv").Scan(&c) == nil && c == 3
 	})
-	old, neu, _ := killAndFailover(t, adm)
+	old, neu, _ := env.KillMaster(t, adm)
 	if neu != second {
 		t.Fatalf("promoted %s, want the most advanced replica %s (the other, %s, missed writes)", neu, second, first)
 	}
@@ -201,7 +170,7 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 		var c int
 		return env.InstanceDB(t, first).QueryRow("SELECT COUNT(*) FROM fo.adv").Scan(&c) == nil && c == 3
 	})
-	restartAndRejoin(t, adm, old)
+	env.RestartAsReplica(t, adm, old)
 
 	// Now mark the most advanced candidate no_master: it must not win.
 	master = masterName(t, adm)
@@ -214,11 +183,11 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 	p.Stop()
 	p2 := startProxy(t, harness.ProxyOptions{BackendExtra: map[string]string{others[1]: "no_master: true"}})
 	adm2 := p2.Admin(t)
-	old2, neu2, _ := killAndFailover(t, adm2)
+	old2, neu2, _ := env.KillMaster(t, adm2)
 	if neu2 != others[0] {
 		t.Fatalf("promoted %s; %s is no_master so %s had to win", neu2, others[1], others[0])
 	}
-	restartAndRejoin(t, adm2, old2)
+	env.RestartAsReplica(t, adm2, old2)
 }
 
 // forwarder relays TCP to a server and can be cut: the proxy reaches the
@@ -320,11 +289,11 @@ func TestHookMovesVirtualIP(t *testing.T) {
 	adm := p.Admin(t)
 	master := masterName(t, adm)
 	run(t, "ip", "netns", "exec", "syvip-"+master, "ip", "addr", "add", vip, "dev", "lo")
-	old, neu, _ := killAndFailover(t, adm)
+	old, neu, _ := env.KillMaster(t, adm)
 	harness.WaitFor(t, "the VIP to move", 10*time.Second, func() bool {
 		return hasAddr(t, "syvip-"+neu, vip) && !hasAddr(t, "syvip-"+old, vip)
 	})
-	restartAndRejoin(t, adm, old)
+	env.RestartAsReplica(t, adm, old)
 }
 
 func hasAddr(t *testing.T, ns, addr string) bool {
@@ -361,7 +330,7 @@ func TestZZOldMasterWithErrantTransactionIsNotRejoined(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	old, neu, _ := killAndFailover(t, adm)
+	old, neu, _ := env.KillMaster(t, adm)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Restarted without crash-recovery truncation, it keeps the errant GTID.

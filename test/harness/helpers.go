@@ -10,6 +10,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,4 +296,46 @@ func Running(t testing.TB, db *sql.DB, text string) bool {
 	var n int
 	err := db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE CONCAT('%', ?, '%') AND ID <> CONNECTION_ID()", text).Scan(&n)
 	return err == nil && n > 0
+}
+
+// MasterOf returns the master the proxy routes writes to (SHOW STATUS).
+func MasterOf(t testing.TB, adm *sql.DB) string {
+	t.Helper()
+	for _, r := range AdminRows(t, adm, "SHOW STATUS") {
+		if r["variable"] == "master" {
+			return r["value"]
+		}
+	}
+	t.Fatal("SHOW STATUS has no master")
+	return ""
+}
+
+// KillMaster SIGKILLs the master and waits until the proxy names another.
+func (e *Env) KillMaster(t testing.TB, adm *sql.DB) (old, neu string, took time.Duration) {
+	t.Helper()
+	old = MasterOf(t, adm)
+	if err := e.Sandbox.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	took = WaitFor(t, "a new master after killing "+old, 20*time.Second, func() bool { return MasterOf(t, adm) != old })
+	return old, MasterOf(t, adm), took
+}
+
+// RestartAsReplica restarts a killed former master the way it must come
+// back (read-only, semi-sync replica role) and waits until the proxy
+// reports it replicating again.
+func (e *Env) RestartAsReplica(t testing.TB, adm *sql.DB, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := e.Sandbox.StartAsReplica(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	WaitFor(t, name+" to rejoin as a replica", 30*time.Second, func() bool {
+		b := Backend(t, adm, name)
+		if b["role"] == "diverged" {
+			t.Fatalf("%s came back diverged: %s", name, b["last_error"])
+		}
+		return b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != ""
+	})
 }
