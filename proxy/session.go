@@ -64,6 +64,9 @@ type session struct {
 	// aborted, once set, answers every statement until ROLLBACK.
 	tx      txState
 	aborted *mysql.MyError
+	// bound is state on the master connection that no other connection
+	// has: user variables, locks, temporary tables.
+	bound boundState
 
 	cmd  scratch     // per-command buffers and the reply being relayed
 	info sessionInfo // read by other goroutines

@@ -21,13 +21,20 @@ const notSynced = ^uint64(0)
 
 // connTo returns the session's connection to a server, taking one from
 // the pool if needed, brought up to date with the session's state
-// (database, character set, variables).
+// (database, character set, variables), and for the master with the
+// state bound to the master connection (carryBound).
 func (s *session) connTo(server string) (*backend.Conn, error) {
 	bc, err := s.acquire(server)
 	if err != nil {
 		return nil, err
 	}
-	return bc, s.sync(server)
+	if err := s.sync(server); err != nil {
+		return bc, err
+	}
+	if server == s.backends.Topology().Master {
+		return bc, s.carryBound(bc)
+	}
+	return bc, nil
 }
 
 // acquire returns the held connection to server or takes one from the

@@ -55,6 +55,7 @@ func (s *session) resetConnection() error {
 func (s *session) startOver(db string, collation uint8, multiOff bool) {
 	s.endTx()
 	s.aborted = nil
+	s.dropBound()
 	s.stmts.clear()
 	s.releaseAll() // released connections are reset by the pool
 	s.route.Reset()

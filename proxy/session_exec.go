@@ -205,28 +205,29 @@ func (s *session) runOn(c *command, p placement) error {
 	if s.txRecording(c, p.target) {
 		s.checksummed(r)
 	}
+	inTx := s.route.InTx // a lost connection clears it
 	if err := s.send(p.bc, send); err != nil {
 		// The write failed (the connection was cut under the session, or
 		// its server is gone): the server runs only complete command
 		// packets, so this one never ran. It is sent again elsewhere, its
 		// transaction replayed first; only a read-only transaction on a
 		// replica, which the proxy does not keep, ends here.
-		inUntrackedTx := s.route.InTx && !s.tx.open
 		lost := s.lostConnection(p.target, p.bc, err)
 		switch {
 		case s.tx.open:
 			s.tx.lost = lost.Error()
 			return errTxLost
-		case inUntrackedTx:
+		case inTx: // a read-only transaction on a replica, which is not kept
 			return lost
 		}
 		return errRunAgain
 	}
 	if err := s.relay(c, p.bc, r); err != nil {
-		return s.afterLoss(c, r, err)
+		return s.afterLoss(c, r, inTx, err)
 	}
 	s.observe(c, p, r, time.Since(start))
 	s.noteTx(c, p.target, r)
+	s.noteBound(c, p.target, r.ok)
 	if r.serverErr != nil {
 		return r.serverErr
 	}
@@ -234,18 +235,18 @@ func (s *session) runOn(c *command, p placement) error {
 }
 
 // afterLoss decides what a connection lost under a command becomes.
-// Inside a transaction: a replay or an abort (lostInTx). Outside one, a
-// command that changes nothing (a read, BEGIN) is sent again when none of
-// its reply reached the client; any other keeps its error (1927): it may
-// have run.
-func (s *session) afterLoss(c *command, r *reply, err error) error {
+// Inside a transaction the proxy keeps: a replay or an abort (lostInTx).
+// Outside any transaction (inTx: before the command), a command that
+// changes nothing (a read, BEGIN) is sent again when none of its reply
+// reached the client; any other keeps its error (1927): it may have run.
+func (s *session) afterLoss(c *command, r *reply, inTx bool, err error) error {
 	var lost *connLost
 	switch {
 	case !errors.As(err, &lost):
 		return err
 	case s.tx.open:
 		return s.lostInTx(c, r, lost.Error())
-	case !r.sent && !s.route.InTx && changesNothing(c.class):
+	case !r.sent && !inTx && changesNothing(c.class):
 		return errRunAgain
 	}
 	return err

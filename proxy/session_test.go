@@ -72,6 +72,19 @@ func TestSessionPaths(t *testing.T) {
 			ranOn: []string{}, // received twice: lost, then answered
 		},
 		{
+			name: "a read lost in flight inside a read-only transaction on a replica: an error, not a read outside it",
+			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
+				s.route.Avoid("r2", time.Hour)
+				if p := s.run(t, "START TRANSACTION READ ONLY"); errCode(p) != 0 {
+					t.Fatalf("begin: %q", p)
+				}
+				f.servers["r1"].closeOnceOn("id = 8")
+			},
+			sql:      "SELECT c FROM t WHERE id = 8",
+			wantCode: erConnectionKilled,
+			ranOn:    []string{"r1"}, notOn: []string{"m", "r2"},
+		},
+		{
 			name: "a server error reaches the client as the server sent it",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
 				f.servers["m"].answer("VALUES (4)", errPayload(1062, "23000", "Duplicate entry '4' for key 'PRIMARY'"))

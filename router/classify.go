@@ -81,6 +81,11 @@ type Class struct {
 type ConnState struct {
 	// UserVars: user variables are read or set.
 	UserVars bool
+	// SetsUserVars: user variables are assigned; UserVarsFromData: a
+	// value assigned comes from data (a table, a column, a subquery) or a
+	// function that gives another value each time (NOW, RAND, UUID …), so
+	// running the statement again need not give it again.
+	SetsUserVars, UserVarsFromData bool
 	// GetLocks and ReleaseLocks name named locks (GET_LOCK, RELEASE_LOCK)
 	// taken or released; UnknownLock: a lock name is not a literal.
 	GetLocks, ReleaseLocks []string
@@ -371,6 +376,9 @@ type visitor struct {
 	stateFunc bool
 	diagVar   bool
 	locks     ConnState
+	// setsUserVar: @x := … ; readsData: a table, a column, a subquery or a
+	// volatile function appears.
+	setsUserVar, readsData bool
 }
 
 // noteLockCall records named locks taken or released by a call.
@@ -407,16 +415,36 @@ func connState(st ast.StmtNode) ConnState {
 	v := collect(st)
 	s := v.locks
 	s.UserVars = v.userVar
+	s.SetsUserVars, s.UserVarsFromData = v.setsUserVar, v.setsUserVar && v.readsData
 	if set, ok := st.(*ast.SetStmt); ok {
 		for _, a := range set.Variables {
-			s.UserVars = s.UserVars || !a.IsSystem
+			if !a.IsSystem && a.Name != ast.SetNames && a.Name != ast.SetCharset {
+				s.UserVars, s.SetsUserVars = true, true
+				s.UserVarsFromData = s.UserVarsFromData || (a.Value != nil && collect(a.Value).readsData)
+			}
 		}
 	}
 	return s
 }
 
+// volatileFuncs give another value each time, or depend on where and
+// when they run: a user variable set from one cannot be set again by
+// running the statement again.
+var volatileFuncs = map[string]bool{
+	"now": true, "current_timestamp": true, "localtime": true, "localtimestamp": true, "sysdate": true,
+	"curdate": true, "current_date": true, "curtime": true, "current_time": true, "utc_date": true,
+	"utc_time": true, "utc_timestamp": true, "unix_timestamp": true, "rand": true, "uuid": true,
+	"uuid_short": true, "sys_guid": true, "connection_id": true, "last_insert_id": true, "found_rows": true,
+	"row_count": true, "sleep": true, "benchmark": true, "get_lock": true, "release_lock": true,
+	"is_free_lock": true, "is_used_lock": true, "nextval": true, "lastval": true, "setval": true,
+	"database": true, "schema": true, "user": true, "current_user": true, "session_user": true,
+	"system_user": true, "master_pos_wait": true, "master_gtid_wait": true, "load_file": true,
+}
+
 func (a ConnState) merge(b ConnState) ConnState {
 	a.UserVars = a.UserVars || b.UserVars
+	a.SetsUserVars = a.SetsUserVars || b.SetsUserVars
+	a.UserVarsFromData = a.UserVarsFromData || b.UserVarsFromData
 	a.GetLocks = append(a.GetLocks, b.GetLocks...)
 	a.ReleaseLocks = append(a.ReleaseLocks, b.ReleaseLocks...)
 	a.UnknownLock = a.UnknownLock || b.UnknownLock
@@ -446,8 +474,12 @@ func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
 		}
 	case *ast.TableName:
 		v.tables = append(v.tables, x.Name.L)
+		v.readsData = true
+	case *ast.ColumnNameExpr, *ast.SubqueryExpr:
+		v.readsData = true
 	case *ast.FuncCallExpr:
 		v.noteLockCall(x)
+		v.readsData = v.readsData || volatileFuncs[x.FnName.L]
 		if sessionFuncs[x.FnName.L] && v.sessionFunc == "" {
 			v.sessionFunc = x.FnName.L
 		}
@@ -457,6 +489,7 @@ func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
 	case *ast.VariableExpr:
 		if !x.IsSystem {
 			v.userVar = true
+			v.setsUserVar = v.setsUserVar || x.Value != nil
 		} else if name := strings.ToLower(x.Name); !x.IsGlobal {
 			if name == "warning_count" || name == "error_count" {
 				v.diagVar = true
@@ -505,8 +538,9 @@ func fallbackKind(sql string) (kind Kind, rollback bool) {
 // the worst wherever the text allows it.
 func guessState(sql string) ConnState {
 	lower := strings.ToLower(sql)
+	userVars := strings.Contains(strings.ReplaceAll(lower, "@@", ""), "@")
 	return ConnState{
-		UserVars:    strings.Contains(strings.ReplaceAll(lower, "@@", ""), "@"),
+		UserVars: userVars, SetsUserVars: userVars, UserVarsFromData: userVars,
 		UnknownLock: strings.Contains(lower, "get_lock"),
 		LockTables:  strings.Contains(lower, "lock table"),
 	}

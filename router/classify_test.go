@@ -268,16 +268,22 @@ func TestTransactionAndConnectionState(t *testing.T) {
 		{"CREATE TABLE x (a INT)", false, false, ConnState{}},
 		{"BEGIN", false, false, ConnState{}},
 		{"UPDATE t SET a = 1; COMMIT", false, false, ConnState{}},
-		{"SET @x = 5", false, false, ConnState{UserVars: true}},
-		{"SELECT @x := a FROM t", false, true, ConnState{UserVars: true}},
-		{"SELECT a INTO @y FROM t LIMIT 1", false, false, ConnState{UserVars: true}},
+		{"SET @x = 5", false, false, ConnState{UserVars: true, SetsUserVars: true}},
+		{"SET @x = @y + 1, @z = CONCAT('a', 'b')", false, false, ConnState{UserVars: true, SetsUserVars: true}},
+		{"SET @x = (SELECT MAX(id) FROM t)", false, false, ConnState{UserVars: true, SetsUserVars: true, UserVarsFromData: true}},
+		{"SET @t = NOW(6)", false, false, ConnState{UserVars: true, SetsUserVars: true, UserVarsFromData: true}},
+		{"SELECT @x", false, true, ConnState{UserVars: true}},
+		{"SELECT a FROM t WHERE id = @x", false, true, ConnState{UserVars: true}},
+		{"SELECT @x := a FROM t", false, true, ConnState{UserVars: true, SetsUserVars: true, UserVarsFromData: true}},
+		{"SELECT @n := @n + 1", false, true, ConnState{UserVars: true, SetsUserVars: true}},
+		{"SELECT a INTO @y FROM t LIMIT 1", false, false, ConnState{UserVars: true, SetsUserVars: true, UserVarsFromData: true}},
 		{"SELECT GET_LOCK('job', 10)", false, true, ConnState{GetLocks: []string{"job"}}},
 		{"SELECT GET_LOCK(CONCAT('j', id), 1) FROM t", false, true, ConnState{UnknownLock: true}},
 		{"DO RELEASE_LOCK('job')", false, false, ConnState{ReleaseLocks: []string{"job"}}},
 		{"SELECT RELEASE_ALL_LOCKS()", false, true, ConnState{ReleaseAllLocks: true}},
 		{"LOCK TABLES t WRITE", false, false, ConnState{LockTables: true}},
 		{"UNLOCK TABLES", false, false, ConnState{UnlockTables: true}},
-		{"INSERT INTO t VALUES (1) RETURNING @z", false, false, ConnState{UserVars: true}}, // not parsable: guessed
+		{"INSERT INTO t VALUES (1) RETURNING @z", false, false, ConnState{UserVars: true, SetsUserVars: true, UserVarsFromData: true}}, // not parsable: guessed
 	}
 	for _, tt := range tests {
 		got := c.Classify(tt.sql, false)

@@ -1,0 +1,192 @@
+package proxy
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/router"
+)
+
+// State bound to the master connection, which session tracking does not
+// report: user variables, named locks, LOCK TABLES, temporary tables.
+// When that connection is replaced (a master change, a connection cut),
+// user variables are set again on the new one by replaying the
+// statements that set them (MaxScale's session command history) — when a
+// replay is sure to give the same values. What cannot be carried over
+// does not vanish silently: the next statement gets errStateLost and the
+// lost state is dropped from the session.
+
+// maxVarHistory bounds the statements kept to set user variables again.
+const maxVarHistory = 64
+
+// boundState is the connection-bound state of a session.
+type boundState struct {
+	on *backend.Conn // the master connection the state lives on (nil: none yet)
+	// varHistory are the statements that set user variables, in order;
+	// varsLost says why they cannot be replayed ("" when they can).
+	varHistory []string
+	varsLost   string
+	// locks are named locks the session may hold; unknownLocks: one whose
+	// name is not known.
+	locks        map[string]bool
+	unknownLocks bool
+	tableLocks   bool
+}
+
+// empty reports whether nothing is bound to the connection.
+func (b *boundState) empty() bool {
+	return len(b.varHistory) == 0 && b.varsLost == "" && len(b.locks) == 0 && !b.unknownLocks && !b.tableLocks
+}
+
+// noteBound records what a statement that succeeded on the master left on
+// its connection.
+func (s *session) noteBound(c *command, target string, ok bool) {
+	st := c.class.State
+	if !ok || target != s.backends.Topology().Master {
+		return
+	}
+	b := &s.bound
+	switch {
+	case st.SetsUserVars && c.stmt != nil:
+		b.varsLost = "a prepared statement set user variables"
+	case st.UserVarsFromData:
+		b.varsLost = "user variables were set from data or a volatile function (" + c.class.Digest + ")"
+	case st.SetsUserVars && c.payload[0] == mysql.COM_QUERY:
+		b.rememberVars(string(c.payload[1:]))
+	}
+	for _, l := range st.GetLocks {
+		if b.locks == nil {
+			b.locks = map[string]bool{}
+		}
+		b.locks[l] = true
+	}
+	for _, l := range st.ReleaseLocks {
+		delete(b.locks, l)
+	}
+	b.unknownLocks = b.unknownLocks || st.UnknownLock
+	if st.ReleaseAllLocks {
+		b.locks, b.unknownLocks = nil, false
+	}
+	switch {
+	case st.LockTables:
+		b.tableLocks = true
+	case st.UnlockTables, c.class.Kind == router.KindBegin: // START TRANSACTION releases table locks
+		b.tableLocks = false
+	}
+	if !b.empty() || len(s.route.TempTables) > 0 {
+		if h := s.conns[target]; h != nil && b.on == nil {
+			b.on = h.bc
+		}
+	}
+}
+
+// rememberVars keeps a statement that sets user variables, once (the
+// latest copy of the same text replaces the older).
+func (b *boundState) rememberVars(sql string) {
+	for i, q := range b.varHistory {
+		if q == sql {
+			b.varHistory = append(b.varHistory[:i], b.varHistory[i+1:]...)
+			break
+		}
+	}
+	if len(b.varHistory) >= maxVarHistory {
+		b.varsLost = "more than 64 statements set user variables"
+		return
+	}
+	b.varHistory = append(b.varHistory, sql)
+}
+
+// carryBound runs when a master connection has just been brought to the
+// session's state: if the bound state lived on another connection, now
+// gone, it is set again here, or the statement at hand gets errStateLost.
+func (s *session) carryBound(conn *backend.Conn) error {
+	b := &s.bound
+	if b.on == nil || b.on == conn {
+		if !b.empty() || len(s.route.TempTables) > 0 {
+			b.on = conn
+		}
+		return nil
+	}
+	b.on = conn
+	lost := s.unmovable()
+	if b.varsLost == "" && len(b.varHistory) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
+		defer cancel()
+		for _, q := range b.varHistory {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				b.varsLost = "they could not be set again (" + shortErr(err) + ")"
+				lost = s.unmovable()
+				break
+			}
+		}
+		if b.varsLost == "" {
+			s.log.Info("user variables set again on a new master connection", zap.Int("statements", len(b.varHistory)))
+		}
+	}
+	if lost == "" {
+		return nil
+	}
+	s.dropUnmovable()
+	s.log.Warn("session state lost with its master connection", zap.String("lost", lost))
+	return errStateLost(lost)
+}
+
+// unmovable describes the bound state a new connection cannot be given
+// ("" when there is none).
+func (s *session) unmovable() string {
+	b := &s.bound
+	var what []string
+	if len(s.route.TempTables) > 0 {
+		var names []string
+		for t := range s.route.TempTables {
+			names = append(names, t)
+		}
+		sort.Strings(names)
+		what = append(what, "temporary tables ("+strings.Join(names, ", ")+")")
+	}
+	if len(b.locks) > 0 || b.unknownLocks {
+		var names []string
+		for l := range b.locks {
+			names = append(names, l)
+		}
+		sort.Strings(names)
+		what = append(what, "named locks ("+strings.Join(names, ", ")+")")
+	}
+	if b.tableLocks {
+		what = append(what, "LOCK TABLES")
+	}
+	if b.varsLost != "" {
+		what = append(what, "user variables: "+b.varsLost)
+	}
+	return strings.Join(what, ", ")
+}
+
+// dropBound forgets all bound state (COM_RESET_CONNECTION, change user).
+func (s *session) dropBound() {
+	s.bound = boundState{}
+	s.route.TempTables = nil
+}
+
+// dropUnmovable forgets the state that did not survive a connection: the
+// user variables that were set again stay.
+func (s *session) dropUnmovable() {
+	b := &s.bound
+	if b.varsLost != "" {
+		b.varHistory, b.varsLost = nil, ""
+	}
+	b.locks, b.unknownLocks, b.tableLocks = nil, false, false
+	s.route.TempTables = nil
+}
+
+// errStateLost: the connection holding session state no other
+// connection can be given is gone; the state is dropped.
+func errStateLost(what string) *mysql.MyError {
+	return &mysql.MyError{Code: erConnectionKilled, State: "70100",
+		Message: "Switchyard: the master connection of this session was replaced (master change or lost connection); " +
+			shortText(what) + " did not survive and were dropped from the session; the statement was not run"}
+}

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestBoundStateAcrossMasterChange: user variables set from constants
+// are set again on the new master; state that cannot move (temporary
+// tables, named locks, LOCK TABLES, variables set from data) gives the
+// next statement a clear error once, and is gone.
+func TestBoundStateAcrossMasterChange(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup []string
+		// cut: the monitor cuts the master connection instead of a
+		// master change.
+		cut      bool
+		wantCode uint16
+		// wantOnNew: statements the new master must receive before the
+		// next statement.
+		wantOnNew []string
+	}{
+		{name: "user variables from constants: set again", setup: []string{"SET @x = 42", "SET @y = @x + 1", "SET @x = 42"},
+			wantOnNew: []string{"SET @y = @x + 1", "SET @x = 42", "SELECT @x, @y"}},
+		{name: "user variable from data: lost, said so", setup: []string{"SET @x = (SELECT MAX(id) FROM t)"}, wantCode: erConnectionKilled},
+		{name: "temporary table: lost, said so", setup: []string{"CREATE TEMPORARY TABLE tmp (a INT)"}, wantCode: erConnectionKilled},
+		{name: "named lock on a cut connection: lost, said so", setup: []string{"SELECT GET_LOCK('job', 1)"}, cut: true, wantCode: erConnectionKilled},
+		{name: "a released lock is not a loss", setup: []string{"SELECT GET_LOCK('job', 1)", "SELECT RELEASE_LOCK('job')"}, cut: true},
+		{name: "LOCK TABLES: lost, said so", setup: []string{"LOCK TABLES t WRITE"}, wantCode: erConnectionKilled},
+		{name: "a temporary table lost, the user variables beside it set again", setup: []string{"SET @x = 7", "CREATE TEMPORARY TABLE tmp (a INT)"},
+			wantCode: erConnectionKilled, wantOnNew: []string{"SET @x = 7"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeBackends()
+			s := newFakeSession(t, f)
+			for _, q := range tc.setup {
+				if p := s.run(t, q); errCode(p) != 0 {
+					t.Fatalf("%s: %q", q, p)
+				}
+			}
+			newMaster := "r1"
+			if tc.cut {
+				s.conns["m"].bc.Kill()
+				newMaster = "m"
+			} else {
+				f.SetMaster("r1")
+			}
+			before := len(f.servers[newMaster].received(""))
+			p := s.run(t, "SELECT @x, @y")
+			if got := errCode(p); got != tc.wantCode {
+				t.Fatalf("first statement after the change: %q (error %d), want error %d", p, got, tc.wantCode)
+			}
+			if tc.wantOnNew != nil {
+				if got := f.servers[newMaster].received("")[before:]; !slices.Equal(got[:min(len(got), len(tc.wantOnNew))], tc.wantOnNew) {
+					t.Errorf("%s received %q, want first %q", newMaster, got, tc.wantOnNew)
+				}
+			}
+			if tc.wantCode != 0 {
+				if !strings.Contains(string(p), "did not survive") {
+					t.Errorf("the error does not say what was lost: %q", p)
+				}
+				// Said once: the session goes on without the lost state.
+				if p := s.run(t, "SELECT 1"); errCode(p) != 0 {
+					t.Errorf("the statement after the error: %q", p)
+				}
+			}
+		})
+	}
+}
