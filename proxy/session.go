@@ -43,9 +43,11 @@ type session struct {
 	id       uint32
 	client   clientConn
 
-	// The login and what the client negotiated.
-	user conf.User
-	caps uint32
+	// The login and what the client negotiated: capabilities both sides
+	// agreed on, and the session-state changes it asked for.
+	user  conf.User
+	caps  uint32
+	track clientTracking
 
 	// What the session is: state replayed on every backend connection,
 	// the router's view (transaction, temporary tables, last write), its
@@ -75,12 +77,13 @@ type session struct {
 
 // scratch is per-command working memory, reused across commands.
 type scratch struct {
-	reply  reply
-	target string  // where the last command ran
-	pktBuf *[]byte // backend packet buffer, held during a command (packetBufs)
-	okBuf  []byte
-	cmdBuf []byte        // framing buffer for commands sent to backends
-	sum    xxhash.Digest // checksum of a reply inside a transaction
+	reply    reply
+	target   string  // where the last command ran
+	pktBuf   *[]byte // backend packet buffer, held during a command (packetBufs)
+	okBuf    []byte
+	stateBuf []byte        // session-state block filtered for the client
+	cmdBuf   []byte        // framing buffer for commands sent to backends
+	sum      xxhash.Digest // checksum of a reply inside a transaction
 }
 
 // sessionInfo is what other goroutines may read of a session.
@@ -139,15 +142,17 @@ func (s *session) onAuthenticated(id uint32, user string, caps uint32, collation
 	if s.srv.isDraining() {
 		return errShuttingDown()
 	}
-	s.caps = caps
+	s.caps = caps & s.srv.mysql.Capability() // go-mysql keeps the client's flags unmasked
 	s.state.collationID = collation
 	s.state.db = s.hs.db
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
 	// Connect now so a bad database (1049) or an unreachable master is
 	// reported at login, as the server itself would.
-	if _, err := s.masterConn(); err != nil {
+	bc, err := s.masterConn()
+	if err != nil {
 		return asClientError(err)
 	}
+	s.track = s.srv.defaultTracking(bc, s.settings.IOTimeout)
 	return nil
 }
 

@@ -228,6 +228,11 @@ func (s *session) runOn(c *command, p placement) error {
 	s.observe(c, p, r, time.Since(start))
 	s.noteTx(c, p.target, r)
 	s.noteBound(c, p.target, r.ok)
+	if c.class.SetsTracking && r.ok {
+		if err := s.learnTracking(p.bc); err != nil {
+			return s.lostConnection(p.target, p.bc, err)
+		}
+	}
 	if r.serverErr != nil {
 		return r.serverErr
 	}

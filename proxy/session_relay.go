@@ -197,6 +197,10 @@ func (s *session) relayOK(p []byte, r *reply) (more bool, err error) {
 	r.warnings = r.warnings || ok.warnings != 0
 	if ok.status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
 		r.noteSessionState(ok.sessionState)
+		if s.caps&mysql.CLIENT_SESSION_TRACK != 0 {
+			s.cmd.stateBuf = filterSessionState(s.cmd.stateBuf[:0], ok.sessionState, &s.track)
+			ok.sessionState = s.cmd.stateBuf
+		}
 	}
 	s.cmd.okBuf = encodeOKForClient(s.cmd.okBuf, ok, s.caps)
 	if err := s.emit(r, s.cmd.okBuf); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/pingcap/tidb/pkg/parser/charset"
@@ -76,7 +77,7 @@ func (st *sessionState) replayedVars() int {
 // notReplayed are variables the server reports but that cannot or must
 // not be set on another connection.
 var notReplayed = map[string]bool{
-	"last_gtid": true, "session_track_system_variables": true, "in_transaction": true,
+	"last_gtid": true, "session_track_system_variables": true, "session_track_schema": true, "in_transaction": true,
 	"gtid_seq_no": true, "insert_id": true, "last_insert_id": true, "identity": true,
 	"pseudo_thread_id": true, "rand_seed1": true, "rand_seed2": true,
 	"warning_count": true, "error_count": true,
@@ -175,7 +176,7 @@ func (s *session) applyState(bc *backend.Conn) error {
 	if coll != "" && !strings.Contains(coll, "_0900_") { // MySQL 8 collations MariaDB lacks
 		names += " COLLATE " + coll
 	}
-	set := []string{names, "session_track_system_variables='*'"}
+	set := []string{names, proxyTracking}
 	for _, name := range s.state.vars {
 		if notReplayed[name] {
 			continue
@@ -191,7 +192,7 @@ func (s *session) applyState(bc *backend.Conn) error {
 		// log it, stop replaying it, keep the rest.
 		s.log.Warn("cannot replay session variables; continuing without them", zap.String("error", me.Message))
 		s.state.vars = nil
-		if _, err := bc.Exec(ctx, names+", session_track_system_variables='*'"); err != nil {
+		if _, err := bc.Exec(ctx, names+", "+proxyTracking); err != nil {
 			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
 		}
 	}
@@ -202,6 +203,45 @@ func (s *session) applyState(bc *backend.Conn) error {
 	}
 	// A pooled connection keeps the option its last user set.
 	return bc.SetMultiStatements(ctx, s.wantsMultiStatements())
+}
+
+// proxyTracking is what every backend connection reports in its OK
+// packets: all variables and the schema. Clients see what they asked for
+// (clientTracking).
+const proxyTracking = "session_track_system_variables='*', session_track_schema=ON"
+
+// learnTracking follows a client that set its own session tracking: its
+// wish is read back (it filters what the client sees) and the proxy's own
+// tracking is restored on the connection.
+func (s *session) learnTracking(bc *backend.Conn) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
+	defer cancel()
+	r, err := bc.Exec(ctx, "SELECT @@session.session_track_system_variables, @@session.session_track_schema")
+	if err != nil {
+		return err
+	}
+	if r.Resultset != nil && len(r.Values) == 1 {
+		s.track = newClientTracking(string(r.Values[0][0].AsString()), r.Values[0][1].String())
+	}
+	_, err = bc.Exec(ctx, "SET "+proxyTracking)
+	return err
+}
+
+// defaultTracking is the server's default session tracking, read once
+// per proxy from the first master connection.
+func (srv *Server) defaultTracking(bc *backend.Conn, timeout time.Duration) clientTracking {
+	if t := srv.tracking.Load(); t != nil {
+		return *t
+	}
+	t := newClientTracking("autocommit,character_set_client,character_set_connection,character_set_results,time_zone", "ON")
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if r, err := bc.Exec(ctx, "SELECT @@global.session_track_system_variables, @@global.session_track_schema"); err == nil &&
+		r.Resultset != nil && len(r.Values) == 1 {
+		t = newClientTracking(string(r.Values[0][0].AsString()), r.Values[0][1].String())
+		srv.tracking.Store(&t)
+	}
+	return t
 }
 
 // wantsMultiStatements: the client negotiated multi-statements and has

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"encoding/binary"
+	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 )
@@ -96,29 +97,90 @@ func parseOK(p []byte) (okPacket, bool) {
 }
 
 // encodeOKForClient writes an OK packet (with a 4-byte header gap) in the
-// framing the client negotiated.
+// framing the client negotiated, as the server itself writes it
+// (net_send_ok): status and warnings with CLIENT_PROTOCOL_41 (only the
+// status with CLIENT_TRANSACTIONS alone); the info string length-encoded
+// whenever there is one — with or without CLIENT_SESSION_TRACK, which is
+// what libmysqlclient and mysqlnd read; the session-state block only for a
+// client that negotiated CLIENT_SESSION_TRACK (ok.sessionState already
+// holds only what it asked for, see filterSessionState).
 func encodeOKForClient(dst []byte, ok okPacket, caps uint32) []byte {
 	clientTracks := caps&mysql.CLIENT_SESSION_TRACK != 0
 	dst = append(dst[:0], 0, 0, 0, 0, mysql.OK_HEADER)
 	dst = mysql.AppendLengthEncodedInteger(dst, ok.affectedRows)
 	dst = mysql.AppendLengthEncodedInteger(dst, ok.lastInsertID)
 	status := ok.status
-	if !clientTracks {
+	if !clientTracks || len(ok.sessionState) == 0 {
 		status &^= mysql.SERVER_SESSION_STATE_CHANGED
 	}
-	dst = binary.LittleEndian.AppendUint16(dst, status)
-	dst = binary.LittleEndian.AppendUint16(dst, ok.warnings)
-	if clientTracks {
-		if len(ok.info) > 0 || status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
-			dst = mysql.AppendLengthEncodedInteger(dst, uint64(len(ok.info)))
-			dst = append(dst, ok.info...)
-		}
-		if status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
-			dst = mysql.AppendLengthEncodedInteger(dst, uint64(len(ok.sessionState)))
-			dst = append(dst, ok.sessionState...)
-		}
-	} else {
+	switch {
+	case caps&mysql.CLIENT_PROTOCOL_41 != 0:
+		dst = binary.LittleEndian.AppendUint16(dst, status)
+		dst = binary.LittleEndian.AppendUint16(dst, ok.warnings)
+	case caps&mysql.CLIENT_TRANSACTIONS != 0:
+		dst = binary.LittleEndian.AppendUint16(dst, status)
+	}
+	if len(ok.info) > 0 || status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
+		dst = mysql.AppendLengthEncodedInteger(dst, uint64(len(ok.info)))
 		dst = append(dst, ok.info...)
+	}
+	if status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
+		dst = mysql.AppendLengthEncodedInteger(dst, uint64(len(ok.sessionState)))
+		dst = append(dst, ok.sessionState...)
+	}
+	return dst
+}
+
+// clientTracking is what session-state changes a client asked for with
+// its own session_track_* settings (the server's defaults until it sets
+// them). The proxy tracks every variable on its backend connections; a
+// client sees only what it would see from the server itself.
+type clientTracking struct {
+	allVars bool            // session_track_system_variables='*'
+	vars    map[string]bool // the variables listed otherwise
+	schema  bool            // session_track_schema
+}
+
+// newClientTracking reads session_track_system_variables and
+// session_track_schema values.
+func newClientTracking(vars, schema string) clientTracking {
+	t := clientTracking{schema: strings.EqualFold(schema, "ON") || schema == "1", vars: map[string]bool{}}
+	for _, v := range strings.Split(vars, ",") {
+		switch v = strings.ToLower(strings.TrimSpace(v)); v {
+		case "":
+		case "*":
+			t.allVars = true
+		default:
+			t.vars[v] = true
+		}
+	}
+	return t
+}
+
+// filterSessionState keeps, of a session-state block, the entries the
+// client asked for, appended to dst. Entries of other kinds (state
+// change, transaction characteristics) are only sent when the client
+// enabled them itself, and pass.
+func filterSessionState(dst, block []byte, t *clientTracking) []byte {
+	for len(block) > 0 {
+		data, n, ok := lenencStr(block[1:])
+		if !ok {
+			return dst
+		}
+		entry := block[:1+n]
+		block = block[1+n:]
+		switch entry[0] {
+		case mysql.SESSION_TRACK_SCHEMA:
+			if !t.schema {
+				continue
+			}
+		case mysql.SESSION_TRACK_SYSTEM_VARIABLES:
+			name, _, ok := lenencStr(data)
+			if !ok || !(t.allVars || t.vars[strings.ToLower(string(name))]) {
+				continue
+			}
+		}
+		dst = append(dst, entry...)
 	}
 	return dst
 }

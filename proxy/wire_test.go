@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -35,19 +36,34 @@ func trackEntry(kind byte, parts ...string) []byte {
 	return append(out, data...)
 }
 
+// TestOKTranslation: OK packets reach each client in the framing it
+// negotiated, as the server itself writes them (net_send_ok): the info
+// string always length-encoded (what PHP's mysqlnd reads; the bare text
+// broke it), the state block only for clients that asked for tracking.
 func TestOKTranslation(t *testing.T) {
 	state := append(trackEntry(mysql.SESSION_TRACK_SCHEMA, "shop"),
 		trackEntry(mysql.SESSION_TRACK_SYSTEM_VARIABLES, "last_gtid", "0-1-42")...)
+	lenenc := func(b []byte) []byte { return append(mysql.AppendLengthEncodedInteger(nil, uint64(len(b))), b...) }
+	const p41 = mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS
 	tests := []struct {
-		name     string
-		payload  []byte
-		tracks   bool
-		wantTail []byte // what follows status+warnings for the client
+		name      string
+		payload   []byte
+		caps      uint32
+		wantFlag  bool   // SERVER_SESSION_STATE_CHANGED in the status
+		wantTail  []byte // what follows the status (and warnings)
+		noWarning bool   // no warnings field (pre-4.1 client)
 	}{
-		{"plain, no tracking client", okBytes(3, 7, mysql.SERVER_STATUS_AUTOCOMMIT, "Rows matched: 3", nil), false, []byte("Rows matched: 3")},
-		{"state, no tracking client: stripped", okBytes(1, 0, mysql.SERVER_STATUS_AUTOCOMMIT|mysql.SERVER_SESSION_STATE_CHANGED, "", state), false, []byte{}},
-		{"state, tracking client: kept", okBytes(1, 0, mysql.SERVER_SESSION_STATE_CHANGED, "", state), true,
-			append(append([]byte{0}, mysql.AppendLengthEncodedInteger(nil, uint64(len(state)))...), state...)},
+		{"info, client without tracking: length-encoded", okBytes(3, 7, mysql.SERVER_STATUS_AUTOCOMMIT, "Rows matched: 3", nil), p41, false,
+			lenenc([]byte("Rows matched: 3")), false},
+		{"info, client with tracking", okBytes(3, 7, mysql.SERVER_STATUS_AUTOCOMMIT, "Rows matched: 3", nil), p41 | mysql.CLIENT_SESSION_TRACK, false,
+			lenenc([]byte("Rows matched: 3")), false},
+		{"no info, no state: nothing after the warnings", okBytes(1, 0, mysql.SERVER_STATUS_AUTOCOMMIT, "", nil), p41, false, nil, false},
+		{"state, client without tracking: stripped", okBytes(1, 0, mysql.SERVER_STATUS_AUTOCOMMIT|mysql.SERVER_SESSION_STATE_CHANGED, "", state), p41, false,
+			nil, false},
+		{"state, tracking client: kept", okBytes(1, 0, mysql.SERVER_SESSION_STATE_CHANGED, "", state), p41 | mysql.CLIENT_SESSION_TRACK, true,
+			append([]byte{0}, lenenc(state)...), false},
+		{"pre-4.1 client with transactions: status only", okBytes(1, 0, mysql.SERVER_STATUS_AUTOCOMMIT, "x", nil), mysql.CLIENT_TRANSACTIONS, false,
+			lenenc([]byte("x")), true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -55,11 +71,7 @@ func TestOKTranslation(t *testing.T) {
 			if !valid {
 				t.Fatal("parseOK rejected a valid packet")
 			}
-			caps := uint32(mysql.CLIENT_PROTOCOL_41)
-			if tt.tracks {
-				caps |= mysql.CLIENT_SESSION_TRACK
-			}
-			out := encodeOKForClient(nil, ok, caps)[4:]
+			out := encodeOKForClient(nil, ok, tt.caps)[4:]
 			if out[0] != mysql.OK_HEADER {
 				t.Fatalf("header %x", out[0])
 			}
@@ -70,14 +82,52 @@ func TestOKTranslation(t *testing.T) {
 			}
 			pos := 1 + n + m
 			status := binary.LittleEndian.Uint16(out[pos:])
-			if !tt.tracks && status&mysql.SERVER_SESSION_STATE_CHANGED != 0 {
-				t.Error("state-changed flag leaked to a client that did not ask for tracking")
+			if got := status&mysql.SERVER_SESSION_STATE_CHANGED != 0; got != tt.wantFlag {
+				t.Errorf("state-changed flag %v, want %v", got, tt.wantFlag)
 			}
-			if w := binary.LittleEndian.Uint16(out[pos+2:]); w != 2 {
-				t.Errorf("warnings %d", w)
+			pos += 2
+			if !tt.noWarning {
+				if w := binary.LittleEndian.Uint16(out[pos:]); w != 2 {
+					t.Errorf("warnings %d", w)
+				}
+				pos += 2
 			}
-			if got := out[pos+4:]; !bytes.Equal(got, tt.wantTail) {
+			if got := out[pos:]; !bytes.Equal(got, tt.wantTail) {
 				t.Errorf("tail %q want %q", got, tt.wantTail)
+			}
+		})
+	}
+}
+
+// TestFilterSessionState: a tracking client sees only the changes its own
+// session_track_* settings ask for, never the proxy's tracking of
+// everything.
+func TestFilterSessionState(t *testing.T) {
+	block := append(append(append(trackEntry(mysql.SESSION_TRACK_SCHEMA, "shop"),
+		trackEntry(mysql.SESSION_TRACK_SYSTEM_VARIABLES, "last_gtid", "0-1-42")...),
+		trackEntry(mysql.SESSION_TRACK_SYSTEM_VARIABLES, "autocommit", "OFF")...),
+		trackEntry(mysql.SESSION_TRACK_STATE_CHANGE, "1")...)
+	tests := []struct {
+		name, vars, schema string
+		want               []sessionChange
+		wantStateChange    bool
+	}{
+		{"server defaults", "autocommit,character_set_client,time_zone", "ON",
+			[]sessionChange{{kind: mysql.SESSION_TRACK_SCHEMA, value: "shop"}, {kind: mysql.SESSION_TRACK_SYSTEM_VARIABLES, name: "autocommit", value: "OFF"}}, true},
+		{"everything", "*", "ON", []sessionChange{{kind: mysql.SESSION_TRACK_SCHEMA, value: "shop"},
+			{kind: mysql.SESSION_TRACK_SYSTEM_VARIABLES, name: "last_gtid", value: "0-1-42"},
+			{kind: mysql.SESSION_TRACK_SYSTEM_VARIABLES, name: "autocommit", value: "OFF"}}, true},
+		{"nothing", "", "OFF", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := newClientTracking(tt.vars, tt.schema)
+			out := filterSessionState(nil, block, &tr)
+			if got := parseSessionState(out); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("kept %+v, want %+v", got, tt.want)
+			}
+			if has := bytes.Contains(out, trackEntry(mysql.SESSION_TRACK_STATE_CHANGE, "1")); has != tt.wantStateChange {
+				t.Errorf("state-change entry kept: %v", has)
 			}
 		})
 	}

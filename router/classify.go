@@ -74,6 +74,9 @@ type Class struct {
 	// that another connection cannot be given: user variables, named and
 	// table locks.
 	State ConnState
+	// SetsTracking: the statement sets the session's own
+	// session_track_system_variables or session_track_schema.
+	SetsTracking bool
 }
 
 // ConnState is connection-bound state a statement touches. A session
@@ -273,16 +276,19 @@ func classifyStmt(st ast.StmtNode) Class {
 	case *ast.RollbackStmt:
 		return Class{Kind: KindEnd, Reason: "transaction", Rollback: n.SavepointName == ""}
 	case *ast.SetStmt:
-		reason := "session state"
+		cl := Class{Kind: KindSession, Reason: "session state"}
 		for _, v := range n.Variables {
 			if v.IsGlobal {
 				return Class{Kind: KindWrite, Reason: "SET GLOBAL"}
 			}
 			if !v.IsSystem && v.Name != ast.SetNames && v.Name != ast.SetCharset {
-				reason = "user variable"
+				cl.Reason = "user variable"
+			}
+			if name := strings.ToLower(v.Name); v.IsSystem && (name == "session_track_system_variables" || name == "session_track_schema") {
+				cl.SetsTracking = true
 			}
 		}
-		return Class{Kind: KindSession, Reason: reason}
+		return cl
 	case *ast.UseStmt:
 		return Class{Kind: KindSession, Reason: "session state"}
 	case *ast.CreateTableStmt:

@@ -249,6 +249,20 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func TestSetsTracking(t *testing.T) {
+	c := NewClassifier(0)
+	for sql, want := range map[string]bool{
+		"SET SESSION session_track_system_variables = 'autocommit'": true,
+		"SET @@session_track_schema = OFF, sql_mode = ''":           true,
+		"SET sql_mode = ''":                                          false,
+		"SET @session_track_schema = 1":                              false,
+	} {
+		if got := c.Classify(sql, false).SetsTracking; got != want {
+			t.Errorf("%s: SetsTracking %v, want %v", sql, got, want)
+		}
+	}
+}
+
 // TestTransactionAndConnectionState: what a session needs to keep a
 // transaction and its connection state across a master change.
 func TestTransactionAndConnectionState(t *testing.T) {
@@ -282,6 +296,7 @@ func TestTransactionAndConnectionState(t *testing.T) {
 		{"DO RELEASE_LOCK('job')", false, false, ConnState{ReleaseLocks: []string{"job"}}},
 		{"SELECT RELEASE_ALL_LOCKS()", false, true, ConnState{ReleaseAllLocks: true}},
 		{"LOCK TABLES t WRITE", false, false, ConnState{LockTables: true}},
+		{"SET SESSION session_track_system_variables = 'autocommit'", false, false, ConnState{}},
 		{"UNLOCK TABLES", false, false, ConnState{UnlockTables: true}},
 		{"INSERT INTO t VALUES (1) RETURNING @z", false, false, ConnState{UserVars: true, SetsUserVars: true, UserVarsFromData: true}}, // not parsable: guessed
 	}
