@@ -254,8 +254,8 @@ func TestSetsTracking(t *testing.T) {
 	for sql, want := range map[string]bool{
 		"SET SESSION session_track_system_variables = 'autocommit'": true,
 		"SET @@session_track_schema = OFF, sql_mode = ''":           true,
-		"SET sql_mode = ''":                                          false,
-		"SET @session_track_schema = 1":                              false,
+		"SET sql_mode = ''":             false,
+		"SET @session_track_schema = 1": false,
 	} {
 		if got := c.Classify(sql, false).SetsTracking; got != want {
 			t.Errorf("%s: SetsTracking %v, want %v", sql, got, want)
