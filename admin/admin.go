@@ -9,6 +9,7 @@ import (
 	"net"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,9 @@ type Sources struct {
 	// TxOutcomes says what became of the transactions that lost their
 	// connection in a topology epoch: replayed, aborted (proxy).
 	TxOutcomes func(epoch uint64) (replayed, aborted int)
+	// Kill interrupts a session's running statement (query) or ends the
+	// session (proxy).
+	Kill func(session uint32, query bool) error
 	// Config renders the running config without secrets.
 	Config func() string
 	// Reload re-reads the config file; an error keeps the old one.
@@ -70,8 +74,9 @@ type SessionInfo struct {
 	// BackendConns is how many backend connections the session holds now;
 	// HeldBecause says why it keeps them between statements ("" when it
 	// gives them back: multiplexing).
-	BackendConns int
-	HeldBecause  string
+	BackendConns   int
+	HeldBecause    string
+	BackendThreads string
 }
 
 // QueryStat is one row of SHOW QUERY STATS.
@@ -328,6 +333,17 @@ func init() {
 		func(s *Server, args []string) (*mysql.Result, error) {
 			return s.setOffline(args[0], strings.EqualFold(args[1], "OFFLINE"))
 		})
+	cmd(`KILL(\s+QUERY|\s+CONNECTION)?\s+(\d+)`, "KILL [QUERY] session_id", "interrupt a client session's running statement (QUERY) or end the session",
+		func(s *Server, args []string) (*mysql.Result, error) {
+			id, err := strconv.ParseUint(args[1], 10, 32)
+			if err != nil || s.src.Kill == nil {
+				return nil, mysql.NewError(mysql.ER_NO_SUCH_THREAD, "Unknown thread id: "+args[1])
+			}
+			if err := s.src.Kill(uint32(id), strings.EqualFold(strings.TrimSpace(args[0]), "QUERY")); err != nil {
+				return nil, mysql.NewError(mysql.ER_NO_SUCH_THREAD, fmt.Sprintf("Unknown thread id: %d (%v)", id, err))
+			}
+			return ok()
+		})
 	cmd(`RELOAD\s+CONFIG`, "RELOAD CONFIG", "re-read the config file (users, weights, lag limits, backends)", func(s *Server, _ []string) (*mysql.Result, error) {
 		if s.src.Reload == nil {
 			return nil, errors.New("reload is not available")
@@ -459,10 +475,11 @@ func (s *Server) showSessions() (*mysql.Result, error) {
 		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 		for _, x := range list {
 			rows = append(rows, []any{x.ID, x.User, x.Client, x.DB, boolInt(x.InTransaction), x.Backend,
-				x.Age.Round(time.Millisecond).String(), x.BackendConns, x.HeldBecause, x.LastStatement})
+				x.Age.Round(time.Millisecond).String(), x.BackendConns, x.BackendThreads, x.HeldBecause, x.LastStatement})
 		}
 	}
-	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "backend_conns", "held_because", "last_statement_digest"}, rows)
+	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "backend_conns", "backend_threads",
+		"held_because", "last_statement_digest"}, rows)
 }
 
 func (s *Server) showQueryStats() (*mysql.Result, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
@@ -33,6 +34,9 @@ type Variant struct {
 	FoundRows bool
 	// LocalInfile: the connection may receive LOAD DATA LOCAL requests.
 	LocalInfile bool
+	// NoMultiResults: for a client that cannot read several results; the
+	// server then answers a CALL that returns rows with its own error.
+	NoMultiResults bool
 }
 
 // DialOptions describe how to reach and log in to one server.
@@ -63,6 +67,48 @@ type Conn struct {
 	// (I/O error, timeout, abandoned result, killed); it is then never
 	// reused. Atomic: KillInUse sets it from the monitor's goroutine.
 	broken atomic.Bool
+	// tcp is the socket under any TLS (nil for a scripted stream): Alive
+	// peeks at it.
+	tcp *net.TCPConn
+	// sent is when the last command was written (Sent).
+	sent time.Time
+}
+
+// Sent records that a command was written now.
+func (c *Conn) Sent() { c.sent = time.Now() }
+
+// Alive reports whether a connection idle for more than after can still
+// be used: a server that closed it (its wait_timeout, a restart) left an
+// EOF, or an error packet, to read. A connection used more recently is
+// taken as alive without a look. A dead one is marked broken.
+func (c *Conn) Alive(after time.Duration) bool {
+	if c.Broken() {
+		return false
+	}
+	if c.rd != nil && c.rd.Buffered() > 0 { // bytes nobody asked for
+		c.broken.Store(true)
+		return false
+	}
+	if c.tcp == nil || time.Since(c.sent) < after {
+		return true
+	}
+	rc, err := c.tcp.SyscallConn()
+	if err != nil {
+		return true
+	}
+	alive := true
+	var b [1]byte
+	_ = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// Nothing to read (EAGAIN) is the only answer of a live, idle
+		// connection; EOF (n == 0), data or another error is not.
+		alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true
+	})
+	if !alive {
+		c.broken.Store(true)
+	}
+	return alive
 }
 
 // Dial opens and authenticates a backend connection. ctx bounds the TCP
@@ -86,8 +132,12 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 		return c, nil
 	}
 	opts := []client.Option{func(c *client.Conn) error {
-		for _, cp := range []uint32{mysql.CLIENT_MULTI_STATEMENTS, mysql.CLIENT_MULTI_RESULTS,
-			mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_SESSION_TRACK} {
+		caps := []uint32{mysql.CLIENT_MULTI_STATEMENTS, mysql.CLIENT_MULTI_RESULTS, mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_SESSION_TRACK}
+		if v.NoMultiResults {
+			caps = caps[3:]
+			c.UnsetCapability(mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS)
+		}
+		for _, cp := range caps {
 			if err := c.SetCapability(cp); err != nil {
 				return err
 			}
@@ -126,6 +176,7 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 	hook := &hookConn{Conn: sockio.Wrap(netConn)}
 	c := newConn(cc, netConn, hook)
 	c.variant = v
+	c.tcp, _ = raw.(*net.TCPConn)
 	return c, nil
 }
 
@@ -142,7 +193,7 @@ func newConn(cc *client.Conn, netConn net.Conn, hook *hookConn) *Conn {
 	rd := bufio.NewReaderSize(hook, readBufferSize)
 	cc.Conn = packet.NewTLSConn(bufferedConn{Conn: hook, rd: rd}) // unbuffered packet layer over rd
 	now := time.Now()
-	return &Conn{Conn: cc, net: netConn, hook: hook, rd: rd, created: now, lastUsed: now, multiStatements: true}
+	return &Conn{Conn: cc, net: netConn, hook: hook, rd: rd, created: now, lastUsed: now, multiStatements: true, sent: now}
 }
 
 // bufferedConn reads through the Conn's buffer and writes straight out.

@@ -23,6 +23,13 @@ type PoolOptions struct {
 	IOTimeout time.Duration
 }
 
+// aliveCheckAfter: a connection idle longer is looked at (Conn.Alive)
+// before it is handed out or used again.
+const aliveCheckAfter = time.Second
+
+// AliveCheckAfter is aliveCheckAfter for the connections sessions hold.
+const AliveCheckAfter = aliveCheckAfter
+
 // ErrPoolClosed is returned by Acquire on a closed pool.
 var ErrPoolClosed = errors.New("backend pool closed")
 
@@ -88,7 +95,7 @@ func (p *Pool) AcquireTagged(ctx context.Context, v Variant, tag string) (*Conn,
 		if c := p.popIdleLocked(v, tag); c != nil {
 			p.inUse[c] = struct{}{}
 			p.mu.Unlock()
-			if p.expired(c, time.Now()) {
+			if p.expired(c, time.Now()) || !c.Alive(aliveCheckAfter) {
 				p.discard(c)
 				continue
 			}

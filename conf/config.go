@@ -72,6 +72,9 @@ type User struct {
 	BackendUser     string `yaml:"backend_user"`
 	BackendPassword Secret `yaml:"backend_password"`
 	RequireTLS      bool   `yaml:"require_tls"`
+	// QueryTimeout overrides pool.query_timeout for this user's
+	// statements (0: the pool's).
+	QueryTimeout Duration `yaml:"query_timeout"`
 }
 
 // Backend is one MariaDB/MySQL server.

@@ -68,6 +68,19 @@ func (c *clientConn) isTLS() bool {
 	return ok
 }
 
+// idleFor bounds the wait for the next command by the session's
+// wait_timeout; it reports whether it armed a deadline (clear it once the
+// command is read). Timeouts of an hour or more (the servers' default is
+// 8 hours) are not armed: that saves two timer updates per command, and a
+// backend connection its server closes meanwhile is replaced anyway.
+func (c *clientConn) idleFor(d time.Duration) bool {
+	if d <= 0 || d >= time.Hour {
+		return false
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(d))
+	return true
+}
+
 // wakeReader makes a blocked read return now (Shutdown, KILL).
 func (c *clientConn) wakeReader() { _ = c.raw.SetReadDeadline(time.Now()) }
 

@@ -193,9 +193,6 @@ func (fs *fakeServer) serve(c net.Conn) {
 			reply = [][]byte{{mysql.EOF_HEADER, 0, 0, 2, 0}}
 		case mysql.COM_QUERY:
 			q := string(data[1:])
-			if sessionOwn(q) {
-				break
-			}
 			a, ok := fs.receive(q)
 			if ok && a.close {
 				return
@@ -232,11 +229,14 @@ func (fs *fakeServer) serve(c net.Conn) {
 	}
 }
 
-// receive logs a client statement and finds its answer.
+// receive logs a client statement (not the session's own replay of
+// state) and finds its answer.
 func (fs *fakeServer) receive(q string) (fakeAnswer, bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
-	fs.seen = append(fs.seen, q)
+	if !sessionOwn(q) {
+		fs.seen = append(fs.seen, q)
+	}
 	for i := range fs.answers {
 		a := &fs.answers[i]
 		if strings.Contains(q, a.match) && !(a.once && a.used) {

@@ -124,3 +124,55 @@ func firstDiff(a, b []byte) int {
 	}
 	return min(len(a), len(b))
 }
+
+// A statement with 65,535 parameters, the protocol's maximum: the relay of
+// its definitions ends (a 16-bit loop counter never passed 65,535).
+func TestPrepareWithMostParameters(t *testing.T) {
+	const n = 65535
+	def := (&mysql.Field{Name: []byte("?"), Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
+	payloads := [][]byte{{mysql.OK_HEADER, 7, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0}} // id 7, 0 columns, 65535 params
+	for range n {
+		payloads = append(payloads, def)
+	}
+	payloads = append(payloads, eofPacket)
+	s := benchSession(t, nil)
+	s.conns["m"].bc = wrapFor(&scriptedServer{reply: frame(1, payloads...)})
+	var got bytes.Buffer
+	s.client.adopt(packet.NewConn(captureClient{out: &got}))
+	s.client.pc.Sequence = 1
+	done := make(chan bool)
+	go func() { done <- s.answer(append([]byte{mysql.COM_STMT_PREPARE}, "SELECT ?"...)) }()
+	select {
+	case ended := <-done:
+		if ended {
+			t.Fatal("the session ended")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("PREPARE with 65,535 parameters hangs")
+	}
+	st := s.stmts.get(1)
+	if st == nil || st.numParams != n {
+		t.Fatalf("statement not registered with %d parameters: %+v", n, st)
+	}
+}
+
+// A compound statement with a cursor of its own reports
+// SERVER_STATUS_CURSOR_EXISTS on a COM_QUERY result: its rows still
+// follow at once, and the relay reads them (it hung waiting otherwise).
+func TestCursorFlagOnQueryResult(t *testing.T) {
+	cursorEOF := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT | mysql.SERVER_STATUS_CURSOR_EXISTS), 0}
+	col := (&mysql.Field{Name: []byte("c"), Charset: 33, Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
+	reply := frame(1, []byte{1}, col, cursorEOF, rowPacket(3, 'a'), eofPacket)
+	s := benchSession(t, nil)
+	s.conns["m"].bc = wrapFor(&scriptedServer{reply: reply})
+	var got bytes.Buffer
+	s.client.adopt(packet.NewConn(captureClient{out: &got}))
+	s.client.pc.Sequence = 1
+	if s.answer(append([]byte{mysql.COM_QUERY}, "BEGIN NOT ATOMIC SELECT 1; END"...)) {
+		t.Fatal("the session ended")
+	}
+	_ = s.client.flush()
+	if !bytes.Equal(got.Bytes(), reply) || s.cmd.reply.rows != 1 {
+		t.Fatalf("client got %d of the server's %d bytes, %d rows", got.Len(), len(reply), s.cmd.reply.rows)
+	}
+}

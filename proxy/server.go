@@ -64,8 +64,9 @@ type Server struct {
 	// outcomes: per topology epoch, transactions replayed and aborted.
 	outcomesMu sync.Mutex
 	outcomes   map[uint64]*TxOutcome
-	// tracking is the servers' default session tracking (read once).
-	tracking atomic.Pointer[clientTracking]
+	// serverDefaults: session tracking and timeouts sessions start from
+	// (read once).
+	serverDefaults atomic.Pointer[serverDefaults]
 	// observe, when set (before Serve), is told about every statement.
 	observe func(kind string, toMaster, ok bool, d time.Duration)
 }

@@ -48,6 +48,9 @@ type session struct {
 	user  conf.User
 	caps  uint32
 	track clientTracking
+	// idleDefault: the client's connection is closed after this long idle
+	// unless it set its own wait_timeout (idleTimeout).
+	idleDefault time.Duration
 
 	// What the session is: state replayed on every backend connection,
 	// the router's view (transaction, temporary tables, last write), its
@@ -81,6 +84,7 @@ type scratch struct {
 	target   string  // where the last command ran
 	pktBuf   *[]byte // backend packet buffer, held during a command (packetBufs)
 	okBuf    []byte
+	running  *running      // where the last statement ran (see startRunning)
 	stateBuf []byte        // session-state block filtered for the client
 	cmdBuf   []byte        // framing buffer for commands sent to backends
 	sum      xxhash.Digest // checksum of a reply inside a transaction
@@ -97,6 +101,15 @@ type sessionInfo struct {
 	db          atomic.Pointer[string]
 	heldConns   atomic.Int32
 	heldBecause atomic.Pointer[string]
+	// running is the statement running now (nil when none); killedWhy says
+	// why the proxy killed it; killed: the session was killed (KILL
+	// CONNECTION) and ends.
+	running   atomic.Pointer[running]
+	killedWhy atomic.Pointer[string]
+	killed    atomic.Bool
+	// threads lists the backend threads the session holds, for SHOW
+	// SESSIONS ("master:31 replica1:57").
+	threads atomic.Pointer[string]
 }
 
 func newSession(srv *Server, set *Settings, c net.Conn) *session {
@@ -152,7 +165,11 @@ func (s *session) onAuthenticated(id uint32, user string, caps uint32, collation
 	if err != nil {
 		return asClientError(err)
 	}
-	s.track = s.srv.defaultTracking(bc, s.settings.IOTimeout)
+	d := s.srv.defaults(bc, s.settings.IOTimeout)
+	s.track, s.idleDefault = d.tracking, d.waitTimeout
+	if caps&mysql.CLIENT_INTERACTIVE != 0 {
+		s.idleDefault = d.interactiveTimeout
+	}
 	return nil
 }
 
@@ -201,13 +218,20 @@ func (s *session) loop() {
 		if s.srv.isDraining() && s.status&mysql.SERVER_STATUS_IN_TRANS == 0 {
 			return
 		}
+		armed := s.client.idleFor(s.idleTimeout())
 		data, err := s.client.readCommand(s.settings.MaxAllowedPacket)
 		s.info.idle.Store(false)
+		if armed && err == nil {
+			_ = s.client.raw.SetReadDeadline(time.Time{})
+		}
+		if s.info.killed.Load() {
+			return // KILL CONNECTION: the client finds its connection closed
+		}
 		if err != nil {
 			s.readFailed(err)
 			return
 		}
-		if s.answer(data) {
+		if s.answer(data) || s.info.killed.Load() {
 			return
 		}
 	}
@@ -328,7 +352,7 @@ func (s *session) dispatch(data []byte) error {
 	case mysql.COM_STMT_FETCH:
 		return s.fetch(data)
 	case mysql.COM_PROCESS_KILL:
-		return errUnsupportedCommand("COM_PROCESS_KILL (use the admin port)")
+		return s.processKill(data)
 	case mysql.COM_BINLOG_DUMP, mysql.COM_BINLOG_DUMP_GTID, mysql.COM_REGISTER_SLAVE, mysql.COM_TABLE_DUMP:
 		return errUnsupportedCommand("replication commands")
 	default:

@@ -183,10 +183,16 @@ func (s *session) dropUnmovable() {
 	s.route.TempTables = nil
 }
 
-// errStateLost: the connection holding session state no other
-// connection can be given is gone; the state is dropped.
-func errStateLost(what string) *mysql.MyError {
-	return &mysql.MyError{Code: erConnectionKilled, State: "70100",
-		Message: "Switchyard: the master connection of this session was replaced (master change or lost connection); " +
-			shortText(what) + " did not survive and were dropped from the session; the statement was not run"}
+// stateLost is session state that did not survive a new backend
+// connection: the statement at hand gets the error (whichever server it
+// was going to), and the session goes on without that state.
+type stateLost struct{ *mysql.MyError }
+
+func (e stateLost) Unwrap() error { return e.MyError }
+
+// errStateLost builds the error for lost session state.
+func errStateLost(what string) error {
+	return stateLost{&mysql.MyError{Code: erConnectionKilled, State: "70100",
+		Message: "Switchyard: the session's backend connection was replaced (master change or lost connection); " +
+			shortText(what) + " did not survive and were dropped from the session; the statement was not run"}}
 }

@@ -6,6 +6,36 @@ import (
 	"testing"
 )
 
+// TestSessionVariablesReplayedOneByOne: a variable the new server
+// refuses is dropped alone, and the statement at hand says which; the
+// other variables carry over.
+func TestSessionVariablesReplayedOneByOne(t *testing.T) {
+	f := newFakeBackends()
+	s := newFakeSession(t, f)
+	if p := s.run(t, "INSERT INTO t VALUES (1)"); errCode(p) != 0 {
+		t.Fatalf("%q", p)
+	}
+	s.state.setVar("sql_mode", "ANSI_QUOTES")
+	s.state.setVar("timestamp", "1732900000.123456")
+	s.state.setVar("only_on_m", "1")
+	s.state.version++
+	f.servers["r1"].answer("@@session.only_on_m", errPayload(1193, "HY000", "Unknown system variable 'only_on_m'"))
+	f.SetMaster("r1")
+	p := s.run(t, "INSERT INTO t VALUES (2)")
+	if errCode(p) != erConnectionKilled || !strings.Contains(string(p), "only_on_m") {
+		t.Fatalf("first statement on the new master: %q", p)
+	}
+	if p := s.run(t, "INSERT INTO t VALUES (3)"); errCode(p) != 0 {
+		t.Fatalf("second statement: %q", p)
+	}
+	if s.state.has("only_on_m") || !s.state.has("sql_mode") || !s.state.has("timestamp") {
+		t.Errorf("variables after the replay: %v", s.state.vars)
+	}
+	if got := sqlValue("timestamp", "1732900000.123456"); got != "1732900000.123456" {
+		t.Errorf("a fractional timestamp is written %s (quoted, the server refuses it)", got)
+	}
+}
+
 // TestBoundStateAcrossMasterChange: user variables set from constants
 // are set again on the new master; state that cannot move (temporary
 // tables, named locks, LOCK TABLES, variables set from data) gives the

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -41,7 +43,9 @@ func (s *session) connTo(server string) (*backend.Conn, error) {
 // pool, without bringing it up to date (see sync).
 func (s *session) acquire(server string) (*backend.Conn, error) {
 	if h := s.conns[server]; h != nil {
-		if !h.bc.Broken() {
+		// A connection the server closed while the session was idle
+		// (wait_timeout, a restart) is replaced before anything is sent.
+		if h.bc.Alive(backend.AliveCheckAfter) {
 			return h.bc, nil
 		}
 		s.release(server)
@@ -64,7 +68,26 @@ func (s *session) acquire(server string) (*backend.Conn, error) {
 		synced = s.state.version
 	}
 	s.conns[server] = &heldConn{bc: bc, synced: synced}
+	s.publishThreads()
 	return bc, nil
+}
+
+// publishThreads lists the backend threads the session holds, for SHOW
+// SESSIONS (a DBA matches them to PROCESSLIST rows).
+func (s *session) publishThreads() {
+	names := make([]string, 0, len(s.conns))
+	for name := range s.conns {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, name := range names {
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d", name, s.conns[name].bc.ThreadID())
+	}
+	storeIfChanged(&s.info.threads, b.String())
 }
 
 // flushClient is the backend connections' before-read hook: what is
@@ -118,6 +141,7 @@ func (s *session) release(server string) {
 	h.bc.SetBeforeRead(nil)
 	s.stmts.forgetConn(h.bc)
 	s.backends.Return(h.bc)
+	s.publishThreads()
 }
 
 // releaseAll gives back every connection (session end, reset, change
@@ -144,7 +168,8 @@ func (s *session) account() backend.Account {
 
 func (s *session) variant() backend.Variant {
 	return backend.Variant{
-		FoundRows:   s.caps&mysql.CLIENT_FOUND_ROWS != 0,
-		LocalInfile: s.settings.LoadDataLocal && s.caps&mysql.CLIENT_LOCAL_FILES != 0,
+		FoundRows:      s.caps&mysql.CLIENT_FOUND_ROWS != 0,
+		LocalInfile:    s.settings.LoadDataLocal && s.caps&mysql.CLIENT_LOCAL_FILES != 0,
+		NoMultiResults: s.caps&mysql.CLIENT_MULTI_RESULTS == 0,
 	}
 }

@@ -136,6 +136,10 @@ func (s *session) place(c *command) (placement, error) {
 			return p, nil
 		}
 		p.leave(s)
+		var lost stateLost
+		if errors.As(err, &lost) {
+			return placement{}, lost.MyError
+		}
 		me, serverErr := backend.AsMyError(err)
 		switch {
 		case serverErr && (toMaster || try >= 2):
@@ -206,7 +210,9 @@ func (s *session) runOn(c *command, p placement) error {
 		s.checksummed(r)
 	}
 	inTx := s.route.InTx // a lost connection clears it
-	if err := s.send(p.bc, send); err != nil {
+	sent, err := s.sendAndRelay(c, p, send, r)
+	switch {
+	case err != nil && !sent:
 		// The write failed (the connection was cut under the session, or
 		// its server is gone): the server runs only complete command
 		// packets, so this one never ran. It is sent again elsewhere, its
@@ -217,12 +223,11 @@ func (s *session) runOn(c *command, p placement) error {
 		case s.tx.open:
 			s.tx.lost = lost.Error()
 			return errTxLost
-		case inTx: // a read-only transaction on a replica, which is not kept
+		case inTx:
 			return lost
 		}
 		return errRunAgain
-	}
-	if err := s.relay(c, p.bc, r); err != nil {
+	case err != nil:
 		return s.afterLoss(c, r, inTx, err)
 	}
 	s.observe(c, p, r, time.Since(start))
@@ -237,6 +242,35 @@ func (s *session) runOn(c *command, p placement) error {
 		return r.serverErr
 	}
 	return nil
+}
+
+// sendAndRelay sends the command and relays its reply, published as the
+// session's running statement (KILL, the query timeout); sent is false
+// when the command's write failed.
+func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply) (sent bool, err error) {
+	s.startRunning(p.target, p.bc)
+	timer := s.statementTimer(s.queryTimeout())
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		if why := s.stopRunning(); why != "" && r.serverErr != nil {
+			r.serverErr = errQueryKilled(why)
+		}
+	}()
+	if err := s.send(p.bc, send); err != nil {
+		return false, err
+	}
+	return true, s.relay(c, p.bc, r)
+}
+
+// queryTimeout is the bound on one statement: the user's own, else
+// pool.query_timeout (0: none).
+func (s *session) queryTimeout() time.Duration {
+	if s.user.QueryTimeout > 0 {
+		return s.user.QueryTimeout.D()
+	}
+	return s.settings.QueryTimeout
 }
 
 // afterLoss decides what a connection lost under a command becomes.
@@ -265,7 +299,7 @@ func changesNothing(cl router.Class) bool {
 // txConnGone: the connection carrying the open transaction is gone.
 func (s *session) txConnGone() bool {
 	h := s.conns[s.tx.on]
-	return s.tx.lost != "" || h == nil || h.bc.Broken()
+	return s.tx.lost != "" || h == nil || !h.bc.Alive(backend.AliveCheckAfter)
 }
 
 // commandBytes returns what to send on p's connection: the client's
@@ -302,6 +336,8 @@ func (s *session) relay(c *command, bc *backend.Conn, r *reply) error {
 	case replyPrepare:
 		return s.relayPrepare(bc, c, r)
 	}
+	// COM_STMT_EXECUTE: flags (byte 5) other than 0 ask for a cursor.
+	r.cursor = c.payload[0] == mysql.COM_STMT_EXECUTE && len(c.payload) > 5 && c.payload[5] != 0
 	return s.relayResult(bc, r)
 }
 
@@ -327,14 +363,16 @@ func (s *session) observe(c *command, p placement, r *reply, took time.Duration)
 	}
 }
 
-// send writes one command packet to the backend and arms the query
-// deadline for the reply.
+// send writes one command packet to the backend. With a query timeout,
+// a socket deadline past it (by io_timeout) is the backstop when killing
+// the statement fails (a hung server).
 func (s *session) send(bc *backend.Conn, cmd []byte) error {
-	if s.settings.QueryTimeout > 0 {
-		bc.SetDeadline(time.Now().Add(s.settings.QueryTimeout))
+	if d := s.queryTimeout(); d > 0 {
+		bc.SetDeadline(time.Now().Add(d + s.settings.IOTimeout))
 	} else {
 		bc.SetDeadline(time.Time{})
 	}
+	bc.Sent()
 	bp := bc.Packets()
 	bp.ResetSequence()
 	buf := append(append(s.cmd.cmdBuf[:0], 0, 0, 0, 0), cmd...)

@@ -106,6 +106,9 @@ func (s *session) giveBackConns() {
 		}
 	}
 	s.info.heldConns.Store(int32(len(s.conns)))
+	if why == "" && len(s.conns) == 0 {
+		storeIfChanged(&s.info.threads, "")
+	}
 	storeIfChanged(&s.info.heldBecause, why)
 }
 

@@ -49,6 +49,11 @@ type reply struct {
 	// says why the reply cannot be reproduced by running the command again.
 	sum          *xxhash.Digest
 	unreplayable string
+	// cursor: a COM_STMT_EXECUTE that asked for a cursor, whose rows come
+	// later through COM_STMT_FETCH. (Only then: a compound statement with
+	// a cursor of its own reports SERVER_STATUS_CURSOR_EXISTS too, and
+	// sends its rows at once.)
+	cursor bool
 }
 
 // emit sends one packet of the reply to the client (p has its 4-byte
@@ -239,7 +244,7 @@ func (s *session) relayResultSet(bc *backend.Conn, first []byte, r *reply) (more
 	if err := s.emit(r, p); err != nil {
 		return false, s.abandon(bc, err)
 	}
-	if status := eofStatus(p[4:]); status&mysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
+	if status := eofStatus(p[4:]); r.cursor && status&mysql.SERVER_STATUS_CURSOR_EXISTS != 0 {
 		// A cursor was opened: rows come later through COM_STMT_FETCH.
 		r.ok = true
 		r.noteStatus(status)
@@ -418,7 +423,7 @@ func (s *session) relayDefinitions(bc *backend.Conn, r *reply, params, columns u
 		if n == 0 {
 			continue
 		}
-		for i := uint16(0); i <= n; i++ { // n definitions + EOF
+		for i := 0; i <= int(n); i++ { // n definitions + EOF
 			if err := s.relayPacket(bc, r); err != nil {
 				return err
 			}

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -132,6 +134,13 @@ func (s *session) applyReply(target string, r *reply) {
 				s.state.setVar(ch.name, ch.value)
 				changed = true
 			}
+			if ch.name == "sql_auto_is_null" {
+				// "WHERE id IS NULL" then reads the session's last insert id.
+				s.route.ReadsOnMaster = ""
+				if strings.EqualFold(ch.value, "ON") || ch.value == "1" {
+					s.route.ReadsOnMaster = "sql_auto_is_null"
+				}
+			}
 		}
 	}
 	if changed {
@@ -184,16 +193,11 @@ func (s *session) applyState(bc *backend.Conn) error {
 		set = append(set, fmt.Sprintf("@@session.%s=%s", name, sqlValue(name, s.state.varValue[name])))
 	}
 	if _, err := bc.Exec(ctx, strings.Join(set, ", ")); err != nil {
-		me, ok := backend.AsMyError(err)
-		if !ok || len(set) <= 2 {
+		if _, ok := backend.AsMyError(err); !ok || len(set) <= 2 {
 			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
 		}
-		// A variable we cannot replay must not break the session:
-		// log it, stop replaying it, keep the rest.
-		s.log.Warn("cannot replay session variables; continuing without them", zap.String("error", me.Message))
-		s.state.vars = nil
-		if _, err := bc.Exec(ctx, names+", "+proxyTracking); err != nil {
-			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
+		if err := s.applyVarsOneByOne(ctx, bc, names); err != nil {
+			return err
 		}
 	}
 	if s.state.db != "" {
@@ -227,21 +231,85 @@ func (s *session) learnTracking(bc *backend.Conn) error {
 	return err
 }
 
-// defaultTracking is the server's default session tracking, read once
-// per proxy from the first master connection.
-func (srv *Server) defaultTracking(bc *backend.Conn, timeout time.Duration) clientTracking {
-	if t := srv.tracking.Load(); t != nil {
-		return *t
+// serverDefaults are the servers' defaults a session starts from.
+type serverDefaults struct {
+	tracking                        clientTracking
+	waitTimeout, interactiveTimeout time.Duration
+}
+
+// defaults reads the servers' defaults once per proxy, from the first
+// master connection (the values below until it answers).
+func (srv *Server) defaults(bc *backend.Conn, timeout time.Duration) serverDefaults {
+	if d := srv.serverDefaults.Load(); d != nil {
+		return *d
 	}
-	t := newClientTracking("autocommit,character_set_client,character_set_connection,character_set_results,time_zone", "ON")
+	d := serverDefaults{tracking: newClientTracking("autocommit,character_set_client,character_set_connection,character_set_results,time_zone", "ON"),
+		waitTimeout: 8 * time.Hour, interactiveTimeout: 8 * time.Hour}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if r, err := bc.Exec(ctx, "SELECT @@global.session_track_system_variables, @@global.session_track_schema"); err == nil &&
-		r.Resultset != nil && len(r.Values) == 1 {
-		t = newClientTracking(string(r.Values[0][0].AsString()), r.Values[0][1].String())
-		srv.tracking.Store(&t)
+	r, err := bc.Exec(ctx, "SELECT @@global.session_track_system_variables, @@global.session_track_schema, @@global.wait_timeout, @@global.interactive_timeout")
+	if err == nil && r.Resultset != nil && len(r.Values) == 1 {
+		v := r.Values[0]
+		d.tracking = newClientTracking(string(v[0].AsString()), v[1].String())
+		d.waitTimeout, d.interactiveTimeout = time.Duration(v[2].AsInt64())*time.Second, time.Duration(v[3].AsInt64())*time.Second
+		srv.serverDefaults.Store(&d)
 	}
-	return t
+	return d
+}
+
+// idleTimeout is how long the client may stay idle before the proxy
+// closes its connection, as the server would: the session's wait_timeout,
+// or for an interactive client interactive_timeout, until it sets its own.
+func (s *session) idleTimeout() time.Duration {
+	if v, ok := s.state.varValue["wait_timeout"]; ok {
+		if n, err := strconv.ParseFloat(v, 64); err == nil {
+			return time.Duration(n * float64(time.Second))
+		}
+	}
+	return s.idleDefault
+}
+
+// applyVarsOneByOne sets the session's variables one at a time after
+// the combined SET failed: a variable this server refuses (another
+// version, a privilege) is dropped alone, and the statement at hand is
+// told which (errStateLost), never the others dropped silently.
+func (s *session) applyVarsOneByOne(ctx context.Context, bc *backend.Conn, names string) error {
+	if _, err := bc.Exec(ctx, names+", "+proxyTracking); err != nil {
+		return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
+	}
+	var failed []string
+	for _, name := range append([]string(nil), s.state.vars...) {
+		if notReplayed[name] {
+			continue
+		}
+		_, err := bc.Exec(ctx, fmt.Sprintf("SET @@session.%s=%s", name, sqlValue(name, s.state.varValue[name])))
+		me, serverErr := backend.AsMyError(err)
+		switch {
+		case err == nil:
+		case !serverErr:
+			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
+		default:
+			failed = append(failed, name+" ("+me.Message+")")
+			s.state.dropVar(name)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	s.log.Warn("session variables could not be set on a new connection", zap.Strings("dropped", failed))
+	return errStateLost("the session variables " + strings.Join(failed, ", ") + " could not be set on " + bc.BackendName())
+}
+
+// dropVar forgets a session variable (it will not be replayed).
+func (st *sessionState) dropVar(name string) {
+	for i, n := range st.vars {
+		if n == name {
+			st.vars = append(st.vars[:i], st.vars[i+1:]...)
+			break
+		}
+	}
+	delete(st.varValue, name)
+	st.version++
 }
 
 // wantsMultiStatements: the client negotiated multi-statements and has
@@ -250,17 +318,20 @@ func (s *session) wantsMultiStatements() bool {
 	return !s.state.multiOff && s.caps&mysql.CLIENT_MULTI_STATEMENTS != 0
 }
 
-// sqlValue renders a tracked value for SET: numbers bare, NULL for an
-// empty character_set_results, everything else as a quoted string.
+// sqlValue renders a tracked value for SET: numbers bare (a quoted one
+// is refused by numeric variables such as timestamp), NULL for an empty
+// character_set_results, everything else as a quoted string.
 func sqlValue(name, v string) string {
 	if v == "" && name == "character_set_results" {
 		return "NULL"
 	}
-	if v != "" && strings.Trim(v, "0123456789") == "" {
+	if number.MatchString(v) {
 		return v
 	}
 	return "'" + escapeSQL(v) + "'"
 }
+
+var number = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?$`)
 
 func escapeSQL(v string) string {
 	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v)

@@ -64,7 +64,7 @@ func (r *stmtRegistry) forgetConn(bc *backend.Conn) {
 // (relayPrepare). Other backends prepare it lazily when a later execute
 // runs there.
 func (s *session) prepare(data []byte) error {
-	cl := s.srv.classifier.Classify(string(data[1:]), s.state.ansiQuotes())
+	cl, data := s.classify(data)
 	s.noteStatement(cl.Digest)
 	return s.exec(&command{class: cl, payload: data, route: routeByClass, reply: replyPrepare})
 }
@@ -92,7 +92,7 @@ func (s *session) prepareOn(bc *backend.Conn, st *preparedStmt) (uint32, error) 
 		if n == 0 {
 			continue
 		}
-		for i := uint16(0); i <= n; i++ {
+		for i := 0; i <= int(n); i++ {
 			if _, err := s.readBackend(bc); err != nil {
 				return 0, err
 			}

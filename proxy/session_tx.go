@@ -144,8 +144,8 @@ func (s *session) checkTx(c *command) (handled bool, err error) {
 	if !s.tx.open {
 		return false, nil
 	}
-	if h := s.conns[s.tx.on]; s.tx.lost == "" && (h == nil || h.bc.Broken()) {
-		s.tx.lost = "the connection to " + s.tx.on + " was cut"
+	if s.tx.lost == "" && s.txConnGone() {
+		s.tx.lost = "the connection to " + s.tx.on + " was lost"
 	}
 	if s.tx.lost == "" {
 		return false, nil

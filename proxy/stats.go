@@ -142,6 +142,9 @@ type SessionInfo struct {
 	// gives them back: multiplexing).
 	BackendConns int
 	HeldBecause  string
+	// BackendThreads are the server thread ids of those connections
+	// ("master:31 replica1:57"), as PROCESSLIST shows them.
+	BackendThreads string
 }
 
 // Sessions lists the live sessions. Fields owned by a session's goroutine
@@ -159,7 +162,7 @@ func (s *Server) Sessions() []SessionInfo {
 		info := SessionInfo{ID: sess.id, User: sess.user.Name, Client: sess.client.raw.RemoteAddr().String(),
 			Age: time.Since(in.started), InTransaction: in.inTx.Load(), BackendConns: int(in.heldConns.Load()),
 			LastStatement: loadString(&in.lastStmt), Backend: loadString(&in.lastBackend), DB: loadString(&in.db),
-			HeldBecause: loadString(&in.heldBecause)}
+			HeldBecause: loadString(&in.heldBecause), BackendThreads: loadString(&in.threads)}
 		out = append(out, info)
 	}
 	return out

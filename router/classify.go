@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -77,6 +78,9 @@ type Class struct {
 	// SetsTracking: the statement sets the session's own
 	// session_track_system_variables or session_track_schema.
 	SetsTracking bool
+	// ConnectionID: the statement calls CONNECTION_ID(), which the proxy
+	// answers with the session's own id.
+	ConnectionID bool
 }
 
 // ConnState is connection-bound state a statement touches. A session
@@ -191,23 +195,18 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 		// Executable comments run code the parser reads as a comment.
 		return Class{Kind: KindWrite, Reason: "executable comment", Hint: hint, Pin: true, State: guessState(sql)}
 	}
-	p := c.parsers.Get().(*parser.Parser)
-	defer c.parsers.Put(p)
-	var mode mysql.SQLMode
-	if ansiQuotes {
-		mode = mysql.ModeANSIQuotes
-	}
-	p.SetSQLMode(mode)
-	stmts, _, err := p.Parse(sql, "", "")
+	stmts, err := c.parse(sql, ansiQuotes)
 	if err != nil || len(stmts) == 0 {
 		kind, rollback := fallbackKind(sql)
-		return Class{Kind: kind, Reason: reasonUnparsable, Hint: hint, Pin: true, Rollback: rollback, State: guessState(sql)}
+		return Class{Kind: kind, Reason: reasonUnparsable, Hint: hint, Pin: true, Rollback: rollback, State: guessState(sql),
+			ConnectionID: strings.Contains(strings.ToLower(sql), "connection_id")}
 	}
 	var out Class
 	for i, st := range stmts {
 		cl := classifyStmt(st)
 		cl.Pin = pins(st)
 		cl.State = connState(st)
+		cl.ConnectionID = callsConnectionID(st)
 		if i == 0 {
 			out = cl
 			continue
@@ -215,7 +214,33 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 		out = merge(out, cl)
 	}
 	out.Hint = hint
+	if out.Kind == KindRead && strings.Contains(sql, "$@") {
+		// A user variable inside an XPath string (ExtractValue(x,
+		// '/a[$@i]')): the parser sees a string, the server a variable.
+		out.Kind, out.Reason, out.State.UserVars = KindWrite, "user variable in an XPath expression", true
+	}
 	return out
+}
+
+// parse runs a pooled parser. Some valid SQL makes the TiDB parser's
+// value driver panic (an 82-digit decimal literal): that is an error
+// here, and the parser, in an unknown state, is not pooled again.
+func (c *Classifier) parse(sql string, ansiQuotes bool) (stmts []ast.StmtNode, err error) {
+	p := c.parsers.Get().(*parser.Parser)
+	defer func() {
+		if r := recover(); r != nil {
+			stmts, err = nil, fmt.Errorf("parser panic: %v", r)
+			return
+		}
+		c.parsers.Put(p)
+	}()
+	var mode mysql.SQLMode
+	if ansiQuotes {
+		mode = mysql.ModeANSIQuotes
+	}
+	p.SetSQLMode(mode)
+	stmts, _, err = p.Parse(sql, "", "")
+	return stmts, err
 }
 
 // merge combines the classes of a multi-statement: the strongest kind
@@ -226,6 +251,8 @@ func merge(a, b Class) Class {
 	a.TempDropped = append(a.TempDropped, b.TempDropped...)
 	a.Pin = a.Pin || b.Pin
 	a.DML = a.DML && b.DML
+	a.SetsTracking = a.SetsTracking || b.SetsTracking
+	a.ConnectionID = a.ConnectionID || b.ConnectionID
 	a.Rollback = false // a multi-statement is not a plain ROLLBACK
 	a.State = a.State.merge(b.State)
 	if a.Kind == KindRead && b.Kind == KindRead {
@@ -250,7 +277,7 @@ func classifyStmt(st ast.StmtNode) Class {
 		return classifyRead(st)
 	case *ast.ShowStmt:
 		switch {
-		case n.Tp == ast.ShowWarnings || n.Tp == ast.ShowErrors:
+		case n.Tp == ast.ShowWarnings || n.Tp == ast.ShowErrors || n.Tp == ast.ShowProfile || n.Tp == ast.ShowProfiles:
 			return Class{Kind: KindLastBackend, Reason: "diagnostics of the previous statement"}
 		case replicaShows[n.Tp]:
 			return classifyRead(st)
@@ -409,6 +436,28 @@ func (v *visitor) noteLockCall(x *ast.FuncCallExpr) {
 	}
 	v.locks.UnknownLock = true
 }
+
+// callsConnectionID reports a CONNECTION_ID() call anywhere in st.
+func callsConnectionID(st ast.StmtNode) bool {
+	f := &funcFinder{name: "connection_id"}
+	st.Accept(f)
+	return f.found
+}
+
+// funcFinder looks for a call of one function.
+type funcFinder struct {
+	name  string
+	found bool
+}
+
+func (f *funcFinder) Enter(n ast.Node) (ast.Node, bool) {
+	if c, ok := n.(*ast.FuncCallExpr); ok && c.FnName.L == f.name {
+		f.found = true
+	}
+	return n, f.found
+}
+
+func (f *funcFinder) Leave(n ast.Node) (ast.Node, bool) { return n, true }
 
 // connState lists the connection-bound state a statement touches.
 func connState(st ast.StmtNode) ConnState {

@@ -97,7 +97,7 @@ var classifyCases = []struct {
 	{"SHOW FULL PROCESSLIST", M},
 	{"SHOW MASTER STATUS", M},
 	{"SHOW GRANTS", M},
-	{"SHOW PROFILES", M},
+	{"SHOW PROFILES", L}, // profiles of the statements that ran where the previous one did
 	{"SHOW WARNINGS", L},
 	{"SHOW ERRORS", L},
 	{"SHOW COUNT(*) WARNINGS", L},
@@ -246,6 +246,44 @@ func TestClassify(t *testing.T) {
 		if got.Kind != tt.want {
 			t.Errorf("%-60q got %s (%s), want %s", tt.sql, got.Kind, got.Reason, tt.want)
 		}
+	}
+}
+
+// Valid SQL the TiDB parser's value driver cannot handle (it panics on an
+// 82-digit literal) is unparsable, for the master: never a crash.
+func TestParserPanicIsUnparsable(t *testing.T) {
+	c := NewClassifier(0)
+	sql := "SELECT 1000000000000000000000000000000000000000000000000000000000000000000000000000000001 AS c"
+	for range 2 { // the pool must not hand out the broken parser
+		if cl := c.Classify(sql, false); cl.Kind != KindWrite || cl.Reason != reasonUnparsable {
+			t.Fatalf("got %s (%s)", cl.Kind, cl.Reason)
+		}
+	}
+	if cl := c.Classify("SELECT 1", false); cl.Kind != KindRead {
+		t.Fatalf("after the panic: SELECT 1 is %s (%s)", cl.Kind, cl.Reason)
+	}
+}
+
+// Reads whose answer depends on where the session's previous statements
+// ran.
+func TestSessionScopedReads(t *testing.T) {
+	c := NewClassifier(0)
+	for sql, want := range map[string]Kind{
+		"SHOW PROFILES":                                       KindLastBackend,
+		"SHOW PROFILE FOR QUERY 1":                            KindLastBackend,
+		"SELECT ExtractValue(@xml, '/a/b[$@i]')":              KindWrite,
+		"SELECT ExtractValue('<a><b>x</b></a>', '/a/b[$@i]')": KindWrite,
+		"SELECT ExtractValue('<a/>', '/a')":                   KindRead,
+	} {
+		if got := c.Classify(sql, false); got.Kind != want {
+			t.Errorf("%s: %s (%s), want %s", sql, got.Kind, got.Reason, want)
+		}
+	}
+	s := NewSession()
+	s.ReadsOnMaster = "sql_auto_is_null"
+	topo := fixture()
+	if d, err := Decide(c.Classify("SELECT * FROM t WHERE id IS NULL", false), s, topo, Policy{Split: true}); err != nil || d.Target != topo.Master {
+		t.Errorf("a read under sql_auto_is_null went to %s (%v)", d.Target, err)
 	}
 }
 

@@ -55,6 +55,10 @@ type Session struct {
 	ReadOnlyTxOn string
 	// TxOn is where the open transaction runs.
 	TxOn string
+	// ReadsOnMaster, when set, says why every read of the session must
+	// run where its writes ran (e.g. sql_auto_is_null: "WHERE id IS NULL"
+	// reads the session's last insert id).
+	ReadsOnMaster string
 	// TempTables created in this session (lower-case names).
 	TempTables map[string]bool
 	// LastTarget is where the previous statement ran.
@@ -98,6 +102,8 @@ func Decide(c Class, s *Session, topo *backend.Topology, p Policy) (Decision, er
 	switch {
 	case c.Hint == HintMaster:
 		return toMaster("hint")
+	case s.ReadsOnMaster != "":
+		return toMaster(s.ReadsOnMaster)
 	case s.AutocommitOff:
 		return toMaster("autocommit off")
 	case c.Kind == KindBeginReadOnly:
