@@ -356,7 +356,7 @@ func (a *app) adminSources() admin.Sources {
 			return out
 		},
 		ResetQueryStats: a.proxy.ResetQueryStats,
-		Kill: a.proxy.Kill,
+		Kill:            a.proxy.Kill,
 		TxOutcomes: func(epoch uint64) (int, int) {
 			o := a.proxy.TxOutcomes(epoch)
 			return o.Replayed, o.Aborted
