@@ -102,16 +102,18 @@ func TestPooledConnectionIsResetBeforeReuse(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	r, err := a.Execute("SELECT CONNECTION_ID()")
+	// The backend thread's own id: CONNECTION_ID() through the proxy is
+	// the session's.
+	r, err := a.Execute("SELECT @@pseudo_thread_id")
 	if err != nil {
 		t.Fatal(err)
 	}
 	firstID = r.Values[0][0].AsInt64()
 	a.Close() // COM_QUIT: the session ends, its backend connection is released
-	waitSessionGone(t, "connection_id")
+	waitSessionGone(t, "pseudo_thread_id")
 
 	b := connectClient(t, proxy.Addr)
-	r, err = b.Execute("SELECT CONNECTION_ID(), @leak, @@session.sql_mode, IS_FREE_LOCK('reset_lock'), (SELECT COUNT(*) FROM reset_db.t)")
+	r, err = b.Execute("SELECT @@pseudo_thread_id, @leak, @@session.sql_mode, IS_FREE_LOCK('reset_lock'), (SELECT COUNT(*) FROM reset_db.t)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func TestWritesTransactionsAndSessionReadsOnMaster(t *testing.T) {
 		{"lock in share mode", nil, "SELECT @@server_id FROM rt.w LIMIT 1 LOCK IN SHARE MODE"},
 		{"master hint", nil, "/* master */ SELECT @@server_id"},
 		{"user variable", []string{"SET @v = 1"}, "SELECT @@server_id + @v - 1"},
-		{"session function", nil, "SELECT @@server_id + 0 * CONNECTION_ID()"},
+		{"session function", nil, "SELECT @@server_id + 0 * LAST_INSERT_ID()"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
