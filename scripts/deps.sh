@@ -1,41 +1,66 @@
 #!/usr/bin/env bash
 # Installs what Switchyard's sandbox and tests need on Debian: the MariaDB
-# server and client; with "bench", also sysbench and haproxy (the L4 relay
-# make bench compares against). Safe to run repeatedly. Must run as root
-# (or via sudo).
+# server and client, and the client drivers the driver matrix runs (PHP
+# mysqli/PDO, PyMySQL, mysqlclient, DBD::MariaDB, MariaDB Connector/J,
+# Ruby mysql2, node mysql2 from npm, tmux for the CLI's Ctrl-C); with
+# "bench", also sysbench and haproxy (the L4 relay make bench compares
+# against). Safe to run repeatedly: only what is missing is installed.
+# Must run as root (or via sudo).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
+updated=""
+install() { # install Debian packages, running apt-get update once
+  [ $# -gt 0 ] || return 0
+  if [ -z "$updated" ]; then $SUDO apt-get update -qq; updated=1; fi
+  $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+
 if [ "${1:-}" = "bench" ]; then
-  if ! command -v sysbench >/dev/null 2>&1 || ! command -v haproxy >/dev/null 2>&1; then
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq sysbench haproxy >/dev/null
-    # The package may start its own haproxy service: the benchmark runs its own.
-    if [ -f /run/haproxy.pid ]; then $SUDO kill "$(cat /run/haproxy.pid)" 2>/dev/null || true; fi
-  fi
+  want=()
+  have sysbench || want+=(sysbench)
+  have haproxy || want+=(haproxy)
+  install "${want[@]}"
+  # The package may start its own haproxy service: the benchmark runs its own.
+  if [ -f /run/haproxy.pid ]; then $SUDO kill "$(cat /run/haproxy.pid)" 2>/dev/null || true; fi
   echo "sysbench $(sysbench --version | awk '{print $2}'), $(haproxy -v | head -1 | awk '{print $1, $3}')"
   exit 0
 fi
 
-if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
-  if command -v mariadb >/dev/null 2>&1; then
-    exit 0
-  fi
+want=()
+{ have mariadbd || [ -x /usr/sbin/mariadbd ]; } || want+=(mariadb-server)
+have mariadb || want+=(mariadb-client)
+# Client drivers (test/drivers).
+for pkg in php-cli php-mysql python3-pymysql python3-mysqldb libdbd-mariadb-perl libmariadb-java ruby-mysql2 tmux; do
+  installed "$pkg" || want+=("$pkg")
+done
+have java || want+=(default-jre-headless)
+have node || want+=(nodejs)
+have npm || want+=(npm)
+new_server=""
+[[ " ${want[*]} " == *" mariadb-server "* ]] && new_server=1
+install "${want[@]}"
+
+if [ -n "$new_server" ]; then
+  # The package may start the distribution's own server on port 3306.
+  # Stop it by its pid file (never by name: sandbox servers are mariadbd too).
+  for pidfile in /run/mysqld/mysqld.pid /var/run/mysqld/mysqld.pid; do
+    if [ -f "$pidfile" ]; then
+      pid="$(cat "$pidfile")"
+      $SUDO kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
+  done
+  echo "mariadb-server installed: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version)"
 fi
 
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq mariadb-server mariadb-client >/dev/null
-
-# The package may start the distribution's own server on port 3306. Stop
-# it by its pid file (never by name: sandbox servers are mariadbd too).
-for pidfile in /run/mysqld/mysqld.pid /var/run/mysqld/mysqld.pid; do
-  if [ -f "$pidfile" ]; then
-    pid="$(cat "$pidfile")"
-    $SUDO kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  fi
-done
-echo "mariadb-server installed: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version)"
+# node mysql2 for the driver matrix, at the version package.json pins.
+if [ ! -d test/drivers/node/node_modules/mysql2 ]; then
+  (cd test/drivers/node && npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,21 @@
+-- The driver scenario for the mariadb command-line client (batch mode).
+SELECT DATABASE();
+SET NAMES utf8mb4;
+INSERT INTO t (id, name) VALUES (10, 'é漢字😀');
+SELECT name FROM t WHERE id = 10;
+PREPARE ins FROM 'INSERT INTO t (id, name, data, n) VALUES (?, ?, ?, ?)';
+SET @id = 1, @name = 'a', @data = NULL, @n = 1.50;
+EXECUTE ins USING @id, @name, @data, @n;
+SET @id = 2, @name = NULL, @data = REPEAT('0123456789abcdef', 6400), @n = NULL;
+EXECUTE ins USING @id, @name, @data, @n;
+SELECT id, name, LENGTH(data), MD5(data), n FROM t WHERE id IN (1, 2) ORDER BY id;
+BEGIN; INSERT INTO t (id) VALUES (3); ROLLBACK;
+SELECT COUNT(*) FROM t;
+BEGIN; INSERT INTO t (id) VALUES (3); COMMIT;
+SELECT COUNT(*) FROM t;
+SELECT 1 AS a; SELECT 2 AS b, 'x' AS c;
+CALL two_results();
+SELECT COUNT(*), SUM(seq) FROM (SELECT seq, REPEAT('x', 100) FROM seq_1_to_20000) x;
+SELECT * FROM nope;
+INSERT INTO t (id) VALUES (1);
+SELECT 'end';
