@@ -352,16 +352,42 @@ func (c *Coordinator) Members(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
-// Close stops the loops and resigns.
+// closeWait bounds each wait of Close: the loops stop at once when etcd
+// answers, and when it does not, closing the client is what ends them.
+const closeWait = 2 * time.Second
+
+// Close stops the loops and resigns, in bounded time even when etcd is
+// unreachable: etcd's Election.Campaign, when cancelled, resigns with the
+// client's own context, which never gives up on its own; closing the
+// client cancels that context.
 func (c *Coordinator) Close() {
 	if c.cancel != nil {
 		c.cancel()
 	}
-	c.wg.Wait()
-	c.mu.Lock()
-	if c.sess != nil {
-		c.sess.Close()
+	stopped := make(chan struct{})
+	go func() { c.wg.Wait(); close(stopped) }()
+	answered := true
+	select {
+	case <-stopped:
+	case <-time.After(closeWait):
+		answered = false
+		c.log.Warn("etcd does not answer: closing the coordination client without resigning")
 	}
+	c.mu.Lock()
+	sess := c.sess
 	c.mu.Unlock()
+	if sess != nil && answered {
+		// Revoking the lease now frees this instance's keys at once
+		// instead of after session_ttl.
+		sess.Orphan()
+		rctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		_, _ = c.cli.Revoke(rctx, sess.Lease())
+		cancel()
+	}
 	c.cli.Close()
+	select {
+	case <-stopped:
+	case <-time.After(closeWait):
+		c.log.Error("coordination loops did not stop; exiting without them")
+	}
 }

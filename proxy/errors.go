@@ -23,6 +23,11 @@ func errBackendLost(name string, err error) *mysql.MyError {
 		Message: fmt.Sprintf("Connection to backend %s was lost: %v", name, shortErr(err))}
 }
 
+// errConnectionKilled ends a killed session with the server's words.
+func errConnectionKilled() error {
+	return closeWith{&mysql.MyError{Code: erConnectionKilled, State: "70100", Message: "Connection was killed"}}
+}
+
 // asClientError is the error a client sees for a failure to reach a
 // backend: the server's own error when it sent one.
 func asClientError(err error) *mysql.MyError {

@@ -56,8 +56,11 @@ type Server struct {
 	mu       sync.Mutex
 	listener net.Listener
 	sessions map[uint32]*session
-	draining bool
-	wg       sync.WaitGroup
+	// handshaking are connections not yet logged in (no id yet): a
+	// shutdown that cannot wait closes them too.
+	handshaking map[*session]struct{}
+	draining    bool
+	wg          sync.WaitGroup
 
 	stats   Stats
 	digests *digestTable
@@ -104,7 +107,7 @@ func New(b Backends, set *Settings, version string, tlsConf *tls.Config, log *za
 	if err := advertise(ms, extra); err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, backends: b, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{},
+	s := &Server{log: log, backends: b, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{}, handshaking: map[*session]struct{}{},
 		classifier: router.NewClassifier(10000), digests: newDigestTable()}
 	s.settings.Store(set)
 	return s, nil
@@ -177,6 +180,9 @@ func (s *Server) handle(c net.Conn) {
 		return
 	}
 	sess := newSession(s, set, c)
+	s.mu.Lock()
+	s.handshaking[sess] = struct{}{}
+	s.mu.Unlock()
 	defer s.forget(sess)
 	sess.run()
 }
@@ -190,13 +196,17 @@ func (s *Server) admit() bool {
 
 func (s *Server) register(sess *session) {
 	s.mu.Lock()
+	delete(s.handshaking, sess)
 	s.sessions[sess.id] = sess
 	s.mu.Unlock()
 }
 
 func (s *Server) forget(sess *session) {
 	s.mu.Lock()
-	delete(s.sessions, sess.id)
+	delete(s.handshaking, sess)
+	if s.sessions[sess.id] == sess {
+		delete(s.sessions, sess.id)
+	}
 	s.mu.Unlock()
 }
 
@@ -233,15 +243,26 @@ func (s *Server) Shutdown(ctx context.Context) {
 		case <-ctx.Done():
 			s.mu.Lock()
 			for _, sess := range s.sessions {
+				sess.abort()
+			}
+			for sess := range s.handshaking {
 				sess.client.close()
 			}
+			n := len(s.sessions) + len(s.handshaking)
 			s.mu.Unlock()
-			<-done
+			select {
+			case <-done:
+			case <-time.After(abortWait):
+				s.log.Error("sessions still running after their sockets were closed; stopping without them", zap.Int("sessions", n))
+			}
 			return
 		case <-tick.C:
 		}
 	}
 }
+
+// abortWait bounds the wait for sessions whose sockets a shutdown closed.
+const abortWait = 3 * time.Second
 
 func (s *Server) isDraining() bool {
 	s.mu.Lock()

@@ -67,6 +67,9 @@ var errRunAgain = errors.New("connection lost; the command may run again")
 // the client.
 func (s *session) exec(c *command) error {
 	for tries := 0; ; tries++ {
+		if tries > 0 && s.info.killed.Load() {
+			return errConnectionKilled() // KILL CONNECTION or a shutdown: no second try
+		}
 		if handled, err := s.checkTx(c); handled {
 			return err
 		}

@@ -30,13 +30,14 @@ type running struct {
 	server  string
 	thread  uint32
 	account backend.Account // the side connection that kills logs in as the thread's owner
+	conn    *backend.Conn   // closed by a shutdown that cannot wait any longer
 }
 
 // startRunning publishes the statement about to run on bc (KILL and the
 // query timeout read it from other goroutines).
 func (s *session) startRunning(server string, bc *backend.Conn) {
-	if r := s.cmd.running; r == nil || r.server != server || r.thread != bc.ThreadID() || r.account.User != s.user.BackendUser {
-		s.cmd.running = &running{server: server, thread: bc.ThreadID(), account: s.account()}
+	if r := s.cmd.running; r == nil || r.conn != bc || r.server != server || r.account.User != s.user.BackendUser {
+		s.cmd.running = &running{server: server, thread: bc.ThreadID(), account: s.account(), conn: bc}
 	}
 	s.info.killedWhy.Store(nil)
 	s.info.running.Store(s.cmd.running)
@@ -85,6 +86,18 @@ func (s *session) killQuery(why string, connection bool) error {
 	return nil
 }
 
+// abort ends the session from another goroutine without waiting for
+// anybody: its client socket is closed and the backend connection of its
+// running statement too (a shutdown whose drain time is over, with a
+// client or a backend that does not answer).
+func (s *session) abort() {
+	s.info.killed.Store(true)
+	s.client.close()
+	if r := s.info.running.Load(); r != nil {
+		r.conn.Kill()
+	}
+}
+
 // killSession ends a session: its running statement is killed on the
 // server, and its client connection is closed once the reply is relayed
 // (or at once when it is idle).
@@ -124,7 +137,7 @@ func (s *session) kill(id uint64, query bool) error {
 		if query {
 			return &mysql.MyError{Code: mysql.ER_QUERY_INTERRUPTED, State: "70100", Message: "Query execution was interrupted"}
 		}
-		return closeWith{&mysql.MyError{Code: erConnectionKilled, State: "70100", Message: "Connection was killed"}}
+		return errConnectionKilled()
 	}
 	target := s.srv.session(uint32(id))
 	switch {

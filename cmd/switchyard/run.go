@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchyard/switchyard/admin"
@@ -40,7 +39,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(cfg.Log)
+	log, reopenLog, err := newLogger(cfg.Log)
 	if err != nil {
 		return err
 	}
@@ -55,21 +54,62 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	sdNotify("READY=1")
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+		switch sig {
+		case syscall.SIGHUP:
+			sdNotify("RELOADING=1")
 			_ = app.reload(*path)
+			sdNotify("READY=1")
+			continue
+		case syscall.SIGUSR1:
+			if reopenLog != nil {
+				if err := reopenLog(); err != nil {
+					fmt.Fprintln(os.Stderr, "switchyard: reopen log:", err)
+				}
+				log.Info("log file reopened")
+			}
 			continue
 		}
+		sdNotify("STOPPING=1")
 		log.Info("shutting down: draining sessions", zap.Duration("timeout", *drain))
-		ctx, cancel := context.WithTimeout(context.Background(), *drain)
-		app.stop(ctx)
-		cancel()
+		stopBounded(app, *drain, sigs, log)
 		log.Info("stopped")
 		return nil
 	}
 	return nil
+}
+
+// stopGrace is how long a stop may take beyond the drain timeout: every
+// step after the drain is bounded on its own (etcd, backends, clients
+// that do not answer), and this is the backstop if one is not.
+const stopGrace = 10 * time.Second
+
+// stopBounded stops the app within drain + stopGrace, whatever is down;
+// a second SIGTERM or SIGINT stops at once.
+func stopBounded(a *app, drain time.Duration, sigs <-chan os.Signal, log *zap.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { a.stop(ctx); close(done) }()
+	backstop := time.NewTimer(drain + stopGrace)
+	defer backstop.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+				log.Warn("second signal: stopping without waiting")
+				return
+			}
+		case <-backstop.C:
+			log.Error("stop did not finish in time: exiting anyway", zap.Duration("waited", drain+stopGrace))
+			return
+		}
+	}
 }
 
 // preflight runs the pre-flight check: errors stop start-up (unless
@@ -444,25 +484,4 @@ func (a *app) stop(ctx context.Context) {
 	}
 	a.monitor.Stop()
 	a.cluster.Close()
-}
-
-func newLogger(l conf.Log) (*zap.Logger, error) {
-	var zc zap.Config
-	if l.Format == "console" {
-		zc = zap.NewDevelopmentConfig()
-		zc.DisableStacktrace = true
-	} else {
-		zc = zap.NewProductionConfig()
-		zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	}
-	lvl, err := zapcore.ParseLevel(l.Level)
-	if err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
-	}
-	zc.Level = zap.NewAtomicLevelAt(lvl)
-	if l.File != "" {
-		zc.OutputPaths = []string{l.File}
-		zc.ErrorOutputPaths = []string{l.File}
-	}
-	return zc.Build()
 }

@@ -406,4 +406,14 @@ func TestZZPartitionedFromEtcdDoesNotPromote(t *testing.T) {
 			t.Fatalf("%s was made writable without etcd", in.Name)
 		}
 	}
+	// SIGTERM ends every instance, leader and followers alike, within the
+	// drain timeout (5 s in the harness) plus a few seconds, although etcd
+	// never answers their resignation.
+	for i, p := range ps {
+		took, err := p.StopTimed(60 * time.Second)
+		if err != nil || took > 10*time.Second {
+			t.Fatalf("instance %d took %v to stop without etcd: %v", i, took, err)
+		}
+		t.Logf("instance %d stopped in %v without etcd", i, took)
+	}
 }

@@ -234,6 +234,21 @@ func (p *Proxy) Stop() error {
 	}
 }
 
+// StopTimed sends SIGTERM and returns how long the process took to exit
+// (SIGKILL after limit, reported as an error).
+func (p *Proxy) StopTimed(limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return time.Since(start), err
+	case <-time.After(limit):
+		_ = p.cmd.Process.Kill()
+		return time.Since(start), fmt.Errorf("switchyard still running %v after SIGTERM", limit)
+	}
+}
+
 // Exited returns the exit error once the process has ended.
 func (p *Proxy) Exited(timeout time.Duration) (error, bool) {
 	select {
