@@ -6,7 +6,7 @@ BASE_PORT ?= 13306
 REPLICAS  ?= 2
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all deps bench-deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
+.PHONY: deb all deps bench-deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
 
 all: build
 
@@ -47,6 +47,10 @@ unit:
 ##   2,000-client load test, the bank test through 20 master changes of each kind)
 test-faults: deps
 	$(GO) test -tags faults -count=1 -v -timeout 30m ./test/chaos/ ./test/transactions/
+
+## deb: build dist/switchyard_<version>_<arch>.deb (dpkg-deb, no network)
+deb:
+	@bash scripts/deb.sh
 
 ## bench-deps: install sysbench and haproxy (the L4 relay baseline)
 bench-deps:

@@ -129,6 +129,10 @@ type ProxyOptions struct {
 	// Failover adds lines (indented by 2) to the failover section, which
 	// always holds the sandbox's replication account.
 	Failover string
+	// LogFile sends the log to a file instead of the test's buffer.
+	LogFile string
+	// Environ adds variables to the process's environment.
+	Environ []string
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -184,6 +188,9 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		level = "debug"
 	}
 	fmt.Fprintf(&b, "log:\n  level: %s\n  format: console\n", level)
+	if o.LogFile != "" {
+		fmt.Fprintf(&b, "  file: %s\n", o.LogFile)
+	}
 	b.WriteString(o.Extra)
 	f, err := os.CreateTemp(e.Dir, "proxy-*.yaml")
 	if err != nil {
@@ -196,6 +203,7 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	p.ConfigPath = f.Name()
 	p.cmd = exec.Command(e.Binary, "run", "--config", p.ConfigPath, "--drain-timeout", "5s")
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
+	p.cmd.Env = append(os.Environ(), o.Environ...)
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -356,6 +364,9 @@ func (e *Env) Direct(t testing.TB, db, params string) *sql.DB {
 	t.Cleanup(func() { h.Close() })
 	return h
 }
+
+// FreePorts returns n loopback ports free now.
+func FreePorts(n int) ([]int, error) { return freePorts(n) }
 
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
