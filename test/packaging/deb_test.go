@@ -175,7 +175,7 @@ log:
 	if err := os.WriteFile("/etc/switchyard/switchyard.yaml", []byte(cfg), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	secrets := fmt.Sprintf("SWITCHYARD_APP_PASSWORD=app\nSWITCHYARD_MONITOR_PASSWORD=%s\nSWITCHYARD_REPL_PASSWORD=%s\nSWITCHYARD_ADMIN_PASSWORD=" + adminSecret + "\n",
+	secrets := fmt.Sprintf("SWITCHYARD_APP_PASSWORD=app\nSWITCHYARD_MONITOR_PASSWORD=%s\nSWITCHYARD_REPL_PASSWORD=%s\nSWITCHYARD_ADMIN_PASSWORD="+adminSecret+"\n",
 		sandbox.MonitorPassword, sandbox.ReplPassword)
 	if err := os.WriteFile("/etc/default/switchyard", []byte(secrets), 0o640); err != nil {
 		t.Fatal(err)
