@@ -56,10 +56,12 @@ type Sources struct {
 
 // Member is one row of SHOW CLUSTER.
 type Member struct {
-	ID, Addr, Master string
-	Epoch            uint64
-	Leader           bool
-	Updated          string
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Master  string `json:"master"`
+	Epoch   uint64 `json:"epoch"`
+	Leader  bool   `json:"leader"`
+	Updated string `json:"updated"`
 }
 
 // SessionInfo is one row of SHOW SESSIONS.
@@ -363,67 +365,14 @@ func init() {
 }
 
 func (s *Server) showBackends() (*mysql.Result, error) {
-	t := s.src.Cluster.Topology()
 	var rows [][]any
-	for _, st := range t.Servers {
-		role := "replica"
-		switch {
-		case st.Name == t.Master:
-			role = "master"
-		case st.Diverged:
-			role = "diverged"
-		case st.Offline:
-			role = "offline"
-		case !st.Up:
-			role = "down"
-		case st.Replica == nil:
-			role = "standalone"
-		}
-		state := "up"
-		if !st.Up {
-			state = "down"
-		}
-		if st.Offline {
-			state += ",offline"
-		}
-		if st.Name == t.Master && t.Holding {
-			state += ",holding-writes"
-		}
-		if st.Name == t.Master && t.MasterUnreachable {
-			state += ",unreachable-from-proxy"
-		}
+	for _, b := range s.src.backends(s.src.Cluster.Topology()) {
 		var lag any
-		if l := st.DisplayLag(); l >= 0 {
-			lag = l
+		if b.LagSeconds != nil {
+			lag = *b.LagSeconds
 		}
-		var open, idle int
-		var routed uint64
-		for _, p := range s.src.Cluster.PoolsOf(st.Name) {
-			ps := p.Stats()
-			open += ps.Open
-			idle += ps.Idle
-		}
-		routed = s.src.Cluster.Routed(st.Name)
-		gtid := st.Current.String()
-		if st.Replica != nil {
-			gtid = st.Applied.String()
-		}
-		lastErr := st.Err
-		if st.Replica != nil && (st.Replica.LastIOError != "" || st.Replica.LastSQLError != "") {
-			lastErr = strings.TrimSpace(st.Replica.LastIOError + " " + st.Replica.LastSQLError)
-		}
-		if st.Note != "" {
-			lastErr = strings.TrimSpace(st.Note + " " + lastErr)
-		}
-		repl := ""
-		if st.Replica != nil {
-			io := st.Replica.IOState // Yes, No or Connecting
-			if io == "" {
-				io = yesNo(st.Replica.IORunning)
-			}
-			repl = fmt.Sprintf("io=%s sql=%s", io, yesNo(st.Replica.SQLRunning))
-		}
-		rows = append(rows, []any{st.Name, st.Addr, role, state, lag, repl, gtid, boolInt(st.ReadOnly), open, idle, routed, st.Weight, lastErr})
+		rows = append(rows, []any{b.Name, b.Address, b.Role, b.State, lag, b.Replication, b.GTID, boolInt(b.ReadOnly),
+			b.PoolOpen, b.PoolIdle, b.Routed, b.Weight, b.LastError})
 	}
 	return table([]string{"name", "address", "role", "state", "lag_seconds", "replication", "gtid_position", "read_only",
 		"pool_open", "pool_idle", "queries_routed", "weight", "last_error"}, rows)
@@ -445,38 +394,31 @@ func boolInt(b bool) int {
 
 func (s *Server) showFailovers() (*mysql.Result, error) {
 	var rows [][]any
-	if s.src.Engine != nil {
-		for _, r := range s.src.Engine.History() {
-			var steps []string
-			for _, st := range r.Steps {
-				x := fmt.Sprintf("%s=%s", st.Name, st.Duration.Round(time.Microsecond))
-				if st.Error != "" {
-					x += "(" + st.Error + ")"
-				}
-				steps = append(steps, x)
+	for _, f := range s.src.failovers() {
+		var steps []string
+		for _, st := range f.Steps {
+			x := fmt.Sprintf("%s=%s", st.Name, fromMS(st.DurationMS))
+			if st.Error != "" {
+				x += "(" + st.Error + ")"
 			}
-			var replayed, aborted int
-			if s.src.TxOutcomes != nil && r.Error == "" {
-				replayed, aborted = s.src.TxOutcomes(r.Epoch)
-			}
-			rows = append(rows, []any{r.Started.UTC().Format(time.RFC3339Nano), r.Kind, r.OldMaster, r.NewMaster,
-				r.Duration.Round(time.Microsecond).String(), r.Epoch, boolInt(r.Error == ""), r.Drained, replayed, aborted,
-				r.Reason, r.Positions, strings.Join(steps, " "), r.Error})
+			steps = append(steps, x)
 		}
+		rows = append(rows, []any{f.Started.Format(time.RFC3339Nano), f.Kind, f.OldMaster, f.NewMaster,
+			fromMS(f.DurationMS).String(), f.Epoch, boolInt(f.Succeeded), f.Drained, f.Replayed, f.Aborted,
+			f.Reason, f.Positions, strings.Join(steps, " "), f.Error})
 	}
 	return table([]string{"started", "kind", "old_master", "new_master", "duration", "epoch", "succeeded",
 		"transactions_drained", "transactions_replayed", "transactions_aborted", "reason", "gtid_positions", "steps", "error"}, rows)
 }
 
+// fromMS turns milliseconds (µs precision) back into a duration.
+func fromMS(ms float64) time.Duration { return time.Duration(ms*1000) * time.Microsecond }
+
 func (s *Server) showSessions() (*mysql.Result, error) {
 	var rows [][]any
-	if s.src.Sessions != nil {
-		list := s.src.Sessions()
-		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
-		for _, x := range list {
-			rows = append(rows, []any{x.ID, x.User, x.Client, x.DB, boolInt(x.InTransaction), x.Backend,
-				x.Age.Round(time.Millisecond).String(), x.BackendConns, x.BackendThreads, x.HeldBecause, x.LastStatement})
-		}
+	for _, x := range s.src.sessions() {
+		rows = append(rows, []any{x.ID, x.User, x.Client, x.DB, boolInt(x.InTransaction), x.Backend,
+			(time.Duration(x.AgeMS) * time.Millisecond).String(), x.BackendConns, x.BackendThreads, x.HeldBecause, x.LastStatement})
 	}
 	return table([]string{"id", "user", "client", "db", "in_transaction", "backend", "age", "backend_conns", "backend_threads",
 		"held_because", "last_statement_digest"}, rows)

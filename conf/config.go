@@ -208,9 +208,14 @@ type Admin struct {
 	Password Secret `yaml:"password"`
 }
 
-// HTTP configures the metrics/health listener; empty Listen disables it.
+// HTTP configures the HTTP listener (status page, /api/status, /metrics,
+// /healthz, /readyz); empty Listen disables it. Everything but /healthz and
+// /readyz asks for the credentials (HTTP basic auth): User and Password,
+// by default the admin port's.
 type HTTP struct {
-	Listen string `yaml:"listen"`
+	Listen   string `yaml:"listen"`
+	User     string `yaml:"user"`
+	Password Secret `yaml:"password"`
 	// Pprof serves Go's profiler under /debug/pprof/ (off by default: it
 	// exposes internals to whoever reaches the listener).
 	Pprof bool `yaml:"pprof"`

@@ -118,6 +118,9 @@ func cleanYAMLError(err error) error {
 }
 
 func applyDerivedDefaults(c *Config) {
+	if c.HTTP.User == "" && c.HTTP.Password.value == "" {
+		c.HTTP.User, c.HTTP.Password = c.Admin.User, c.Admin.Password
+	}
 	for i := range c.Users {
 		u := &c.Users[i]
 		if u.Auth == "" {
@@ -281,6 +284,9 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Admin.Listen != "" && (c.Admin.User == "" || c.Admin.Password.Value() == "") {
 		add("admin.password", "the admin listener needs its own user and password")
+	}
+	if c.HTTP.Listen != "" && (c.HTTP.User == "" || c.HTTP.Password.Value() == "") {
+		add("http.password", "the HTTP listener needs a user and password (http.user/http.password, or the admin port's)")
 	}
 	if e := c.Coordination.Etcd; e != nil {
 		if len(e.Endpoints) == 0 {

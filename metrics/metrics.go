@@ -1,11 +1,7 @@
 package metrics
 
 import (
-	"context"
-	"errors"
-	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -24,10 +20,15 @@ type Sources struct {
 	// Failovers returns (succeeded, failed) topology changes.
 	Failovers func() (ok, failed int)
 	// Coordinated is false when coordination (etcd) is configured and
-	// unreachable.
+	// unreachable; Leader is true when this instance leads (always when
+	// it runs alone). Nil when not coordinated.
 	Coordinated func() bool
-	// Pprof mounts net/http/pprof under /debug/pprof/ (http.pprof).
-	Pprof bool
+	Leader      func() bool
+	// UsableReplicas counts the replicas the router would send a read to
+	// now (switchyard_replicas_usable).
+	UsableReplicas func() int
+	// MaxConnections is pool.max_connections per server and account.
+	MaxConnections int
 }
 
 // Metrics owns the registry and the statement instruments.
@@ -36,7 +37,6 @@ type Metrics struct {
 	queries *prometheus.CounterVec
 	errors  *prometheus.CounterVec
 	latency *prometheus.HistogramVec
-	srv     *http.Server
 	src     Sources
 	routes  [2]routeMetrics // replica, master
 }
@@ -90,29 +90,15 @@ type routeMetrics struct {
 	latency prometheus.Observer
 }
 
-// Handler serves /metrics, /healthz and /readyz.
+// Handler serves the registry in the Prometheus text format (the web
+// package mounts it at /metrics).
 func (m *Metrics) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ok, why := m.ready(); !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(why + "\n"))
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	if m.src.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	}
-	return mux
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
-func (m *Metrics) ready() (bool, string) {
+// Ready says whether the proxy can take writes now, and why not
+// (/readyz).
+func (m *Metrics) Ready() (bool, string) {
 	t := m.src.Cluster.Topology()
 	st := t.Server(t.Master)
 	switch {
@@ -128,30 +114,6 @@ func (m *Metrics) ready() (bool, string) {
 		return false, "etcd unreachable: serving with the last known topology"
 	}
 	return true, ""
-}
-
-// Serve listens on addr until Close.
-func (m *Metrics) Serve(addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	m.srv = &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := m.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err
-		}
-	}()
-	return nil
-}
-
-// Close stops the HTTP listener.
-func (m *Metrics) Close() {
-	if m.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = m.srv.Shutdown(ctx)
-	}
 }
 
 // snapshot is a collector that reads the topology and counters at scrape.
@@ -170,11 +132,16 @@ var (
 	descSessions = prometheus.NewDesc("switchyard_client_connections", "Client sessions now.", nil, nil)
 	descCounter  = prometheus.NewDesc("switchyard_events_total", "Proxy counters (connections, auth failures, backend errors, …).", []string{"event"}, nil)
 	descFailover = prometheus.NewDesc("switchyard_failovers_total", "Failovers and switchovers by outcome.", []string{"outcome"}, nil)
+	descDiverged = prometheus.NewDesc("switchyard_backend_diverged", "1 when the server holds transactions the master never had.", []string{"backend"}, nil)
+	descUsable   = prometheus.NewDesc("switchyard_replicas_usable", "Replicas that take reads now: up, online, replicating and within routing.max_replica_lag.", nil, nil)
+	descPoolMax  = prometheus.NewDesc("switchyard_pool_max_connections", "pool.max_connections: the limit of each pool (per server and backend account).", nil, nil)
+	descCoordOK  = prometheus.NewDesc("switchyard_coordination_healthy", "1 when etcd answers (coordinated instances only).", nil, nil)
+	descLeader   = prometheus.NewDesc("switchyard_coordination_leader", "1 when this instance is the coordination leader (coordinated instances only).", nil, nil)
 )
 
 func (s *snapshot) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descRole, descReadOnly, descOffline, descLag, descRouted, descPoolOpen,
-		descEpoch, descHolding, descSessions, descCounter, descFailover} {
+		descEpoch, descHolding, descSessions, descCounter, descFailover, descDiverged, descUsable, descPoolMax, descCoordOK, descLeader} {
 		ch <- d
 	}
 }
@@ -191,6 +158,7 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 	t := c.Topology()
 	for _, st := range t.Servers {
 		n := st.Name
+		ch <- prometheus.MustNewConstMetric(descDiverged, prometheus.GaugeValue, b2f(st.Diverged), n)
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, b2f(st.Up), n)
 		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, b2f(n == t.Master), n)
 		ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, b2f(st.ReadOnly), n)
@@ -207,6 +175,18 @@ func (s *snapshot) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPoolOpen, prometheus.GaugeValue, float64(open-idle), n, "in_use")
 		ch <- prometheus.MustNewConstMetric(descPoolOpen, prometheus.GaugeValue, float64(idle), n, "idle")
 		ch <- prometheus.MustNewConstMetric(descPoolOpen, prometheus.GaugeValue, float64(waiting), n, "waiting")
+	}
+	if s.m.src.UsableReplicas != nil {
+		ch <- prometheus.MustNewConstMetric(descUsable, prometheus.GaugeValue, float64(s.m.src.UsableReplicas()))
+	}
+	if s.m.src.MaxConnections > 0 {
+		ch <- prometheus.MustNewConstMetric(descPoolMax, prometheus.GaugeValue, float64(s.m.src.MaxConnections))
+	}
+	if s.m.src.Coordinated != nil {
+		ch <- prometheus.MustNewConstMetric(descCoordOK, prometheus.GaugeValue, b2f(s.m.src.Coordinated()))
+	}
+	if s.m.src.Leader != nil {
+		ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, b2f(s.m.src.Leader()))
 	}
 	ch <- prometheus.MustNewConstMetric(descEpoch, prometheus.GaugeValue, float64(t.Epoch))
 	ch <- prometheus.MustNewConstMetric(descHolding, prometheus.GaugeValue, b2f(t.Holding))

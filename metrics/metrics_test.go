@@ -9,7 +9,7 @@ import (
 	"github.com/switchyard/switchyard/backend"
 )
 
-func TestReadyz(t *testing.T) {
+func TestReady(t *testing.T) {
 	tests := []struct {
 		name        string
 		setup       func(c *backend.Cluster)
@@ -29,10 +29,9 @@ func TestReadyz(t *testing.T) {
 			tt.setup(c)
 			coordinated := tt.coordinated
 			m := New(Sources{Cluster: c, Coordinated: func() bool { return coordinated }})
-			rec := httptest.NewRecorder()
-			m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-			if rec.Code != tt.want || !strings.Contains(rec.Body.String(), tt.body) {
-				t.Fatalf("%d %q, want %d containing %q", rec.Code, rec.Body.String(), tt.want, tt.body)
+			ok, why := m.Ready()
+			if ok != (tt.want == 200) || (!ok && !strings.Contains(why, tt.body)) {
+				t.Fatalf("ready %v %q, want %v containing %q", ok, why, tt.want == 200, tt.body)
 			}
 		})
 	}
@@ -40,7 +39,9 @@ func TestReadyz(t *testing.T) {
 
 func TestMetricsExposition(t *testing.T) {
 	c := backend.NewCluster([]backend.Server{{Name: "m", Addr: "127.0.0.1:1", Weight: 1}}, "m", backend.PoolOptions{MaxOpen: 1}, nil)
-	m := New(Sources{Cluster: c, Sessions: func() int { return 3 }})
+	m := New(Sources{Cluster: c, Sessions: func() int { return 3 }, UsableReplicas: func() int { return 2 },
+		Coordinated: func() bool { return false }, Leader: func() bool { return false }, MaxConnections: 64})
+	c.SetHealth("m", backend.Health{Up: true})
 	m.ObserveStatement("read", false, true, 0)
 	m.ObserveStatement("write", true, false, 0)
 	rec := httptest.NewRecorder()
@@ -52,6 +53,11 @@ func TestMetricsExposition(t *testing.T) {
 		`switchyard_client_connections 3`,
 		`switchyard_backend_master{backend="m"} 1`,
 		`switchyard_topology_epoch 1`,
+		`switchyard_replicas_usable 2`,
+		`switchyard_pool_max_connections 64`,
+		`switchyard_coordination_healthy 0`,
+		`switchyard_coordination_leader 0`,
+		`switchyard_backend_diverged{backend="m"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("missing %s", want)

@@ -2,7 +2,8 @@
 # Installs what Switchyard's sandbox and tests need on Debian: the MariaDB
 # server and client, and the client drivers the driver matrix runs (PHP
 # mysqli/PDO, PyMySQL, mysqlclient, DBD::MariaDB, MariaDB Connector/J,
-# Ruby mysql2, node mysql2 from npm, tmux for the CLI's Ctrl-C); with
+# Ruby mysql2, node mysql2 from npm, tmux for the CLI's Ctrl-C), and the
+# tools the packaging, status-page and alert-rule tests drive; with
 # "bench", also sysbench and haproxy (the L4 relay make bench compares
 # against). Safe to run repeatedly: only what is missing is installed.
 # Must run as root (or via sudo).
@@ -41,6 +42,13 @@ for pkg in php-cli php-mysql python3-pymysql python3-mysqldb libdbd-mariadb-perl
   installed "$pkg" || want+=("$pkg")
 done
 have java || want+=(default-jre-headless)
+# The package test (.deb: dpkg-deb, apt, systemd-analyze), the status page
+# in a real browser (chromium + chromedriver), the alert rules (promtool).
+have systemd-analyze || want+=(systemd)
+installed adduser || want+=(adduser)
+have chromium || want+=(chromium)
+have chromedriver || want+=(chromium-driver)
+have promtool || want+=(prometheus)
 have node || want+=(nodejs)
 have npm || want+=(npm)
 new_server=""

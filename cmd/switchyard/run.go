@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/metrics"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/router"
+	"github.com/switchyard/switchyard/web"
 )
 
 func cmdRun(args []string) error {
@@ -140,6 +141,7 @@ type app struct {
 	admin      *admin.Server
 	coord      *coord.Coordinator // nil when running alone
 	metrics    *metrics.Metrics
+	web        *web.Server // nil when http.listen is empty
 	log        *zap.Logger
 	cluster    *backend.Cluster
 	monitor    *backend.Monitor
@@ -224,25 +226,27 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		a.admin = adm
 		go adm.Serve()
 	}
-	if cfg.HTTP.Listen != "" {
-		a.metrics = metrics.New(metrics.Sources{
-			Cluster: cluster, Counters: a.counters, Sessions: px.SessionCount,
-			Coordinated: func() bool { return a.coord == nil || a.coord.Healthy() },
-			Pprof:       cfg.HTTP.Pprof,
-			Failovers: func() (ok, failed int) {
-				for _, r := range engine.History() {
-					if r.Error == "" {
-						ok++
-					} else {
-						failed++
-					}
+	a.metrics = metrics.New(metrics.Sources{
+		Cluster: cluster, Counters: a.counters, Sessions: px.SessionCount,
+		Coordinated: a.coordinated, Leader: a.leads, MaxConnections: cfg.Pool.MaxConnections,
+		UsableReplicas: a.usableReplicas,
+		Failovers: func() (ok, failed int) {
+			for _, r := range engine.History() {
+				if r.Error == "" {
+					ok++
+				} else {
+					failed++
 				}
-				return ok, failed
-			},
-		})
-		px.SetObserver(a.metrics.ObserveStatement)
-		if err := a.metrics.Serve(cfg.HTTP.Listen); err != nil {
-			return nil, fmt.Errorf("http listen on %s: %w", cfg.HTTP.Listen, err)
+			}
+			return ok, failed
+		},
+	})
+	px.SetObserver(a.metrics.ObserveStatement)
+	if cfg.HTTP.Listen != "" {
+		a.web = web.New(web.Sources{Status: a.adminSources().Status, Metrics: a.metrics.Handler(), Ready: a.metrics.Ready,
+			User: cfg.HTTP.User, Password: cfg.HTTP.Password.Value(), Pprof: cfg.HTTP.Pprof}, log.Named("http"))
+		if err := a.web.Listen(cfg.HTTP.Listen); err != nil {
+			return nil, err
 		}
 	}
 	engineCtx, stopEngine := context.WithCancel(context.Background())
@@ -446,6 +450,27 @@ func (a *app) adminSources() admin.Sources {
 	}
 }
 
+// coordinated is false when etcd is configured and does not answer.
+func (a *app) coordinated() bool { return a.coord == nil || a.coord.Healthy() }
+
+// leads is true when this instance may act on its own (always alone).
+func (a *app) leads() bool { return a.coord == nil || a.coord.Leader() }
+
+// usableReplicas counts the replicas the router would read from now.
+func (a *app) usableReplicas() int {
+	a.mu.Lock()
+	p := proxySettings(a.cfg).Policy
+	a.mu.Unlock()
+	t := a.cluster.Topology()
+	n := 0
+	for i := range t.Servers {
+		if router.Eligible(&t.Servers[i], t, p) {
+			n++
+		}
+	}
+	return n
+}
+
 // counters are the proxy's cumulative counters by name.
 func (a *app) counters() map[string]uint64 {
 	st := a.proxy.StatsRef()
@@ -474,8 +499,8 @@ func (a *app) stop(ctx context.Context) {
 	if a.admin != nil {
 		a.admin.Close()
 	}
-	if a.metrics != nil {
-		a.metrics.Close()
+	if a.web != nil {
+		a.web.Close()
 	}
 	a.proxy.Shutdown(ctx)
 	a.stopEngine()

@@ -198,11 +198,14 @@ func PinReplica(t testing.TB, db *sql.DB, serverID int) *sql.Conn {
 // histograms give their sample count under "…,count".
 func (p *Proxy) Scrape(t testing.TB) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.HTTPAddr + "/metrics")
+	resp, err := p.HTTPGet("/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %s", resp.Status)
+	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
@@ -226,6 +229,17 @@ func (p *Proxy) Scrape(t testing.TB) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// HTTPGet requests path on the proxy's HTTP listener with the admin
+// account (the harness's proxies use admin/admin).
+func (p *Proxy) HTTPGet(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.HTTPAddr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth("admin", "admin")
+	return http.DefaultClient.Do(req)
 }
 
 // MainWithSandbox is TestMain for packages that start their own proxies:

@@ -267,7 +267,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	if _, ok := after["switchyard_backend_replication_lag_seconds,backend=replica2"]; !ok {
 		t.Error("no lag gauge for replica2")
 	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+	if after["switchyard_replicas_usable"] != 2 {
+		t.Errorf("usable replicas: %v", after["switchyard_replicas_usable"])
+	}
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 401, "/": 401, "/api/status": 401} {
 		resp, err := http.Get("http://" + proxy.HTTPAddr + path)
 		if err != nil || resp.StatusCode != want {
 			t.Fatalf("%s: %v %v", path, resp, err)
