@@ -32,7 +32,7 @@ for f in README.md docs/*.md; do
 	install -D -m 0644 "$f" "$root/usr/share/doc/switchyard/$(basename "$f")"
 done
 install -d "$root/usr/share/switchyard/deploy"
-cp -r deploy/grafana deploy/prometheus "$root/usr/share/switchyard/deploy/" 2>/dev/null || true
+cp -r deploy/grafana deploy/prometheus "$root/usr/share/switchyard/deploy/"
 
 mkdir -p "$root/DEBIAN"
 install -m 0755 deploy/debian/postinst deploy/debian/prerm deploy/debian/postrm "$root/DEBIAN/"
