@@ -327,10 +327,11 @@ func init() {
 		}
 		return table([]string{"config"}, [][]any{{cfg}})
 	})
-	cmd(`SWITCHOVER(?:\s+TO\s+'([^']+)')?`, "SWITCHOVER [TO 'name']", "planned master change without loss",
-		func(s *Server, args []string) (*mysql.Result, error) { return s.change("switchover", args[0]) })
-	cmd(`FAILOVER(?:\s+TO\s+'([^']+)')?`, "FAILOVER [TO 'name']", "forced failover (skips the cooldown and the confirmation)",
-		func(s *Server, args []string) (*mysql.Result, error) { return s.change("failover", args[0]) })
+	// The name may be quoted or not: TO 'db2' or TO db2.
+	cmd(`SWITCHOVER(?:\s+TO\s+(?:'([^']+)'|([^\s';]+)))?`, "SWITCHOVER [TO 'name']", "planned master change without loss",
+		func(s *Server, args []string) (*mysql.Result, error) { return s.change("switchover", args[0]+args[1]) })
+	cmd(`FAILOVER(?:\s+TO\s+(?:'([^']+)'|([^\s';]+)))?`, "FAILOVER [TO 'name']", "forced failover (skips the cooldown and the confirmation)",
+		func(s *Server, args []string) (*mysql.Result, error) { return s.change("failover", args[0]+args[1]) })
 	cmd(`SET\s+BACKEND\s+'([^']+)'\s+(OFFLINE|ONLINE)`, "SET BACKEND 'name' OFFLINE|ONLINE", "drain a server (no new statements, running ones finish) or put it back",
 		func(s *Server, args []string) (*mysql.Result, error) {
 			return s.setOffline(args[0], strings.EqualFold(args[1], "OFFLINE"))

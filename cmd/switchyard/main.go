@@ -16,6 +16,10 @@ const usage = `switchyard — MySQL-protocol proxy with read/write split and fai
 Usage:
   switchyard run --config FILE [--skip-check]   run the proxy in the foreground
   switchyard check --config FILE                pre-flight check of config and topology
+  switchyard import [--mha app1.cnf [--mha-default masterha_default.cnf]]
+                    [--mycat-schema schema.xml [--mycat-server server.xml]]
+                    [--amoeba-dbservers dbServers.xml [--amoeba amoeba.xml]] [--out FILE]
+                                                write a switchyard.yaml from MHA, Mycat or Amoeba configs
   switchyard sandbox up [--dir D] [--base-port P] [--replicas N]
   switchyard sandbox down [--dir D] [--purge]
   switchyard sandbox status [--dir D]
@@ -41,6 +45,8 @@ func main() {
 		if errors.Is(err, errCheckFailed) {
 			os.Exit(1)
 		}
+	case "import":
+		err = cmdImport(os.Args[2:])
 	case "switchover", "failover", "status":
 		err = cmdAdmin(os.Args[1], os.Args[2:])
 	case "version", "--version", "-v":

@@ -201,16 +201,35 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	}
 	f.Close()
 	p.ConfigPath = f.Name()
+	return e.launch(p, o.Environ)
+}
+
+// StartConfig runs the binary with a config file written elsewhere (by
+// switchyard import, say); addr, adminAddr and httpAddr are the listeners
+// it names ("" for none). The process is stopped when the test ends.
+func (e *Env) StartConfig(t testing.TB, path, addr, adminAddr, httpAddr string) *Proxy {
+	t.Helper()
+	p := &Proxy{Addr: addr, AdminAddr: adminAddr, HTTPAddr: httpAddr, ConfigPath: path, log: &bytes.Buffer{}, done: make(chan error, 1)}
+	p, err := e.launch(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop() })
+	return p
+}
+
+// launch starts the process and waits until its admin port answers (it
+// is bound last).
+func (e *Env) launch(p *Proxy, environ []string) (*Proxy, error) {
 	p.cmd = exec.Command(e.Binary, "run", "--config", p.ConfigPath, "--drain-timeout", "5s")
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
-	p.cmd.Env = append(os.Environ(), o.Environ...)
+	p.cmd.Env = append(os.Environ(), environ...)
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		// Ready when the admin port answers: it is bound last.
 		c, err := net.DialTimeout("tcp", p.AdminAddr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -223,7 +242,7 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		}
 	}
 	p.Stop()
-	return nil, fmt.Errorf("switchyard did not listen on %s\n%s", p.Addr, p.Log())
+	return nil, fmt.Errorf("switchyard did not listen on %s\n%s", p.AdminAddr, p.Log())
 }
 
 // Stop sends SIGTERM and waits for the process (SIGKILL after 10 s).
