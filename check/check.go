@@ -162,9 +162,9 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 			add(Warning, name, "log_slave_updates is OFF: after a promotion its binlog lacks replicated transactions",
 				"set log_slave_updates=ON in its my.cnf")
 		}
-		if !hasAny(s.grants, "SUPER", "READ_ONLY ADMIN", "ALL PRIVILEGES") || !hasAny(s.grants, "REPLICATION SLAVE ADMIN", "SUPER", "ALL PRIVILEGES") {
-			add(Error, name, "the monitor account lacks READ_ONLY ADMIN / REPLICATION SLAVE ADMIN: it cannot fence or promote",
-				fmt.Sprintf("GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, SLAVE MONITOR, CONNECTION ADMIN, PROCESS ON *.* TO '%s'@'%%'", cfg.Monitor.User))
+		if missing := missingPrivileges(s.grants); len(missing) > 0 {
+			add(Error, name, "the monitor account lacks "+strings.Join(missing, ", ")+": it cannot fence, promote or repoint",
+				fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", monitorPrivileges, cfg.Monitor.User))
 		}
 		for user, err := range s.appErr {
 			add(Error, name, fmt.Sprintf("backend account %s cannot log in: %s", user, short(err)), "create it or fix users[].backend_user/backend_password")
@@ -298,6 +298,40 @@ func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time
 		}
 	}
 	return s
+}
+
+// monitorPrivileges are what the monitor/failover account needs on
+// MariaDB 10.11 (test/migration runs a switchover, a failover and a
+// rejoin with exactly these): READ_ONLY ADMIN to fence, REPLICATION SLAVE
+// ADMIN and RELOAD to stop, reset and repoint replication, REPLICATION
+// MASTER ADMIN for the semi-sync master settings, SLAVE MONITOR to read
+// replica status, CONNECTION ADMIN and PROCESS to find and kill the
+// application's connections on a fenced master.
+const monitorPrivileges = "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, RELOAD, SLAVE MONITOR, CONNECTION ADMIN, PROCESS"
+
+// implied are the older privileges that also give a monitor privilege
+// (checked on 10.11: SUPER stops and starts replication and sets the
+// semi-sync variables, but neither sets read_only nor resets a replica).
+var implied = map[string][]string{
+	"REPLICATION SLAVE ADMIN":  {"SUPER"},
+	"REPLICATION MASTER ADMIN": {"SUPER"},
+	"SLAVE MONITOR":            {"SUPER", "REPLICA MONITOR"},
+	"CONNECTION ADMIN":         {"SUPER"},
+}
+
+// missingPrivileges lists the monitor privileges grants lack (ALL
+// PRIVILEGES holds every one).
+func missingPrivileges(grants []string) []string {
+	if hasAny(grants, "ALL PRIVILEGES") {
+		return nil
+	}
+	var missing []string
+	for _, p := range strings.Split(monitorPrivileges, ", ") {
+		if !hasAny(grants, append([]string{p}, implied[p]...)...) {
+			missing = append(missing, p)
+		}
+	}
+	return missing
 }
 
 func hasAny(grants []string, privs ...string) bool {

@@ -45,3 +45,21 @@ func TestHasAnyLooksAtGlobalGrantsOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestMissingPrivileges(t *testing.T) {
+	tests := []struct {
+		grants  []string
+		missing string
+	}{
+		{[]string{"GRANT ALL PRIVILEGES ON *.* TO `m`@`%` WITH GRANT OPTION"}, ""},
+		{[]string{"GRANT RELOAD, PROCESS, READ_ONLY ADMIN, CONNECTION ADMIN, SLAVE MONITOR, REPLICATION MASTER ADMIN, REPLICATION SLAVE ADMIN ON *.* TO `m`@`%`"}, ""},
+		{[]string{"GRANT PROCESS, READ_ONLY ADMIN, CONNECTION ADMIN, SLAVE MONITOR, REPLICATION SLAVE ADMIN ON *.* TO `m`@`%`"}, "REPLICATION MASTER ADMIN, RELOAD"},
+		{[]string{"GRANT SUPER ON *.* TO `m`@`%`"}, "READ_ONLY ADMIN, RELOAD, PROCESS"},
+		{[]string{"GRANT ALL PRIVILEGES ON `shop`.* TO `m`@`%`"}, "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, RELOAD, SLAVE MONITOR, CONNECTION ADMIN, PROCESS"},
+	}
+	for _, tt := range tests {
+		if got := strings.Join(missingPrivileges(tt.grants), ", "); got != tt.missing {
+			t.Errorf("%v: missing %q, want %q", tt.grants, got, tt.missing)
+		}
+	}
+}

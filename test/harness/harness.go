@@ -129,6 +129,8 @@ type ProxyOptions struct {
 	// Failover adds lines (indented by 2) to the failover section, which
 	// always holds the sandbox's replication account.
 	Failover string
+	// MonitorUser and MonitorPassword replace the sandbox's monitor account.
+	MonitorUser, MonitorPassword string
 	// LogFile sends the log to a file instead of the test's buffer.
 	LogFile string
 	// Environ adds variables to the process's environment.
@@ -179,7 +181,11 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 			fmt.Fprintf(&b, "    weight: %d\n", w)
 		}
 	}
-	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", sandbox.MonitorUser, sandbox.MonitorPassword)
+	mu, mp := sandbox.MonitorUser, sandbox.MonitorPassword
+	if o.MonitorUser != "" {
+		mu, mp = o.MonitorUser, o.MonitorPassword
+	}
+	fmt.Fprintf(&b, "monitor:\n  user: %s\n  password: %s\n", mu, mp)
 	fmt.Fprintf(&b, "failover:\n  replication_user: %s\n  replication_password: %s\n%s", sandbox.ReplUser, sandbox.ReplPassword, o.Failover)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", p.HTTPAddr)

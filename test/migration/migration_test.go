@@ -201,3 +201,51 @@ func wantCall(t *testing.T, path, call string) {
 		return false
 	})
 }
+
+// leastPrivileges is what docs/migrating-from-mha-mycat.md tells to grant
+// the monitor/failover account on MariaDB 10.11: this test runs a check,
+// a switchover, a forced failover and a rejoin with exactly these.
+const leastPrivileges = "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, CONNECTION ADMIN, PROCESS, RELOAD"
+
+func TestRunbookLeastPrivilegeAccount(t *testing.T) {
+	for _, in := range env.Sandbox.Instances {
+		db := env.InstanceDB(t, in.Name)
+		conn, err := db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{"SET SESSION sql_log_bin = 0", "CREATE USER IF NOT EXISTS 'sy_least'@'%' IDENTIFIED BY 'least-pw'",
+			"GRANT " + leastPrivileges + " ON *.* TO 'sy_least'@'%'"} {
+			if _, err := conn.ExecContext(t.Context(), q); err != nil {
+				t.Fatalf("%s on %s: %v", q, in.Name, err)
+			}
+		}
+		conn.Close()
+	}
+	p := env.StartProxy(t, harness.ProxyOptions{LogLevel: "info", MonitorUser: "sy_least", MonitorPassword: "least-pw", Failover: "  cooldown: 1s\n"})
+	if out, err := exec.Command(env.Binary, "check", "--config", p.ConfigPath).CombinedOutput(); err != nil {
+		t.Fatalf("switchyard check with the least-privilege account: %v\n%s", err, out)
+	}
+	adm := p.Admin(t)
+	old := harness.MasterOf(t, adm)
+	for _, step := range []string{"SWITCHOVER", "FAILOVER TO " + old} {
+		if _, err := adm.Exec(step); err != nil {
+			t.Fatalf("%s with the least-privilege account: %v\n%s", step, err, p.Log())
+		}
+	}
+	if m := harness.MasterOf(t, adm); m != old {
+		t.Fatalf("master %s after switching back, want %s", m, old)
+	}
+	harness.WaitFor(t, "every replica to replicate again (the rejoin)", 40*time.Second, func() bool {
+		for _, in := range env.Sandbox.Instances {
+			if in.Name != old && harness.Backend(t, adm, in.Name)["replication"] != "io=Yes sql=Yes" {
+				return false
+			}
+		}
+		return true
+	})
+	db := p.Open(t, "", "")
+	if _, err := db.Exec("CREATE DATABASE IF NOT EXISTS least"); err != nil {
+		t.Fatal(err)
+	}
+}
