@@ -127,6 +127,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	t.Setenv("SWITCHYARD_ADMIN_PASSWORD", "y")
 	t.Setenv("SWITCHYARD_MONITOR_PASSWORD", "z")
 	t.Setenv("SWITCHYARD_REPL_PASSWORD", "w")
+	t.Setenv("SWITCHYARD_APP_BACKEND_PASSWORD", "v")
 	matches, _ := filepath.Glob("*.yaml")
 	if len(matches) == 0 {
 		t.Fatal("no example config in conf/")
