@@ -258,6 +258,9 @@ func (c *Conn) Kill() {
 	_ = c.net.Close()
 }
 
+// Flavor is the server's family, from its handshake's version.
+func (c *Conn) Flavor() Flavor { return FlavorFromVersion(c.GetServerVersion()) }
+
 // ThreadID is the server's id for this connection (what KILL takes).
 func (c *Conn) ThreadID() uint32 { return c.GetConnectionID() }
 

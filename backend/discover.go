@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,11 +11,25 @@ import (
 	"github.com/go-sql-driver/mysql"
 )
 
+// ServerErrorCode is the server's error number in err (from either
+// driver: go-sql-driver's or go-mysql's), 0 when the server sent none.
+func ServerErrorCode(err error) uint16 {
+	var de *mysql.MySQLError
+	if errors.As(err, &de) {
+		return de.Number
+	}
+	if me, ok := asMyError(err); ok {
+		return me.Code
+	}
+	return 0
+}
+
 // Observation is what one server says about itself.
 type Observation struct {
 	Server   Server
 	Err      error
 	Flavor   Flavor
+	Version  string // @@version
 	ReadOnly bool
 	ServerID uint32
 	GTIDPos  string
@@ -40,12 +55,11 @@ func Observe(ctx context.Context, s Server, a Account, timeout time.Duration) Ob
 	defer db.Close()
 	qctx, cancel := context.WithTimeout(ctx, 5*timeout)
 	defer cancel()
-	var version string
-	if err := db.QueryRowContext(qctx, "SELECT @@version, @@read_only, @@server_id").Scan(&version, &o.ReadOnly, &o.ServerID); err != nil {
+	if err := db.QueryRowContext(qctx, "SELECT @@version, @@read_only, @@server_id").Scan(&o.Version, &o.ReadOnly, &o.ServerID); err != nil {
 		o.Err = fmt.Errorf("%s (%s): %w", s.Name, s.Addr, err)
 		return o
 	}
-	o.Flavor = FlavorFromVersion(version)
+	o.Flavor = FlavorFromVersion(o.Version)
 	if err := db.QueryRowContext(qctx, o.Flavor.GTIDPositionSQL()).Scan(&o.GTIDPos); err != nil {
 		o.Err = fmt.Errorf("%s: read GTID position: %w", s.Name, err)
 		return o
@@ -59,6 +73,17 @@ func Observe(ctx context.Context, s Server, a Account, timeout time.Duration) Ob
 		o.Replica = &rs
 	}
 	return o
+}
+
+// HandshakeVersion is the version a proxy in front of a server with this
+// @@version announces: the server's own, marked as Switchyard's, with
+// MariaDB's "5.5.5-" prefix (MariaDB connectors strip it; it makes MySQL
+// connectors treat the server as 5.5+).
+func HandshakeVersion(version string) string {
+	if FlavorFromVersion(version) == MariaDB && !strings.HasPrefix(version, "5.5.5-") {
+		version = "5.5.5-" + version
+	}
+	return version + "-switchyard"
 }
 
 // FindMaster picks the master from observations: the one reachable server

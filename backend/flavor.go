@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // This file is the one seam for server flavour differences (MariaDB vs
-// MySQL): the replica-status statement, its column names, and GTID
-// variables. Everything above it sees ReplicaStatus and Position only.
+// MySQL): every statement whose text differs (replica status and its
+// columns, GTID variables, fencing, replication control, waiting for a
+// GTID, session tracking), chosen by Flavor. gtid.go holds the two GTID
+// formats. Everything above backend sees Flavor methods, ReplicaStatus and
+// Position only.
 
 // Flavor names a server family.
 type Flavor string
@@ -36,13 +40,131 @@ func (f Flavor) ReplicaStatusSQL() string {
 	return "SHOW REPLICA STATUS"
 }
 
-// GTIDPositionSQL returns the query for the executed GTID set.
+// GTIDPositionSQL returns the query for the executed GTID position.
 func (f Flavor) GTIDPositionSQL() string {
 	if f == MariaDB {
 		return "SELECT @@gtid_current_pos"
 	}
 	return "SELECT @@gtid_executed"
 }
+
+// HealthSQL reads, in one round trip, @@version, @@read_only, @@server_id,
+// what the server applied as a replica and what it holds in all (MariaDB:
+// @@gtid_slave_pos and @@gtid_current_pos; MySQL: @@gtid_executed twice).
+func (f Flavor) HealthSQL() string {
+	if f == MariaDB {
+		return "SELECT @@version, @@read_only, @@server_id, @@gtid_slave_pos, @@gtid_current_pos"
+	}
+	return "SELECT @@version, @@read_only, @@server_id, @@gtid_executed, @@gtid_executed"
+}
+
+// PositionsSQL reads what the server applied as a replica and what it
+// holds in all.
+func (f Flavor) PositionsSQL() string {
+	if f == MariaDB {
+		return "SELECT @@gtid_slave_pos, @@gtid_current_pos"
+	}
+	return "SELECT @@gtid_executed, @@gtid_executed"
+}
+
+// FenceSQL makes the server refuse writes from every account but
+// replication (MySQL: super_read_only, which SUPER and CONNECTION_ADMIN do
+// not bypass; MariaDB: read_only, which only READ_ONLY ADMIN bypasses).
+func (f Flavor) FenceSQL() string {
+	if f == MariaDB {
+		return "SET GLOBAL read_only = 1"
+	}
+	return "SET GLOBAL super_read_only = 1"
+}
+
+// UnfenceSQL makes the server writable.
+func (f Flavor) UnfenceSQL() []string {
+	if f == MariaDB {
+		return []string{"SET GLOBAL read_only = 0"}
+	}
+	return []string{"SET GLOBAL super_read_only = 0", "SET GLOBAL read_only = 0"}
+}
+
+// StopReplicaSQL, ResetReplicaSQL and StartReplicaSQL control replication
+// (MySQL 8.4 and later know only the REPLICA forms).
+func (f Flavor) StopReplicaSQL() string {
+	if f == MariaDB {
+		return "STOP SLAVE"
+	}
+	return "STOP REPLICA"
+}
+
+func (f Flavor) ResetReplicaSQL() string {
+	if f == MariaDB {
+		return "RESET SLAVE ALL"
+	}
+	return "RESET REPLICA ALL"
+}
+
+func (f Flavor) StartReplicaSQL() string {
+	if f == MariaDB {
+		return "START SLAVE"
+	}
+	return "START REPLICA"
+}
+
+// SemiSyncMasterSQL turns semi-sync on as a master. On MySQL the
+// variables exist only with the rpl_semi_sync_source plugin loaded: the
+// caller ignores ER_UNKNOWN_SYSTEM_VARIABLE there.
+func (f Flavor) SemiSyncMasterSQL() string {
+	if f == MariaDB {
+		return "SET GLOBAL rpl_semi_sync_master_enabled = 1"
+	}
+	return "SET GLOBAL rpl_semi_sync_source_enabled = 1"
+}
+
+// FollowSQL points a server at a new master with GTID auto-positioning.
+// MariaDB: a former master follows with current_pos (its own transactions
+// are in its binlog, not in its slave position), a replica with
+// slave_pos. MySQL: SOURCE_AUTO_POSITION uses gtid_executed either way,
+// and GET_SOURCE_PUBLIC_KEY lets caching_sha2_password authenticate
+// without TLS.
+func (f Flavor) FollowSQL(host, port, user, password string, former bool) string {
+	if f == MariaDB {
+		useGTID := "slave_pos"
+		if former {
+			useGTID = "current_pos"
+		}
+		return fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
+			"MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
+			sqlQuote(host), port, sqlQuote(user), sqlQuote(password), useGTID)
+	}
+	return fmt.Sprintf("CHANGE REPLICATION SOURCE TO SOURCE_HOST='%s', SOURCE_PORT=%s, SOURCE_USER='%s', SOURCE_PASSWORD='%s', "+
+		"SOURCE_AUTO_POSITION=1, GET_SOURCE_PUBLIC_KEY=1, SOURCE_CONNECT_RETRY=1, SOURCE_HEARTBEAT_PERIOD=1",
+		sqlQuote(host), port, sqlQuote(user), sqlQuote(password))
+}
+
+// WaitGTIDSQL waits on a replica until it applied gtid, up to timeout;
+// the query returns 0 when it did (MariaDB MASTER_GTID_WAIT: -1 on
+// timeout; MySQL WAIT_FOR_EXECUTED_GTID_SET: 1).
+func (f Flavor) WaitGTIDSQL(gtid string, timeout time.Duration) string {
+	if f == MariaDB {
+		return fmt.Sprintf("SELECT MASTER_GTID_WAIT('%s', %.3f)", sqlQuote(gtid), timeout.Seconds())
+	}
+	return fmt.Sprintf("SELECT WAIT_FOR_EXECUTED_GTID_SET('%s', %.3f)", sqlQuote(gtid), timeout.Seconds())
+}
+
+// TrackingSQL is what a backend connection reports in its OK packets for
+// the proxy: every variable, the schema, and the GTID of each commit
+// (MariaDB reports last_gtid as a variable; MySQL needs OWN_GTID).
+func (f Flavor) TrackingSQL() string {
+	if f == MariaDB {
+		return "session_track_system_variables='*', session_track_schema=ON"
+	}
+	return "session_track_system_variables='*', session_track_schema=ON, session_track_gtids=OWN_GTID"
+}
+
+// ErUnknownSystemVariable (1193) is what a server says to a variable it
+// does not have (a plugin not loaded, another flavour).
+const ErUnknownSystemVariable = 1193
+
+// sqlQuote escapes a string for a single-quoted SQL literal.
+func sqlQuote(s string) string { return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) }
 
 // ReplicaStatus is the flavour-neutral view of one replication channel.
 type ReplicaStatus struct {

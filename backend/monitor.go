@@ -183,11 +183,26 @@ func (m *Monitor) check(ctx context.Context, db *sql.DB, s Server, prev Health) 
 	defer cancel()
 	h := Health{CheckedAt: time.Now()}
 	err := func() error {
-		var slavePos, currentPos string
-		if err := db.QueryRowContext(cctx, "SELECT @@read_only, @@server_id, @@gtid_slave_pos, @@gtid_current_pos").
-			Scan(&h.ReadOnly, &h.ServerID, &slavePos, &currentPos); err != nil {
+		// The flavour is known from the last check (the health query
+		// differs); the first check, or one after the server changed,
+		// asks for @@version first.
+		h.Flavor = prev.Flavor
+		if h.Flavor == "" {
+			var version string
+			if err := db.QueryRowContext(cctx, "SELECT @@version").Scan(&version); err != nil {
+				return err
+			}
+			h.Flavor = FlavorFromVersion(version)
+		}
+		var version, slavePos, currentPos string
+		if err := db.QueryRowContext(cctx, h.Flavor.HealthSQL()).
+			Scan(&version, &h.ReadOnly, &h.ServerID, &slavePos, &currentPos); err != nil {
+			if ServerErrorCode(err) == ErUnknownSystemVariable {
+				h.Flavor = "" // another flavour now: ask again next time
+			}
 			return err
 		}
+		h.Flavor = FlavorFromVersion(version)
 		var err error
 		if h.Applied, err = ParsePosition(slavePos); err != nil {
 			return err
@@ -195,7 +210,7 @@ func (m *Monitor) check(ctx context.Context, db *sql.DB, s Server, prev Health) 
 		if h.Current, err = ParsePosition(currentPos); err != nil {
 			return err
 		}
-		rs, ok, err := QueryReplicaStatus(cctx, db, MariaDB)
+		rs, ok, err := QueryReplicaStatus(cctx, db, h.Flavor)
 		if err != nil {
 			return err
 		}
@@ -205,6 +220,7 @@ func (m *Monitor) check(ctx context.Context, db *sql.DB, s Server, prev Health) 
 		return nil
 	}()
 	if err != nil {
+		h.Flavor = prev.Flavor
 		h.Up, h.Err, h.Failures = false, describe(err), prev.Failures+1
 		h.Refused = errors.Is(err, syscall.ECONNREFUSED)
 		return h

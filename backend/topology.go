@@ -14,6 +14,8 @@ type Health struct {
 	Refused  bool
 	ReadOnly bool
 	ServerID uint32
+	// Flavor is the server's family, learnt at its first check.
+	Flavor Flavor
 	// Replica is nil when the server replicates from nobody.
 	Replica *ReplicaStatus
 	// Applied is @@gtid_slave_pos (what a replica has applied); Current

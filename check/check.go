@@ -83,21 +83,27 @@ func (r Report) Print(w io.Writer) {
 
 // server is what one backend reported.
 type server struct {
-	cfg       conf.Backend
-	err       error
-	version   string
-	readOnly  bool
-	serverID  uint32
-	logBin    bool
-	format    string
-	strict    bool
-	slaveUpd  bool
-	semiM     bool
-	semiS     bool
-	grants    []string
-	replica   *backend.ReplicaStatus
-	appGrants map[string][]string // backend user → grants (error text if login failed)
-	appErr    map[string]error
+	cfg      conf.Backend
+	err      error
+	version  string
+	flavor   backend.Flavor
+	readOnly bool
+	// superReadOnly: MySQL's super_read_only (MariaDB has none).
+	superReadOnly bool
+	serverID      uint32
+	logBin        bool
+	format        string
+	// gtidIssue says what keeps GTID replication from being safe here
+	// (MariaDB: gtid_strict_mode off; MySQL: gtid_mode or
+	// enforce_gtid_consistency not ON); "" when fine.
+	gtidIssue     string
+	gtidFatal     bool
+	replicaUpdate bool // log_slave_updates / log_replica_updates
+	semiM, semiS  bool
+	grants        []string
+	replica       *backend.ReplicaStatus
+	appGrants     map[string][]string // backend user → grants
+	appErr        map[string]error
 }
 
 // Run checks a loaded config against its servers.
@@ -155,30 +161,39 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 		if s.format != "ROW" {
 			add(Warning, name, "binlog_format is "+s.format, "set binlog_format=ROW (safest for replication and failover)")
 		}
-		if !s.strict {
-			add(Warning, name, "gtid_strict_mode is OFF: diverged histories are harder to detect", "SET GLOBAL gtid_strict_mode=1 and in my.cnf")
+		if s.gtidIssue != "" {
+			sev := Warning
+			if s.gtidFatal {
+				sev = Error
+			}
+			add(sev, name, s.gtidIssue, gtidRemedy(s.flavor))
 		}
-		if !s.slaveUpd {
-			add(Warning, name, "log_slave_updates is OFF: after a promotion its binlog lacks replicated transactions",
-				"set log_slave_updates=ON in its my.cnf")
+		if !s.replicaUpdate {
+			v := replicaUpdatesVar(s.flavor)
+			add(Warning, name, v+" is OFF: after a promotion its binlog lacks replicated transactions", "set "+v+"=ON in its my.cnf")
 		}
-		if missing := missingPrivileges(s.grants); len(missing) > 0 {
+		if missing := missingPrivileges(s.flavor, s.grants); len(missing) > 0 {
 			add(Error, name, "the monitor account lacks "+strings.Join(missing, ", ")+": it cannot fence, promote or repoint",
-				fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", monitorPrivileges, cfg.Monitor.User))
+				fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", monitorPrivileges(s.flavor), cfg.Monitor.User))
 		}
 		for user, err := range s.appErr {
 			add(Error, name, fmt.Sprintf("backend account %s cannot log in: %s", user, short(err)), "create it or fix users[].backend_user/backend_password")
 		}
+		// MySQL is fenced with super_read_only, which no account bypasses;
+		// MariaDB with read_only, which READ_ONLY ADMIN bypasses.
 		for user, grants := range s.appGrants {
-			if hasAny(grants, "ALL PRIVILEGES ON *.*", "READ_ONLY ADMIN", "SUPER") {
+			if s.flavor == backend.MariaDB && hasAny(grants, "ALL PRIVILEGES ON *.*", "READ_ONLY ADMIN", "SUPER") {
 				add(Error, name, fmt.Sprintf("backend account %s holds READ_ONLY ADMIN (ALL PRIVILEGES or SUPER includes it): it writes through read_only=1, so fencing cannot stop it", user),
 					"grant it data privileges only (SELECT, INSERT, UPDATE, DELETE, CREATE, …), not ALL ON *.*")
 			}
 		}
 		if !s.semiM && !s.semiS {
-			add(Warning, name, "semi-sync is off: a failover may lose transactions acknowledged just before the crash",
-				"SET GLOBAL rpl_semi_sync_master_enabled=1, rpl_semi_sync_slave_enabled=1 (and in my.cnf)")
+			add(Warning, name, "semi-sync is off: a failover may lose transactions acknowledged just before the crash", semiSyncRemedy(s.flavor))
 		}
+	}
+	if flavors := flavorsOf(servers); len(flavors) > 1 {
+		add(Error, "", "mixed server families ("+strings.Join(flavors, " and ")+"): replication and failover between MariaDB and MySQL are not supported",
+			"run one family per Switchyard (their GTIDs are not comparable)")
 	}
 	for id, names := range ids {
 		if len(names) > 1 {
@@ -216,28 +231,30 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 		name := s.cfg.Name
 		if s.replica == nil {
 			if master != nil {
-				add(Error, name, "not replicating from anyone", fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USE_GTID=slave_pos; START SLAVE", master.cfg.Host, master.cfg.Port))
+				add(Error, name, "not replicating from anyone", s.flavor.FollowSQL(master.cfg.Host, fmt.Sprint(master.cfg.Port), "<replication user>", "<password>", false)+"; "+s.flavor.StartReplicaSQL())
 			}
 			continue
 		}
 		if !s.readOnly {
 			add(Error, name, "read_only is OFF on a replica: applications could write to it", "SET GLOBAL read_only=1 and read_only=ON in its my.cnf")
+		} else if s.flavor == backend.MySQL && !s.superReadOnly {
+			add(Warning, name, "super_read_only is OFF on a replica: accounts with CONNECTION_ADMIN or SUPER could write to it",
+				"SET GLOBAL super_read_only=1 and super_read_only=ON in its my.cnf")
 		}
 		rs := s.replica
 		if !rs.IORunning || !rs.SQLRunning {
 			add(Error, name, fmt.Sprintf("replication threads not running (IO=%s, SQL=%v) %s", rs.IOState, rs.SQLRunning,
-				strings.TrimSpace(rs.LastIOError+" "+rs.LastSQLError)), "fix the error shown, then START SLAVE")
+				strings.TrimSpace(rs.LastIOError+" "+rs.LastSQLError)), "fix the error shown, then "+s.flavor.StartReplicaSQL())
 		}
 		// Compare identities, not addresses: the proxy may reach the master
 		// by another name or path than the replicas do.
 		if master != nil && fmt.Sprintf("%s:%d", rs.MasterHost, rs.MasterPort) != master.cfg.Addr() &&
 			(rs.MasterServerID == 0 || rs.MasterServerID != master.serverID) {
 			add(Error, name, fmt.Sprintf("replicates from %s:%d, not from the master %s (%s)", rs.MasterHost, rs.MasterPort, master.cfg.Name, master.cfg.Addr()),
-				"CHANGE MASTER TO the configured master, or fix backends[] so host:port match what replicas use")
+				"point it at the configured master, or fix backends[] so host:port match what replicas use")
 		}
-		if !strings.EqualFold(rs.UsingGTID, "Slave_Pos") && !strings.EqualFold(rs.UsingGTID, "Current_Pos") {
-			add(Error, name, "replication does not use GTID (Using_Gtid="+rs.UsingGTID+"): failover needs GTID positioning",
-				"STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=slave_pos; START SLAVE")
+		if !usesGTID(s.flavor, rs.UsingGTID) {
+			add(Error, name, "replication does not use GTID positioning ("+rs.UsingGTID+"): failover needs it", gtidPositionRemedy(s.flavor))
 		}
 		if lag := rs.SecondsBehind; lag != nil && time.Duration(*lag)*time.Second > cfg.Routing.MaxReplicaLag.D() {
 			add(Warning, name, fmt.Sprintf("lags %ds (routing.max_replica_lag is %s): reads will skip it", *lag, cfg.Routing.MaxReplicaLag.D()), "")
@@ -257,9 +274,13 @@ func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time
 	defer db.Close()
 	qctx, cancel := context.WithTimeout(ctx, 5*timeout+2*time.Second)
 	defer cancel()
-	if err := db.QueryRowContext(qctx, "SELECT @@version, @@read_only, @@server_id, @@log_bin, @@binlog_format, @@gtid_strict_mode, "+
-		"@@log_slave_updates, @@rpl_semi_sync_master_enabled, @@rpl_semi_sync_slave_enabled").
-		Scan(&s.version, &s.readOnly, &s.serverID, &s.logBin, &s.format, &s.strict, &s.slaveUpd, &s.semiM, &s.semiS); err != nil {
+	if err := db.QueryRowContext(qctx, "SELECT @@version, @@read_only, @@server_id, @@log_bin, @@binlog_format").
+		Scan(&s.version, &s.readOnly, &s.serverID, &s.logBin, &s.format); err != nil {
+		s.err = err
+		return s
+	}
+	s.flavor = backend.FlavorFromVersion(s.version)
+	if err := readSettings(qctx, db, s); err != nil {
 		s.err = err
 		return s
 	}
@@ -271,8 +292,7 @@ func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time
 			}
 		}
 	}
-	f := backend.FlavorFromVersion(s.version)
-	if rs, ok, err := backend.QueryReplicaStatus(qctx, db, f); err == nil && ok && rs.MasterHost != "" {
+	if rs, ok, err := backend.QueryReplicaStatus(qctx, db, s.flavor); err == nil && ok && rs.MasterHost != "" {
 		s.replica = &rs
 	}
 	seen := map[string]bool{}
@@ -298,40 +318,6 @@ func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time
 		}
 	}
 	return s
-}
-
-// monitorPrivileges are what the monitor/failover account needs on
-// MariaDB 10.11 (test/migration runs a switchover, a failover and a
-// rejoin with exactly these): READ_ONLY ADMIN to fence, REPLICATION SLAVE
-// ADMIN and RELOAD to stop, reset and repoint replication, REPLICATION
-// MASTER ADMIN for the semi-sync master settings, SLAVE MONITOR to read
-// replica status, CONNECTION ADMIN and PROCESS to find and kill the
-// application's connections on a fenced master.
-const monitorPrivileges = "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, RELOAD, SLAVE MONITOR, CONNECTION ADMIN, PROCESS"
-
-// implied are the older privileges that also give a monitor privilege
-// (checked on 10.11: SUPER stops and starts replication and sets the
-// semi-sync variables, but neither sets read_only nor resets a replica).
-var implied = map[string][]string{
-	"REPLICATION SLAVE ADMIN":  {"SUPER"},
-	"REPLICATION MASTER ADMIN": {"SUPER"},
-	"SLAVE MONITOR":            {"SUPER", "REPLICA MONITOR"},
-	"CONNECTION ADMIN":         {"SUPER"},
-}
-
-// missingPrivileges lists the monitor privileges grants lack (ALL
-// PRIVILEGES holds every one).
-func missingPrivileges(grants []string) []string {
-	if hasAny(grants, "ALL PRIVILEGES") {
-		return nil
-	}
-	var missing []string
-	for _, p := range strings.Split(monitorPrivileges, ", ") {
-		if !hasAny(grants, append([]string{p}, implied[p]...)...) {
-			missing = append(missing, p)
-		}
-	}
-	return missing
 }
 
 func hasAny(grants []string, privs ...string) bool {

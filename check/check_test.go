@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/backend"
 )
 
 func TestReportVerdict(t *testing.T) {
@@ -58,7 +60,27 @@ func TestMissingPrivileges(t *testing.T) {
 		{[]string{"GRANT ALL PRIVILEGES ON `shop`.* TO `m`@`%`"}, "READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, RELOAD, SLAVE MONITOR, CONNECTION ADMIN, PROCESS"},
 	}
 	for _, tt := range tests {
-		if got := strings.Join(missingPrivileges(tt.grants), ", "); got != tt.missing {
+		if got := strings.Join(missingPrivileges(backend.MariaDB, tt.grants), ", "); got != tt.missing {
+			t.Errorf("%v: missing %q, want %q", tt.grants, got, tt.missing)
+		}
+	}
+}
+
+// MySQL lists ALL PRIVILEGES as static privileges plus a line of dynamic
+// ones (no spaces after the commas).
+func TestMissingPrivilegesMySQL(t *testing.T) {
+	tests := []struct {
+		grants  []string
+		missing string
+	}{
+		{[]string{"GRANT SELECT, INSERT, RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO `m`@`%`",
+			"GRANT CONNECTION_ADMIN,REPLICATION_SLAVE_ADMIN,SYSTEM_VARIABLES_ADMIN ON *.* TO `m`@`%`"}, ""},
+		{[]string{"GRANT RELOAD, PROCESS, REPLICATION CLIENT, SUPER ON *.* TO `m`@`%`"}, ""},
+		{[]string{"GRANT SELECT ON *.* TO `m`@`%`", "GRANT REPLICATION_SLAVE_ADMIN ON *.* TO `m`@`%`"},
+			"SYSTEM_VARIABLES_ADMIN, RELOAD, REPLICATION CLIENT, CONNECTION_ADMIN, PROCESS"},
+	}
+	for _, tt := range tests {
+		if got := strings.Join(missingPrivileges(backend.MySQL, tt.grants), ", "); got != tt.missing {
 			t.Errorf("%v: missing %q, want %q", tt.grants, got, tt.missing)
 		}
 	}

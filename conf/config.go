@@ -13,8 +13,9 @@ import (
 type Config struct {
 	// Listen is the address applications connect to (host:port).
 	Listen string `yaml:"listen"`
-	// ServerVersion is the version string sent in the handshake. The
-	// "5.5.5-" prefix is what MariaDB sends; connectors strip it.
+	// ServerVersion is the version string sent in the handshake. Empty
+	// (the default): the master's own version marked "-switchyard", with
+	// MariaDB's "5.5.5-" prefix in front of MariaDB (connectors strip it).
 	ServerVersion string `yaml:"server_version"`
 	// MaxAllowedPacket bounds one client packet (after reassembly of
 	// multi-packet payloads). Larger packets get error 1153 and a close.

@@ -20,7 +20,6 @@ var lookupEnv = os.LookupEnv
 func Defaults() Config {
 	return Config{
 		Listen:               "127.0.0.1:3307",
-		ServerVersion:        "5.5.5-10.11.0-MariaDB-switchyard",
 		MaxAllowedPacket:     64 << 20,
 		HandshakeTimeout:     Duration(10 * time.Second),
 		MaxClientConnections: 4096,

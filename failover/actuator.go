@@ -20,146 +20,167 @@ type Actuator struct {
 	Timeout     time.Duration   // per connection attempt
 }
 
-func (a *Actuator) open(addr string) (*sql.DB, error) {
+// server is one connection to a server, with its flavour (the statements
+// differ between MariaDB and MySQL: backend.Flavor).
+type server struct {
+	db     *sql.DB
+	addr   string
+	flavor backend.Flavor
+}
+
+// connect opens a connection to addr and learns its flavour.
+func (a *Actuator) connect(ctx context.Context, addr string) (*server, error) {
 	db, err := sql.Open("mysql", backend.MonitorDSN(addr, a.Admin, a.Timeout))
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	return db, nil
+	var version string
+	if err := db.QueryRowContext(ctx, "SELECT @@version").Scan(&version); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &server{db: db, addr: addr, flavor: backend.FlavorFromVersion(version)}, nil
 }
 
-func (a *Actuator) exec(ctx context.Context, addr string, stmts ...string) error {
-	db, err := a.open(addr)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
+func (s *server) close() { _ = s.db.Close() }
+
+// exec runs statements in order; the first failure stops it.
+func (s *server) exec(ctx context.Context, stmts ...string) error {
 	for _, q := range stmts {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s on %s: %w", firstWords(q), addr, err)
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s on %s: %w", firstWords(q), s.addr, err)
 		}
 	}
 	return nil
 }
 
+// firstWords is a statement as it may be logged: never with a password.
 func firstWords(q string) string {
-	if i := strings.Index(q, "MASTER_PASSWORD"); i > 0 {
-		return q[:i] + "…" // never log the replication password
+	for _, key := range []string{"MASTER_PASSWORD", "SOURCE_PASSWORD"} {
+		if i := strings.Index(q, key); i > 0 {
+			return q[:i] + "…"
+		}
 	}
 	return q
+}
+
+// with connects to addr, runs f, and closes.
+func (a *Actuator) with(ctx context.Context, addr string, f func(*server) error) error {
+	s, err := a.connect(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	return f(s)
 }
 
 // Inspect reads a server's replication state afresh (not the monitor's
 // cached view): decisions are taken on what the servers say now.
 func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
 	r := Replica{}
-	db, err := a.open(addr)
-	if err != nil {
-		return r, err
-	}
-	defer db.Close()
-	var slave, current string
-	if err := db.QueryRowContext(ctx, "SELECT @@gtid_slave_pos, @@gtid_current_pos").Scan(&slave, &current); err != nil {
-		return r, err
-	}
-	r.Reachable = true
-	r.Applied, _ = backend.ParsePosition(slave)
-	r.Current, _ = backend.ParsePosition(current)
-	rs, ok, err := backend.QueryReplicaStatus(ctx, db, backend.MariaDB)
-	if err != nil {
-		return r, err
-	}
-	if ok {
-		r.IOConnected = rs.IORunning
-		r.Received, _ = backend.ParsePosition(rs.GTIDReceived)
-	}
-	return r, nil
+	err := a.with(ctx, addr, func(s *server) error {
+		var applied, current string
+		if err := s.db.QueryRowContext(ctx, s.flavor.PositionsSQL()).Scan(&applied, &current); err != nil {
+			return err
+		}
+		r.Reachable = true
+		r.Applied, _ = backend.ParsePosition(applied)
+		r.Current, _ = backend.ParsePosition(current)
+		rs, ok, err := backend.QueryReplicaStatus(ctx, s.db, s.flavor)
+		if err != nil {
+			return err
+		}
+		if ok {
+			r.IOConnected = rs.IORunning
+			r.Received, _ = backend.ParsePosition(rs.GTIDReceived)
+		}
+		return nil
+	})
+	return r, err
 }
 
-// Fence makes a (former) master refuse writes: read_only=1, then, with
-// kill, its client connections are killed so open transactions end.
-// Replication threads and our own connection are spared.
+// Fence makes a (former) master refuse writes (read_only on MariaDB,
+// super_read_only on MySQL), then, with kill, kills its client
+// connections so open transactions end. Replication threads and our own
+// connection are spared.
 func (a *Actuator) Fence(ctx context.Context, addr string, kill bool) error {
-	db, err := a.open(addr)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if _, err := db.ExecContext(ctx, "SET GLOBAL read_only = 1"); err != nil {
-		return fmt.Errorf("fence %s: %w", addr, err)
-	}
-	if !kill {
-		return nil
-	}
-	rows, err := backend.QueryMaps(ctx, db, "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST "+
-		"WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') AND COMMAND NOT IN ('Binlog Dump', 'Daemon')")
-	if err != nil {
-		return fmt.Errorf("fence %s: list connections: %w", addr, err)
-	}
-	for _, row := range rows {
-		if row["USER"] == a.Admin.User && row["COMMAND"] == "Sleep" {
-			continue
+	return a.with(ctx, addr, func(s *server) error {
+		if _, err := s.db.ExecContext(ctx, s.flavor.FenceSQL()); err != nil {
+			return fmt.Errorf("fence %s: %w", addr, err)
 		}
-		_, _ = db.ExecContext(ctx, "KILL CONNECTION "+row["ID"])
-	}
-	return nil
+		if !kill {
+			return nil
+		}
+		rows, err := backend.QueryMaps(ctx, s.db, "SELECT ID, USER, COMMAND FROM information_schema.PROCESSLIST "+
+			"WHERE ID <> CONNECTION_ID() AND USER NOT IN ('system user', 'event_scheduler') AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon')")
+		if err != nil {
+			return fmt.Errorf("fence %s: list connections: %w", addr, err)
+		}
+		for _, row := range rows {
+			if row["USER"] == a.Admin.User && row["COMMAND"] == "Sleep" {
+				continue
+			}
+			_, _ = s.db.ExecContext(ctx, "KILL CONNECTION "+row["ID"])
+		}
+		return nil
+	})
 }
 
 // Unfence makes a fenced master writable again.
 func (a *Actuator) Unfence(ctx context.Context, addr string) error {
-	return a.exec(ctx, addr, "SET GLOBAL read_only = 0")
+	return a.with(ctx, addr, func(s *server) error { return s.exec(ctx, s.flavor.UnfenceSQL()...) })
 }
 
-// WaitApplied waits until the server's @@gtid_current_pos covers pos.
-// (MASTER_GTID_WAIT only looks at gtid_slave_pos, which lacks a former
-// master's own transactions, so it would wait forever for them.)
+// WaitApplied waits until everything the server holds covers pos.
+// (MariaDB's MASTER_GTID_WAIT only looks at gtid_slave_pos, which lacks a
+// former master's own transactions, so it would wait forever for them.)
 func (a *Actuator) WaitApplied(ctx context.Context, addr string, pos backend.Position, timeout time.Duration) error {
-	if len(pos) == 0 {
+	if pos.Empty() {
 		return nil
 	}
-	db, err := a.open(addr)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	deadline := time.Now().Add(timeout)
-	var have backend.Position
-	for {
-		var cur string
-		if err := db.QueryRowContext(ctx, "SELECT @@gtid_current_pos").Scan(&cur); err != nil {
-			return fmt.Errorf("wait for %s on %s: %w", pos, addr, err)
+	return a.with(ctx, addr, func(s *server) error {
+		deadline := time.Now().Add(timeout)
+		var have backend.Position
+		for {
+			var cur string
+			if err := s.db.QueryRowContext(ctx, s.flavor.GTIDPositionSQL()).Scan(&cur); err != nil {
+				return fmt.Errorf("wait for %s on %s: %w", pos, addr, err)
+			}
+			have, _ = backend.ParsePosition(cur)
+			if have.Covers(pos) {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s did not apply %s within %s (it is at %s)", addr, pos, timeout, have)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
 		}
-		have, _ = backend.ParsePosition(cur)
-		if have.Covers(pos) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not apply %s within %s (it is at %s)", addr, pos, timeout, have)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	})
 }
 
 // Promote turns a replica into a writable master. Writes are allowed
-// last, once it replicates from nobody.
+// last, once it replicates from nobody. Semi-sync as a master is turned on
+// where the server has it (a MySQL server without the plugin has not).
 func (a *Actuator) Promote(ctx context.Context, addr string) error {
-	return a.exec(ctx, addr,
-		"STOP SLAVE",
-		"RESET SLAVE ALL",
-		"SET GLOBAL rpl_semi_sync_master_enabled = 1",
-		"SET GLOBAL read_only = 0",
-	)
+	return a.with(ctx, addr, func(s *server) error {
+		if err := s.exec(ctx, s.flavor.StopReplicaSQL(), s.flavor.ResetReplicaSQL()); err != nil {
+			return err
+		}
+		if err := s.exec(ctx, s.flavor.SemiSyncMasterSQL()); err != nil && backend.ServerErrorCode(err) != backend.ErUnknownSystemVariable {
+			return err
+		}
+		return s.exec(ctx, s.flavor.UnfenceSQL()...)
+	})
 }
 
 // Follow makes a server a read-only replica of master with GTID
-// auto-positioning, and starts replication. A former master follows with
-// current_pos (its own transactions are in its binlog, not in its slave
-// position); a replica with slave_pos.
+// auto-positioning, and starts replication. former: the server was a
+// master (MariaDB then follows with current_pos).
 func (a *Actuator) Follow(ctx context.Context, addr, master string, former bool) error {
 	host, port, err := net.SplitHostPort(master)
 	if err != nil {
@@ -168,18 +189,14 @@ func (a *Actuator) Follow(ctx context.Context, addr, master string, former bool)
 	if _, err := strconv.Atoi(port); err != nil {
 		return fmt.Errorf("bad master port in %s", master)
 	}
-	useGTID := "slave_pos"
-	if former {
-		useGTID = "current_pos"
-	}
-	return a.exec(ctx, addr,
-		"SET GLOBAL read_only = 1",
-		"STOP SLAVE",
-		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%s, MASTER_USER='%s', MASTER_PASSWORD='%s', "+
-			"MASTER_USE_GTID=%s, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-			sqlQuote(host), port, sqlQuote(a.Replication.User), sqlQuote(a.Replication.Password), useGTID),
-		"START SLAVE",
-	)
+	return a.with(ctx, addr, func(s *server) error {
+		return s.exec(ctx,
+			s.flavor.FenceSQL(),
+			s.flavor.StopReplicaSQL(),
+			s.flavor.FollowSQL(host, port, a.Replication.User, a.Replication.Password, former),
+			s.flavor.StartReplicaSQL(),
+		)
+	})
 }
 
 // ReplicationError says why a server's replication does not run.
@@ -193,44 +210,45 @@ func (e *ReplicationError) Error() string {
 		e.Status.LastIOError, e.Status.LastSQLError)
 }
 
-// erMasterFatalReadingBinlog (1236): the master's binlog lacks the
-// position the replica asked for — the replica has a history the master
-// does not.
-const erMasterFatalReadingBinlog = 1236
+// The master's binlog lacks the position the replica asked for — the
+// replica has a history the master does not: MariaDB reports 1236, MySQL
+// 8 and later 13114 (ER_SERVER_SOURCE_FATAL_ERROR_READING_BINLOG, whose
+// text quotes the source's 1236).
+const (
+	erMasterFatalReadingBinlog      = 1236
+	erMySQLSourceFatalReadingBinlog = 13114
+)
+
+func fatalReadingBinlog(errno int) bool {
+	return errno == erMasterFatalReadingBinlog || errno == erMySQLSourceFatalReadingBinlog
+}
 
 // Diverged reports that the master cannot serve the replica's position.
-func (e *ReplicationError) Diverged() bool {
-	return e.Status.LastIOErrno == erMasterFatalReadingBinlog
-}
+func (e *ReplicationError) Diverged() bool { return fatalReadingBinlog(e.Status.LastIOErrno) }
 
 // Verify waits (up to limit) until both replication threads of a server
 // run; it gives up at once when the master cannot serve its position.
 func (a *Actuator) Verify(ctx context.Context, addr string, limit time.Duration) error {
-	db, err := a.open(addr)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	deadline := time.Now().Add(limit)
-	var last backend.ReplicaStatus
-	for time.Now().Before(deadline) {
-		rs, ok, err := backend.QueryReplicaStatus(ctx, db, backend.MariaDB)
-		if err == nil && ok {
-			last = rs
-			if rs.IORunning && rs.SQLRunning {
-				return nil
+	return a.with(ctx, addr, func(s *server) error {
+		deadline := time.Now().Add(limit)
+		var last backend.ReplicaStatus
+		for time.Now().Before(deadline) {
+			rs, ok, err := backend.QueryReplicaStatus(ctx, s.db, s.flavor)
+			if err == nil && ok {
+				last = rs
+				if rs.IORunning && rs.SQLRunning {
+					return nil
+				}
+				if fatalReadingBinlog(rs.LastIOErrno) {
+					break
+				}
 			}
-			if rs.LastIOErrno == erMasterFatalReadingBinlog {
-				break
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return &ReplicationError{Addr: addr, Status: last}
+		return &ReplicationError{Addr: addr, Status: last}
+	})
 }
-
-func sqlQuote(s string) string { return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) }

@@ -55,27 +55,9 @@ func Confirm(replicas []Replica) Verdict {
 }
 
 // known is what a replica holds: received or applied, whichever is ahead
-// per domain (the relay log can hold more than is applied).
+// (the relay log can hold more than is applied).
 func known(r Replica) backend.Position {
-	out := backend.Position{}
-	for _, p := range []backend.Position{r.Current, r.Applied, r.Received} {
-		for d, g := range p {
-			if have, ok := out[d]; !ok || g.Seq > have.Seq {
-				out[d] = g
-			}
-		}
-	}
-	return out
-}
-
-// total orders positions for ranking: the sum of sequence numbers over
-// domains (within one domain this is the sequence number itself).
-func total(p backend.Position) uint64 {
-	var n uint64
-	for _, g := range p {
-		n += g.Seq
-	}
-	return n
+	return r.Current.Union(r.Applied).Union(r.Received)
 }
 
 // PickCandidate chooses the replica to promote: among reachable replicas
@@ -106,7 +88,7 @@ func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
 	}
 	sort.SliceStable(pool, func(i, j int) bool {
 		a, b := known(pool[i]), known(pool[j])
-		if ta, tb := total(a), total(b); ta != tb {
+		if ta, tb := a.Total(), b.Total(); ta != tb {
 			return ta > tb
 		}
 		if pool[i].Candidate != pool[j].Candidate {
@@ -130,25 +112,10 @@ func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
 	return best, reason, nil
 }
 
-// Errant returns the GTIDs a server holds that the master does not (per
-// domain, the server's last GTID beyond the master's), formatted for the
-// operator; empty means the server can follow the master.
-func Errant(server, master backend.Position) []string {
-	var out []string
-	for d, g := range server {
-		m, ok := master[d]
-		switch {
-		case !ok:
-			out = append(out, fmt.Sprintf("%s (domain %d unknown to the master)", g, d))
-		case g.Seq > m.Seq:
-			out = append(out, fmt.Sprintf("%d-%d-%d..%d (master stops at %s)", d, g.Server, m.Seq+1, g.Seq, m))
-		case g.Seq == m.Seq && g.Server != m.Server:
-			out = append(out, fmt.Sprintf("%s conflicts with the master's %s", g, m))
-		}
-	}
-	sort.Strings(out)
-	return out
-}
+// Errant returns the GTIDs a server holds that the master does not,
+// formatted for the operator; empty means the server can follow the
+// master.
+func Errant(server, master backend.Position) []string { return server.Errant(master) }
 
 // positions formats what each reachable replica holds, for the record.
 func positions(rs []Replica) string {

@@ -15,6 +15,12 @@ func pos(s string) backend.Position {
 	return p
 }
 
+const (
+	uuidA = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+	uuidB = "4e11fa47-71ca-11e1-9e33-c80aa9429562"
+	uuidC = "5e11fa47-71ca-11e1-9e33-c80aa9429562"
+)
+
 func TestConfirm(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -67,6 +73,9 @@ func TestPickCandidate(t *testing.T) {
 		{"operator's choice", []Replica{r("r1", 0, "0-1-9"), r("r2", 1, "0-1-20")}, "r1", "r1", ""},
 		{"operator's choice must be eligible", []Replica{r("r1", 0, "0-1-9", noMaster), r("r2", 1, "0-1-20")}, "", "r1", "cannot be promoted"},
 		{"several domains", []Replica{r("r1", 0, "0-1-10,1-2-5"), r("r2", 1, "0-1-10,1-2-7")}, "r2", "", ""},
+		{"MySQL: the larger GTID set wins", []Replica{r("r1", 0, uuidA+":1-10"), r("r2", 1, uuidA+":1-12")}, "r2", "", ""},
+		{"MySQL: retrieved (relay log) counts", []Replica{r("r1", 0, uuidA+":1-10"), r("r2", 1, uuidA+":1-12", behindApplied(uuidA+":1-9"))}, "r2", "", ""},
+		{"MySQL: tie goes to the candidate", []Replica{r("r1", 0, uuidA+":1-10,"+uuidB+":1-3"), r("r2", 1, uuidB+":1-3,"+uuidA+":1-10", candidate)}, "r2", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,6 +104,9 @@ func TestErrant(t *testing.T) {
 		{"0-1-10", "0-2-10", "conflicts"},
 		{"0-1-10,5-1-3", "0-2-12", "domain 5 unknown"},
 		{"", "0-2-12", ""},
+		{uuidA + ":1-10", uuidA + ":1-15", ""},
+		{uuidA + ":1-12", uuidA + ":1-10," + uuidB + ":1-4", uuidA + ":11-12 (not on the master)"},
+		{uuidA + ":1-10," + uuidC + ":1", uuidA + ":1-10", uuidC + ":1 (not on the master)"},
 	}
 	for _, tt := range tests {
 		got := strings.Join(Errant(pos(tt.server), pos(tt.master)), "; ")

@@ -171,6 +171,12 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 // errPacketFor builds an ERR packet (with header gap) in the framing the
 // client negotiated: without CLIENT_PROTOCOL_41 there is no SQLSTATE.
+// errPacket is the session's error packet for e: in its client's framing
+// and with the codes of its servers' family.
+func (s *session) errPacket(e *mysql.MyError) []byte {
+	return errPacketFor(forFlavor(e, s.flavor), s.caps)
+}
+
 func errPacketFor(e *mysql.MyError, caps uint32) []byte {
 	b := make([]byte, 0, 13+len(e.Message))
 	b = append(b, 0, 0, 0, 0, mysql.ERR_HEADER, byte(e.Code), byte(e.Code>>8))

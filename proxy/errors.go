@@ -23,6 +23,26 @@ func errBackendLost(name string, err error) *mysql.MyError {
 		Message: fmt.Sprintf("Connection to backend %s was lost: %v", name, shortErr(err))}
 }
 
+// forFlavor is an error the proxy makes, as a client of this server
+// family knows it: the codes only MariaDB has become MySQL's nearest in
+// front of MySQL (a lost backend connection ER_NET_READ_ERROR, a
+// statement over its time ER_QUERY_TIMEOUT). SQLSTATE and text stay.
+func forFlavor(me *mysql.MyError, f backend.Flavor) *mysql.MyError {
+	if f != backend.MySQL {
+		return me
+	}
+	switch me.Code {
+	case erConnectionKilled:
+		return &mysql.MyError{Code: mysql.ER_NET_READ_ERROR, State: me.State, Message: me.Message}
+	case erStatementTimeout:
+		return &mysql.MyError{Code: erMySQLQueryTimeout, State: "HY000", Message: me.Message}
+	}
+	return me
+}
+
+// erMySQLQueryTimeout is MySQL's ER_QUERY_TIMEOUT (max_execution_time).
+const erMySQLQueryTimeout = 3024
+
 // errConnectionKilled ends a killed session with the server's words.
 func errConnectionKilled() error {
 	return closeWith{&mysql.MyError{Code: erConnectionKilled, State: "70100", Message: "Connection was killed"}}

@@ -48,6 +48,9 @@ type session struct {
 	user  conf.User
 	caps  uint32
 	track clientTracking
+	// flavor is the servers' family (from the master at login): errors
+	// the proxy makes use its codes.
+	flavor backend.Flavor
 	// idleDefault: the client's connection is closed after this long idle
 	// unless it set its own wait_timeout (idleTimeout).
 	idleDefault time.Duration
@@ -165,6 +168,7 @@ func (s *session) onAuthenticated(id uint32, user string, caps uint32, collation
 	if err != nil {
 		return asClientError(err)
 	}
+	s.flavor = bc.Flavor()
 	d := s.srv.defaults(bc, s.settings.IOTimeout)
 	s.track, s.idleDefault = d.tracking, d.waitTimeout
 	if caps&mysql.CLIENT_INTERACTIVE != 0 {
@@ -250,12 +254,12 @@ func (s *session) answer(data []byte) (end bool) {
 	var lost *connLost
 	switch {
 	case errors.As(err, &lost):
-		return s.client.write(errPacketFor(errBackendLost(lost.target, lost.err), s.caps)) != nil
+		return s.client.write(s.errPacket(errBackendLost(lost.target, lost.err))) != nil
 	case errors.As(err, &fatal):
-		_ = s.client.write(errPacketFor(fatal.MyError, s.caps))
+		_ = s.client.write(s.errPacket(fatal.MyError))
 		return true
 	case errors.As(err, &me):
-		return s.client.write(errPacketFor(me, s.caps)) != nil
+		return s.client.write(s.errPacket(me)) != nil
 	default:
 		if !errors.Is(err, errQuit) && !isClientGone(err) {
 			s.log.Debug("session closed on error", zap.Error(err))
@@ -290,14 +294,14 @@ func (s *session) readFailed(err error) {
 	switch {
 	case errors.Is(err, errPacketTooLarge):
 		s.log.Info("client packet over max_allowed_packet", zap.Int("max", s.settings.MaxAllowedPacket))
-		_ = s.client.write(errPacketFor(errPacketTooBig(s.settings.MaxAllowedPacket), s.caps))
+		_ = s.client.write(s.errPacket(errPacketTooBig(s.settings.MaxAllowedPacket)))
 		_ = s.client.flush()
 		// Read (and drop) what the client is still sending, briefly, so the
 		// close is not a reset that destroys the error packet in flight.
 		_ = s.client.raw.SetReadDeadline(time.Now().Add(2 * time.Second))
 		_, _ = io.Copy(io.Discard, io.LimitReader(s.client.raw, int64(2*s.settings.MaxAllowedPacket)))
 	case isSequenceError(err):
-		_ = s.client.write(errPacketFor(&mysql.MyError{Code: mysql.ER_NET_PACKETS_OUT_OF_ORDER, State: "08S01", Message: "Got packets out of order"}, s.caps))
+		_ = s.client.write(s.errPacket(&mysql.MyError{Code: mysql.ER_NET_PACKETS_OUT_OF_ORDER, State: "08S01", Message: "Got packets out of order"}))
 	default:
 		s.log.Debug("client read failed", zap.Error(err))
 	}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -462,8 +461,8 @@ func (s *session) retryMaster(epoch uint64, deadline time.Time) bool {
 }
 
 // waitReplica makes a read-your-writes read wait on the replica until it
-// has applied the session's last write (MASTER_GTID_WAIT, bounded by
-// gtid_wait_timeout). It runs before the session state is replayed, so a
+// has applied the session's last write (MASTER_GTID_WAIT on MariaDB,
+// WAIT_FOR_EXECUTED_GTID_SET on MySQL, bounded by gtid_wait_timeout). It runs before the session state is replayed, so a
 // database created by that write exists there. False sends the read to
 // the master instead.
 func (s *session) waitReplica(replica, gtid string) bool {
@@ -474,7 +473,7 @@ func (s *session) waitReplica(replica, gtid string) bool {
 	wait := s.srv.gtidWait()
 	ctx, cancel := context.WithTimeout(context.Background(), wait+s.settings.IOTimeout)
 	defer cancel()
-	r, err := bc.Exec(ctx, fmt.Sprintf("SELECT MASTER_GTID_WAIT('%s', %.3f)", escapeSQL(gtid), wait.Seconds()))
+	r, err := bc.Exec(ctx, bc.Flavor().WaitGTIDSQL(gtid, wait))
 	if err != nil {
 		s.log.Warn("read-your-writes wait failed; reading from the master", zap.String("backend", replica), zap.Error(err))
 		if _, isServerErr := backend.AsMyError(err); !isServerErr {

@@ -79,9 +79,9 @@ func (st *sessionState) replayedVars() int {
 // notReplayed are variables the server reports but that cannot or must
 // not be set on another connection.
 var notReplayed = map[string]bool{
-	"last_gtid": true, "session_track_system_variables": true, "session_track_schema": true, "in_transaction": true,
+	"last_gtid": true, "session_track_system_variables": true, "session_track_schema": true, "session_track_gtids": true, "in_transaction": true,
 	"gtid_seq_no": true, "insert_id": true, "last_insert_id": true, "identity": true,
-	"pseudo_thread_id": true, "rand_seed1": true, "rand_seed2": true,
+	"pseudo_thread_id": true, "rand_seed1": true, "rand_seed2": true, "statement_id": true, // MySQL reports statement_id, read-only
 	"warning_count": true, "error_count": true,
 }
 
@@ -99,7 +99,7 @@ func (r *reply) noteSessionState(block []byte) {
 		switch {
 		case ch.kind == mysql.SESSION_TRACK_SCHEMA:
 			r.changes = append(r.changes, ch)
-		case ch.name == "last_gtid":
+		case ch.name == "last_gtid", ch.kind == mysql.SESSION_TRACK_GTIDS:
 			r.gtid = ch.value
 		case ch.kind == mysql.SESSION_TRACK_SYSTEM_VARIABLES:
 			if strings.HasPrefix(ch.name, "character_set_") {
@@ -185,7 +185,7 @@ func (s *session) applyState(bc *backend.Conn) error {
 	if coll != "" && !strings.Contains(coll, "_0900_") { // MySQL 8 collations MariaDB lacks
 		names += " COLLATE " + coll
 	}
-	set := []string{names, proxyTracking}
+	set := []string{names, bc.Flavor().TrackingSQL()}
 	for _, name := range s.state.vars {
 		if notReplayed[name] {
 			continue
@@ -209,11 +209,6 @@ func (s *session) applyState(bc *backend.Conn) error {
 	return bc.SetMultiStatements(ctx, s.wantsMultiStatements())
 }
 
-// proxyTracking is what every backend connection reports in its OK
-// packets: all variables and the schema. Clients see what they asked for
-// (clientTracking).
-const proxyTracking = "session_track_system_variables='*', session_track_schema=ON"
-
 // learnTracking follows a client that set its own session tracking: its
 // wish is read back (it filters what the client sees) and the proxy's own
 // tracking is restored on the connection.
@@ -227,7 +222,7 @@ func (s *session) learnTracking(bc *backend.Conn) error {
 	if r.Resultset != nil && len(r.Values) == 1 {
 		s.track = newClientTracking(string(r.Values[0][0].AsString()), r.Values[0][1].String())
 	}
-	_, err = bc.Exec(ctx, "SET "+proxyTracking)
+	_, err = bc.Exec(ctx, "SET "+bc.Flavor().TrackingSQL())
 	return err
 }
 
@@ -274,7 +269,7 @@ func (s *session) idleTimeout() time.Duration {
 // version, a privilege) is dropped alone, and the statement at hand is
 // told which (errStateLost), never the others dropped silently.
 func (s *session) applyVarsOneByOne(ctx context.Context, bc *backend.Conn, names string) error {
-	if _, err := bc.Exec(ctx, names+", "+proxyTracking); err != nil {
+	if _, err := bc.Exec(ctx, names+", "+bc.Flavor().TrackingSQL()); err != nil {
 		return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
 	}
 	var failed []string

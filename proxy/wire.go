@@ -201,6 +201,13 @@ func parseSessionState(b []byte) []sessionChange {
 			if name, _, ok := lenencStr(data); ok {
 				out = append(out, sessionChange{kind: kind, value: string(name)})
 			}
+		case mysql.SESSION_TRACK_GTIDS:
+			// MySQL's OWN_GTID: an encoding byte, then the GTIDs committed.
+			if len(data) > 1 {
+				if set, _, ok := lenencStr(data[1:]); ok && len(set) > 0 {
+					out = append(out, sessionChange{kind: kind, value: string(set)})
+				}
+			}
 		case mysql.SESSION_TRACK_SYSTEM_VARIABLES:
 			name, n1, ok := lenencStr(data)
 			if !ok {

@@ -39,9 +39,9 @@ type Options struct {
 	Dir      string
 	BasePort int // master on BasePort, replicas on BasePort+1..N
 	Replicas int
-	// Mariadbd and InstallDB override the binaries found on PATH.
-	Mariadbd  string
-	InstallDB string
+	// Flavor is the server software: MariaDB from Debian (the default) or
+	// Oracle MySQL from a Debian sid chroot (scripts/mysql-chroot.sh).
+	Flavor backend.Flavor
 	// Log receives progress lines; nil discards them.
 	Log io.Writer
 	// Placement puts named instances on their own address inside a
@@ -58,12 +58,13 @@ type Placement struct {
 
 // Instance is one server of the topology.
 type Instance struct {
-	Name     string `json:"name"`
-	Port     int    `json:"port"`
-	ServerID int    `json:"server_id"`
-	Dir      string `json:"dir"`
-	Host     string `json:"host"`
-	Netns    string `json:"netns,omitempty"`
+	Flavor   backend.Flavor `json:"flavor,omitempty"` // empty: MariaDB
+	Name     string         `json:"name"`
+	Port     int            `json:"port"`
+	ServerID int            `json:"server_id"`
+	Dir      string         `json:"dir"`
+	Host     string         `json:"host"`
+	Netns    string         `json:"netns,omitempty"`
 }
 
 // HostOrLoopback returns the bind address.
@@ -75,10 +76,17 @@ func (i Instance) HostOrLoopback() string {
 }
 
 // Socket is the instance's unix socket path.
-func (i Instance) Socket() string { return filepath.Join(i.Dir, "mariadb.sock") }
+func (i Instance) Socket() string { return filepath.Join(i.Dir, i.fileBase()+".sock") }
 
-// PidFile is where mariadbd writes its pid.
-func (i Instance) PidFile() string { return filepath.Join(i.Dir, "mariadb.pid") }
+// PidFile is where the server writes its pid.
+func (i Instance) PidFile() string { return filepath.Join(i.Dir, i.fileBase()+".pid") }
+
+func (i Instance) fileBase() string {
+	if i.Flavor == backend.MySQL {
+		return "mysqld"
+	}
+	return "mariadb"
+}
 
 // Addr returns host:port.
 func (i Instance) Addr() string { return net.JoinHostPort(i.HostOrLoopback(), fmt.Sprint(i.Port)) }
@@ -90,10 +98,12 @@ func (i Instance) DSN() string {
 
 // Sandbox is a running (or stopped) topology rooted at Dir.
 type Sandbox struct {
-	Dir       string     `json:"dir"`
-	BasePort  int        `json:"base_port"`
-	Instances []Instance `json:"instances"`
+	Dir       string         `json:"dir"`
+	BasePort  int            `json:"base_port"`
+	Flavor    backend.Flavor `json:"flavor,omitempty"` // empty: MariaDB
+	Instances []Instance     `json:"instances"`
 	opts      Options
+	server    server
 }
 
 // Master returns the instance configured as the initial master.
@@ -132,15 +142,11 @@ func (o *Options) fill() error {
 	if o.BasePort < 1024 || o.BasePort+102 > 65535 {
 		return fmt.Errorf("base port %d out of range (1024..65433)", o.BasePort)
 	}
-	if o.Mariadbd == "" {
-		o.Mariadbd = findBinary("mariadbd", "/usr/sbin/mariadbd", "/usr/libexec/mariadbd")
+	if o.Flavor == "" {
+		o.Flavor = backend.MariaDB
 	}
-	if o.InstallDB == "" {
-		o.InstallDB = findBinary("mariadb-install-db", "/usr/bin/mariadb-install-db")
-	}
-	if o.Mariadbd == "" || o.InstallDB == "" {
-		return errors.New("mariadbd or mariadb-install-db not found: install them with " +
-			"'apt-get install -y mariadb-server mariadb-client' (or run 'make deps')")
+	if o.Flavor != backend.MariaDB && o.Flavor != backend.MySQL {
+		return fmt.Errorf("flavor %q: use mariadb or mysql", o.Flavor)
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -167,11 +173,19 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	if prev, err := Open(opts.Dir); err == nil && (prev.BasePort != opts.BasePort || len(prev.Instances) != opts.Replicas+1) {
-		return nil, fmt.Errorf("sandbox in %s already exists with base port %d and %d replicas; "+
-			"run 'switchyard sandbox down --dir %s --purge' first", opts.Dir, prev.BasePort, len(prev.Instances)-1, opts.Dir)
+	if prev, err := Open(opts.Dir); err == nil && (prev.BasePort != opts.BasePort || len(prev.Instances) != opts.Replicas+1 || prev.flavor() != opts.Flavor) {
+		return nil, fmt.Errorf("sandbox in %s already exists with base port %d, %d replicas and %s; "+
+			"run 'switchyard sandbox down --dir %s --purge' first", opts.Dir, prev.BasePort, len(prev.Instances)-1, prev.flavor(), opts.Dir)
 	}
 	s := &Sandbox{Dir: opts.Dir, BasePort: opts.BasePort, opts: opts}
+	if opts.Flavor == backend.MySQL {
+		s.Flavor = backend.MySQL
+	}
+	srv, err := serverFor(ctx, opts.Flavor, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.server = srv
 	for i := 0; i <= opts.Replicas; i++ {
 		name := "master"
 		if i > 0 {
@@ -179,7 +193,7 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 		}
 		pl := opts.Placement[name]
 		s.Instances = append(s.Instances, Instance{
-			Name: name, Port: opts.BasePort + i, ServerID: i + 1, Dir: filepath.Join(opts.Dir, name),
+			Flavor: s.Flavor, Name: name, Port: opts.BasePort + i, ServerID: i + 1, Dir: filepath.Join(opts.Dir, name),
 			Host: pl.Host, Netns: pl.Netns,
 		})
 	}
@@ -229,7 +243,7 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 	if err := s.WriteConfig(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Log, "sandbox up in %s: master %s, %d replica(s)\n", s.Dir, s.Master().Addr(), len(s.Instances)-1)
+	fmt.Fprintf(opts.Log, "sandbox up in %s: %s master %s, %d replica(s)\n", s.Dir, s.flavor(), s.Master().Addr(), len(s.Instances)-1)
 	return s, nil
 }
 
@@ -250,22 +264,46 @@ func Open(dir string) (*Sandbox, error) {
 	return &s, nil
 }
 
+// flavor is the sandbox's server software.
+func (s *Sandbox) flavor() backend.Flavor {
+	if s.Flavor == "" {
+		return backend.MariaDB
+	}
+	return s.Flavor
+}
+
+// software returns the server software, found on first use (a sandbox
+// loaded with Open has not looked for it yet).
+func (s *Sandbox) software(ctx context.Context) (server, error) {
+	if s.server == nil {
+		srv, err := serverFor(ctx, s.flavor(), s.opts.Log)
+		if err != nil {
+			return nil, err
+		}
+		s.server = srv
+	}
+	return s.server, nil
+}
+
 func (s *Sandbox) save() error {
 	data, _ := json.MarshalIndent(s, "", "  ")
 	return os.WriteFile(filepath.Join(s.Dir, "sandbox.json"), data, 0o644)
 }
 
-// createDatadir copies a template datadir, made once per sandbox with
-// mariadb-install-db: copying is much faster than installing N times.
+// createDatadir copies a template datadir, made once per sandbox with the
+// accounts in it: copying is much faster than installing N times.
 func (s *Sandbox) createDatadir(ctx context.Context, in Instance) error {
-	tmpl := filepath.Join(s.Dir, ".template")
-	if _, err := os.Stat(filepath.Join(tmpl, "mysql")); err != nil {
+	// Not a hidden name: MySQL's InnoDB cannot find the undo tablespaces
+	// of a datadir whose path has a component starting with a dot.
+	tmpl := filepath.Join(s.Dir, "template")
+	ready := filepath.Join(s.Dir, "template.ready")
+	if _, err := os.Stat(ready); err != nil {
 		_ = os.RemoveAll(tmpl)
-		fmt.Fprintf(s.opts.Log, "installing template datadir with %s\n", s.opts.InstallDB)
-		cmd := exec.CommandContext(ctx, s.opts.InstallDB, "--no-defaults", "--datadir="+tmpl, "--user=root",
-			"--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("mariadb-install-db: %w\n%s", err, out)
+		if err := s.server.initTemplate(ctx, tmpl, s.opts.Log); err != nil {
+			return err
+		}
+		if err := os.WriteFile(ready, nil, 0o644); err != nil {
+			return err
 		}
 	}
 	if err := os.MkdirAll(in.Dir, 0o755); err != nil {
@@ -275,69 +313,18 @@ func (s *Sandbox) createDatadir(ctx context.Context, in Instance) error {
 	if err != nil {
 		return fmt.Errorf("copy template datadir: %w: %s", err, out)
 	}
+	// MySQL names itself by the uuid in auto.cnf: each copy needs its own.
+	_ = os.Remove(filepath.Join(in.Dir, "data", "auto.cnf"))
 	return nil
 }
 
-// initSQL runs at every server start (init-file) and creates the sandbox
-// accounts without writing them to the binlog, so every server has them
-// and no GTID is spent. IF NOT EXISTS makes it idempotent.
-const initSQL = `SET SESSION sql_log_bin=0;
-CREATE USER IF NOT EXISTS '` + MonitorUser + `'@'%' IDENTIFIED BY '` + MonitorPassword + `';
-GRANT ALL PRIVILEGES ON *.* TO '` + MonitorUser + `'@'%' WITH GRANT OPTION;
-CREATE USER IF NOT EXISTS '` + ReplUser + `'@'%' IDENTIFIED BY '` + ReplPassword + `';
-GRANT REPLICATION SLAVE ON *.* TO '` + ReplUser + `'@'%';
-CREATE USER IF NOT EXISTS '` + AppUser + `'@'%' IDENTIFIED BY '` + AppPassword + `';
-GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, REFERENCES, INDEX, ALTER, SHOW DATABASES,
-  CREATE TEMPORARY TABLES, LOCK TABLES, EXECUTE, CREATE VIEW, SHOW VIEW, CREATE ROUTINE, ALTER ROUTINE,
-  EVENT, TRIGGER, PROCESS, DELETE HISTORY ON *.* TO '` + AppUser + `'@'%';
-`
-
 func (s *Sandbox) writeMyCnf(in Instance) error {
-	readOnly := "OFF"
-	if in.Name != "master" {
-		readOnly = "ON"
-	}
-	// An existing sandbox may have failed over: keep the role the server
-	// has now (read_only is re-set by whoever manages the topology).
-	cnf := fmt.Sprintf(`[mariadbd]
-user = root
-datadir = %[1]s/data
-socket = %[1]s/mariadb.sock
-pid-file = %[1]s/mariadb.pid
-log-error = %[1]s/error.log
-init-file = %[1]s/init.sql
-port = %[2]d
-bind-address = %[5]s
-server-id = %[3]d
-skip-name-resolve
-log-bin = mariadb-bin
-relay-log = relay-bin
-binlog-format = ROW
-log-slave-updates = ON
-gtid-strict-mode = ON
-gtid-domain-id = 0
-sync-binlog = 1
-read-only = %[4]s
-rpl-semi-sync-master-enabled = ON
-rpl-semi-sync-slave-enabled = ON
-rpl-semi-sync-master-wait-point = AFTER_SYNC
-rpl-semi-sync-master-timeout = 2000
-slave-net-timeout = 10
-slave-parallel-threads = 4
-slave-parallel-mode = optimistic
-max-allowed-packet = 128M
-max-connections = 3000
-character-set-server = utf8mb4
-collation-server = utf8mb4_general_ci
-innodb-buffer-pool-size = 64M
-innodb-log-file-size = 48M
-performance-schema = OFF
-skip-external-locking
-ssl-cert = %[6]s
-ssl-key = %[7]s
-`, in.Dir, in.Port, in.ServerID, readOnly, in.HostOrLoopback(), s.certPath(), s.keyPath())
-	if err := os.WriteFile(filepath.Join(in.Dir, "init.sql"), []byte(initSQL), 0o644); err != nil {
-		return err
+	readOnly := in.Name != "master"
+	files, cnf := s.server.config(s, in, readOnly)
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(in.Dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(in.Dir, "my.cnf"), []byte(cnf), 0o644)
 }
@@ -348,7 +335,11 @@ func (s *Sandbox) start(in Instance, extra ...string) error {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{s.mariadbd(), "--defaults-file=" + filepath.Join(in.Dir, "my.cnf")}, extra...)
+	srv, err := s.software(context.Background())
+	if err != nil {
+		return err
+	}
+	args := append(srv.command(filepath.Join(in.Dir, "my.cnf")), extra...)
 	if in.Netns != "" {
 		args = append([]string{"ip", "netns", "exec", in.Netns}, args...)
 	}
@@ -363,13 +354,6 @@ func (s *Sandbox) start(in Instance, extra ...string) error {
 	go func() { _ = cmd.Wait() }() // reap it if it dies while we run
 	fmt.Fprintf(s.opts.Log, "started %s (pid %d) on port %d\n", in.Name, cmd.Process.Pid, in.Port)
 	return nil
-}
-
-func (s *Sandbox) mariadbd() string {
-	if s.opts.Mariadbd != "" {
-		return s.opts.Mariadbd
-	}
-	return findBinary("mariadbd", "/usr/sbin/mariadbd")
 }
 
 // Start starts one stopped instance again (tests use it after Kill).
@@ -388,11 +372,18 @@ func (s *Sandbox) Start(ctx context.Context, name string, extra ...string) error
 }
 
 // StartAsReplica restarts a former master the way it must come back after
-// a failover: read-only, and with semi-sync crash recovery in the replica
-// role (--init-rpl-role=SLAVE), which drops binlogged transactions no
-// replica acknowledged, so its history stays a prefix of the new master's.
+// a failover: read-only, and on MariaDB with semi-sync crash recovery in
+// the replica role (--init-rpl-role=SLAVE), which drops binlogged
+// transactions no replica acknowledged, so its history stays a prefix of
+// the new master's. (MySQL has no such recovery: a crashed master can come
+// back with transactions nobody else has, and is then kept out as
+// diverged.)
 func (s *Sandbox) StartAsReplica(ctx context.Context, name string) error {
-	return s.Start(ctx, name, "--read-only=ON", "--init-rpl-role=SLAVE")
+	srv, err := s.software(ctx)
+	if err != nil {
+		return err
+	}
+	return s.Start(ctx, name, srv.asReplicaOptions()...)
 }
 
 // Kill sends sig (SIGKILL, SIGSTOP, SIGCONT, SIGTERM) to one instance.
@@ -472,12 +463,11 @@ func (s *Sandbox) Repoint(ctx context.Context, replica, master Instance) error {
 		return err
 	}
 	defer db.Close()
+	f := s.flavor()
 	stmts := []string{
-		"STOP SLAVE",
-		fmt.Sprintf("CHANGE MASTER TO MASTER_HOST='%s', MASTER_PORT=%d, MASTER_USER='%s', "+
-			"MASTER_PASSWORD='%s', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1",
-			master.HostOrLoopback(), master.Port, ReplUser, ReplPassword),
-		"START SLAVE",
+		f.StopReplicaSQL(),
+		f.FollowSQL(master.HostOrLoopback(), fmt.Sprint(master.Port), ReplUser, ReplPassword, false),
+		f.StartReplicaSQL(),
 	}
 	for _, q := range stmts {
 		if _, err := db.ExecContext(ctx, q); err != nil {
@@ -486,13 +476,13 @@ func (s *Sandbox) Repoint(ctx context.Context, replica, master Instance) error {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		rs, ok, err := backend.QueryReplicaStatus(ctx, db, backend.MariaDB)
+		rs, ok, err := backend.QueryReplicaStatus(ctx, db, s.flavor())
 		if err == nil && ok && rs.IORunning && rs.SQLRunning {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: replication threads did not start (see SHOW SLAVE STATUS)", replica.Name)
+	return fmt.Errorf("%s: replication threads did not start (see %s)", replica.Name, s.flavor().ReplicaStatusSQL())
 }
 
 // Down stops every server of the sandbox in dir; purge also deletes it.
@@ -575,10 +565,14 @@ func (s *Sandbox) Status(ctx context.Context) []ServerStatus {
 				defer db.Close()
 				qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
-				if err := db.QueryRowContext(qctx, "SELECT @@read_only, @@gtid_current_pos").Scan(&st.ReadOnly, &st.GTIDPos); err != nil {
+				f := s.flavor()
+				if err := db.QueryRowContext(qctx, "SELECT @@read_only").Scan(&st.ReadOnly); err != nil {
 					return err
 				}
-				rs, ok, err := backend.QueryReplicaStatus(qctx, db, backend.MariaDB)
+				if err := db.QueryRowContext(qctx, f.GTIDPositionSQL()).Scan(&st.GTIDPos); err != nil {
+					return err
+				}
+				rs, ok, err := backend.QueryReplicaStatus(qctx, db, f)
 				if err != nil {
 					return err
 				}

@@ -38,7 +38,7 @@ want=()
 { have mariadbd || [ -x /usr/sbin/mariadbd ]; } || want+=(mariadb-server)
 have mariadb || want+=(mariadb-client)
 # Client drivers (test/drivers).
-for pkg in php-cli php-mysql python3-pymysql python3-mysqldb libdbd-mariadb-perl libmariadb-java ruby-mysql2 tmux; do
+for pkg in php-cli php-mysql python3-pymysql python3-mysqldb libdbd-mariadb-perl libmariadb-java ruby-mysql2 tmux mariadb-test; do
   installed "$pkg" || want+=("$pkg")
 done
 have java || want+=(default-jre-headless)

@@ -153,7 +153,7 @@ type app struct {
 
 func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 	servers := serversOf(cfg)
-	master, err := discoverMaster(cfg, servers, log)
+	master, masterVersion, err := discoverMaster(cfg, servers, log)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +206,11 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 		}
 		clientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	px, err := proxy.New(cluster, proxySettings(cfg), cfg.ServerVersion, clientTLS, log)
+	version := cfg.ServerVersion
+	if version == "" { // follow the backends: MariaDB or MySQL, and which release
+		version = backend.HandshakeVersion(masterVersion)
+	}
+	px, err := proxy.New(cluster, proxySettings(cfg), version, clientTLS, log)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +263,8 @@ func start(cfg *conf.Config, log *zap.Logger) (*app, error) {
 }
 
 // discoverMaster asks every backend who it is, so a restart never guesses.
-func discoverMaster(cfg *conf.Config, servers []backend.Server, log *zap.Logger) (string, error) {
+// It returns the master's name and its @@version.
+func discoverMaster(cfg *conf.Config, servers []backend.Server, log *zap.Logger) (string, string, error) {
 	account := backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -279,7 +284,13 @@ func discoverMaster(cfg *conf.Config, servers []backend.Server, log *zap.Logger)
 			log.Warn("backend not reachable at start-up", zap.String("backend", o.Server.Name), zap.Error(o.Err))
 		}
 	}
-	return backend.FindMaster(obs)
+	master, err := backend.FindMaster(obs)
+	for _, o := range obs {
+		if o.Server.Name == master {
+			return master, o.Version, err
+		}
+	}
+	return master, "", err
 }
 
 // proxySettings are the parts of the config client sessions use.

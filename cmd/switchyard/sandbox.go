@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/sandbox"
 )
 
@@ -20,6 +21,7 @@ func cmdSandbox(args []string) error {
 	dir := fs.String("dir", "./sandbox", "directory holding the datadirs and generated config")
 	basePort := fs.Int("base-port", 13306, "master port; replicas use the next ports, the proxy base+100")
 	replicas := fs.Int("replicas", 2, "number of replicas")
+	flavor := fs.String("flavor", "mariadb", "server software: mariadb (Debian's) or mysql (Oracle MySQL 9.7 from a Debian sid chroot, built once under /var/cache/switchyard)")
 	purge := fs.Bool("purge", false, "down: also delete the sandbox directory")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -28,7 +30,7 @@ func cmdSandbox(args []string) error {
 	defer stop()
 	switch args[0] {
 	case "up":
-		s, err := sandbox.Up(ctx, sandbox.Options{Dir: *dir, BasePort: *basePort, Replicas: *replicas, Log: os.Stdout})
+		s, err := sandbox.Up(ctx, sandbox.Options{Dir: *dir, BasePort: *basePort, Replicas: *replicas, Flavor: backend.Flavor(*flavor), Log: os.Stdout})
 		if err != nil {
 			return err
 		}

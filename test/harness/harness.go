@@ -135,6 +135,9 @@ type ProxyOptions struct {
 	LogFile string
 	// Environ adds variables to the process's environment.
 	Environ []string
+	// SkipCheck starts even if the pre-flight check finds errors (e.g. a
+	// backend account with READ_ONLY ADMIN, as MariaDB's test suite needs).
+	SkipCheck bool
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -207,7 +210,11 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	}
 	f.Close()
 	p.ConfigPath = f.Name()
-	return e.launch(p, o.Environ)
+	var args []string
+	if o.SkipCheck {
+		args = append(args, "--skip-check")
+	}
+	return e.launch(p, o.Environ, args...)
 }
 
 // StartConfig runs the binary with a config file written elsewhere (by
@@ -226,8 +233,8 @@ func (e *Env) StartConfig(t testing.TB, path, addr, adminAddr, httpAddr string) 
 
 // launch starts the process and waits until its admin port answers (it
 // is bound last).
-func (e *Env) launch(p *Proxy, environ []string) (*Proxy, error) {
-	p.cmd = exec.Command(e.Binary, "run", "--config", p.ConfigPath, "--drain-timeout", "5s")
+func (e *Env) launch(p *Proxy, environ []string, args ...string) (*Proxy, error) {
+	p.cmd = exec.Command(e.Binary, append([]string{"run", "--config", p.ConfigPath, "--drain-timeout", "5s"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
 	p.cmd.Env = append(os.Environ(), environ...)
 	if err := p.cmd.Start(); err != nil {
