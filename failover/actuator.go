@@ -93,6 +93,7 @@ func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
 		}
 		if ok {
 			r.IOConnected = rs.IORunning
+			r.SourceID = rs.MasterServerID
 			r.Received, _ = backend.ParsePosition(rs.GTIDReceived)
 		}
 		return nil

@@ -16,9 +16,12 @@ type Replica struct {
 	Candidate bool
 	NoMaster  bool
 	Reachable bool
-	// IOConnected: its IO thread is still connected to the old master
-	// (Slave_IO_Running = Yes).
+	// IOConnected: its IO thread is connected (Slave_IO_Running = Yes);
+	// SourceID is the server id of the server it receives from (0 until
+	// known): Confirm only counts a replica connected to the master in
+	// question.
 	IOConnected bool
+	SourceID    uint32
 	// Received is what the IO thread fetched (Gtid_IO_Pos); Applied is
 	// @@gtid_slave_pos; Current is @@gtid_current_pos.
 	Received backend.Position
@@ -33,18 +36,22 @@ type Verdict struct {
 	Reason string
 }
 
-// Confirm decides whether a master the proxy cannot reach is really gone:
-// if any reachable replica's IO thread is still connected to it, the
-// master is alive and only our path to it is broken — no failover. With no
-// reachable replica there is nobody to promote either.
-func Confirm(replicas []Replica) Verdict {
+// Confirm decides whether the master (server id masterID, 0 when never
+// seen), which the proxy cannot reach, is really gone: if any reachable
+// replica's IO thread is still connected to it, the master is alive and
+// only our path to it is broken — no failover. Identities are compared,
+// not addresses: the proxy may reach the master by another path than the
+// replicas do. A replica known to receive from another server says
+// nothing about this one. With no reachable replica there is nobody to
+// promote either.
+func Confirm(replicas []Replica, masterID uint32) Verdict {
 	reachable := 0
 	for _, r := range replicas {
 		if !r.Reachable {
 			continue
 		}
 		reachable++
-		if r.IOConnected {
+		if r.IOConnected && (masterID == 0 || r.SourceID == 0 || r.SourceID == masterID) {
 			return Verdict{Dead: false, Reason: fmt.Sprintf("replica %s still receives from the master: only the proxy's path to it is broken", r.Name)}
 		}
 	}

@@ -32,10 +32,13 @@ func TestConfirm(t *testing.T) {
 		{"one replica still connected", []Replica{{Name: "r1", Reachable: true}, {Name: "r2", Reachable: true, IOConnected: true}}, false, "r2 still receives"},
 		{"connected but unreachable replica does not count", []Replica{{Name: "r1", Reachable: true}, {Name: "r2", IOConnected: true}}, true, "none of 1"},
 		{"no reachable replica", []Replica{{Name: "r1"}, {Name: "r2"}}, false, "no replica is reachable"},
+		{"connected to the master (its server id)", []Replica{{Name: "r1", Reachable: true, IOConnected: true, SourceID: 1}}, false, "r1 still receives"},
+		{"connected, source not known yet", []Replica{{Name: "r1", Reachable: true, IOConnected: true}}, false, "r1 still receives"},
+		{"connected to another server says nothing", []Replica{{Name: "r1", Reachable: true, IOConnected: true, SourceID: 9}}, true, "none of 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := Confirm(tt.replicas)
+			v := Confirm(tt.replicas, 1)
 			if v.Dead != tt.dead || !strings.Contains(v.Reason, tt.reason) {
 				t.Fatalf("%+v", v)
 			}

@@ -175,6 +175,7 @@ func (e *Engine) tick(ctx context.Context) {
 }
 
 func (e *Engine) autoFailover(ctx context.Context, topo *backend.Topology) {
+	master := topo.Server(topo.Master)
 	switch {
 	case !e.set.Enabled:
 		e.noteOnce("suspect", "master is down and automatic failover is disabled", zap.String("master", topo.Master))
@@ -185,7 +186,7 @@ func (e *Engine) autoFailover(ctx context.Context, topo *backend.Topology) {
 		return
 	}
 	replicas := e.inspectReplicas(ctx, topo)
-	v := Confirm(replicas)
+	v := Confirm(replicas, master.ServerID)
 	if !v.Dead {
 		e.cluster.SetMasterUnreachable(true)
 		e.noteOnce("suspect", "master unreachable from the proxy, no failover: "+v.Reason, zap.String("master", topo.Master))

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/backend"
 )
 
 // rejoinStrays makes servers that came back (an old master after a
@@ -33,7 +35,11 @@ func (e *Engine) rejoinStrays(ctx context.Context) {
 		return
 	}
 	for _, st := range topo.Servers {
-		if st.Name == topo.Master || !st.Up || st.Diverged || st.Offline || st.CheckedAt.UnixNano() < e.lastChange.Load() {
+		if st.Diverged && st.Up && st.Name != topo.Master {
+			e.noticeRepair(st.Name, &st, masterCfg, master.Current)
+			continue
+		}
+		if st.Name == topo.Master || !st.Up || st.Offline || st.CheckedAt.UnixNano() < e.lastChange.Load() {
 			continue
 		}
 		followsMaster := st.Replica != nil && fmt.Sprintf("%s:%d", st.Replica.MasterHost, st.Replica.MasterPort) == masterCfg.Addr
@@ -81,4 +87,20 @@ func (e *Engine) rejoin(ctx context.Context, name string, masterCfg ServerConfig
 	}
 	e.cluster.SetNote(name, false, "rejoined as a replica of "+masterCfg.Name)
 	e.log.Warn("former master rejoined as a replica", zap.String("backend", name), zap.String("master", masterCfg.Name))
+}
+
+// noticeRepair takes a diverged server back once an operator repaired it
+// (rebuilt it from a backup or a clone and pointed it at the master): it
+// replicates from the master with both threads running and holds nothing
+// the master lacks.
+func (e *Engine) noticeRepair(name string, st *backend.ServerState, masterCfg ServerConfig, masterPos backend.Position) {
+	rs := st.Replica
+	if rs == nil || !rs.IORunning || !rs.SQLRunning || fmt.Sprintf("%s:%d", rs.MasterHost, rs.MasterPort) != masterCfg.Addr {
+		return
+	}
+	if errant := Errant(st.Current, masterPos); len(errant) > 0 {
+		return
+	}
+	e.cluster.SetNote(name, false, "repaired: replicates from "+masterCfg.Name)
+	e.log.Warn("diverged server repaired: back in routing", zap.String("backend", name), zap.String("master", masterCfg.Name))
 }

@@ -208,7 +208,7 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 			}
 			fresh[in.Name] = true
 		}
-		if err := s.writeMyCnf(in); err != nil {
+		if err := s.writeMyCnf(in, in.Name != "master"); err != nil {
 			return nil, err
 		}
 	}
@@ -264,6 +264,14 @@ func Open(dir string) (*Sandbox, error) {
 	return &s, nil
 }
 
+// log is where progress lines go (nowhere for a sandbox loaded by Open).
+func (s *Sandbox) log() io.Writer {
+	if s.opts.Log == nil {
+		return io.Discard
+	}
+	return s.opts.Log
+}
+
 // flavor is the sandbox's server software.
 func (s *Sandbox) flavor() backend.Flavor {
 	if s.Flavor == "" {
@@ -276,7 +284,7 @@ func (s *Sandbox) flavor() backend.Flavor {
 // loaded with Open has not looked for it yet).
 func (s *Sandbox) software(ctx context.Context) (server, error) {
 	if s.server == nil {
-		srv, err := serverFor(ctx, s.flavor(), s.opts.Log)
+		srv, err := serverFor(ctx, s.flavor(), s.log())
 		if err != nil {
 			return nil, err
 		}
@@ -299,7 +307,7 @@ func (s *Sandbox) createDatadir(ctx context.Context, in Instance) error {
 	ready := filepath.Join(s.Dir, "template.ready")
 	if _, err := os.Stat(ready); err != nil {
 		_ = os.RemoveAll(tmpl)
-		if err := s.server.initTemplate(ctx, tmpl, s.opts.Log); err != nil {
+		if err := s.server.initTemplate(ctx, tmpl, s.log()); err != nil {
 			return err
 		}
 		if err := os.WriteFile(ready, nil, 0o644); err != nil {
@@ -318,8 +326,7 @@ func (s *Sandbox) createDatadir(ctx context.Context, in Instance) error {
 	return nil
 }
 
-func (s *Sandbox) writeMyCnf(in Instance) error {
-	readOnly := in.Name != "master"
+func (s *Sandbox) writeMyCnf(in Instance, readOnly bool) error {
 	files, cnf := s.server.config(s, in, readOnly)
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(in.Dir, name), []byte(content), 0o644); err != nil {
@@ -352,7 +359,7 @@ func (s *Sandbox) start(in Instance, extra ...string) error {
 		return fmt.Errorf("start %s: %w", in.Name, err)
 	}
 	go func() { _ = cmd.Wait() }() // reap it if it dies while we run
-	fmt.Fprintf(s.opts.Log, "started %s (pid %d) on port %d\n", in.Name, cmd.Process.Pid, in.Port)
+	fmt.Fprintf(s.log(), "started %s (pid %d) on port %d\n", in.Name, cmd.Process.Pid, in.Port)
 	return nil
 }
 
@@ -384,6 +391,103 @@ func (s *Sandbox) StartAsReplica(ctx context.Context, name string) error {
 		return err
 	}
 	return s.Start(ctx, name, srv.asReplicaOptions()...)
+}
+
+// Rebuild does what an operator does with a diverged server: it throws
+// its data away, starts it from the template datadir and makes it a
+// replica of master, which sends it every transaction from the start
+// (the sandbox never purges binary logs).
+func (s *Sandbox) Rebuild(ctx context.Context, name string, master Instance) error {
+	in, err := s.instance(name)
+	if err != nil {
+		return err
+	}
+	if _, err := s.software(ctx); err != nil {
+		return err
+	}
+	if err := stopInstance(in); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(in.Dir, "data")); err != nil {
+		return err
+	}
+	// A new server id, as for a newly provisioned replica: a replica
+	// skips events carrying its own server id, and the master's binary
+	// log holds the old server's events under the old id.
+	in.ServerID = s.nextServerID()
+	s.setInstance(in)
+	if err := s.save(); err != nil {
+		return err
+	}
+	if err := s.createDatadir(ctx, in); err != nil {
+		return err
+	}
+	if err := s.writeMyCnf(in, true); err != nil { // it comes back as a replica
+		return err
+	}
+	if err := s.start(in, s.server.rebuildOptions()...); err != nil {
+		return err
+	}
+	if err := waitReady(ctx, in, 60*time.Second); err != nil {
+		return err
+	}
+	if err := s.Repoint(ctx, in, master); err != nil {
+		return err
+	}
+	if len(s.server.afterRebuild()) == 0 {
+		return nil
+	}
+	return s.afterCatchUp(ctx, in, s.server.afterRebuild())
+}
+
+// afterCatchUp waits (up to two minutes) until the replica applied
+// everything it received, then runs stmts on it.
+func (s *Sandbox) afterCatchUp(ctx context.Context, in Instance, stmts []string) error {
+	db, err := in.DB()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	f := s.flavor()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		rs, ok, err := backend.QueryReplicaStatus(ctx, db, f)
+		var executed string
+		if err == nil {
+			err = db.QueryRowContext(ctx, f.GTIDPositionSQL()).Scan(&executed)
+		}
+		if err == nil && ok {
+			got, _ := backend.ParsePosition(rs.GTIDReceived)
+			have, _ := backend.ParsePosition(executed)
+			if have.Covers(got) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not catch up within 2 minutes", in.Name)
+		}
+	}
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %s: %w", in.Name, q, err)
+		}
+	}
+	return nil
+}
+
+func (s *Sandbox) nextServerID() int {
+	id := 0
+	for _, in := range s.Instances {
+		id = max(id, in.ServerID)
+	}
+	return id + 1
+}
+
+func (s *Sandbox) setInstance(in Instance) {
+	for i := range s.Instances {
+		if s.Instances[i].Name == in.Name {
+			s.Instances[i] = in
+		}
+	}
 }
 
 // Kill sends sig (SIGKILL, SIGSTOP, SIGCONT, SIGTERM) to one instance.
@@ -475,14 +579,21 @@ func (s *Sandbox) Repoint(ctx context.Context, replica, master Instance) error {
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
+	var last backend.ReplicaStatus
 	for time.Now().Before(deadline) {
 		rs, ok, err := backend.QueryReplicaStatus(ctx, db, s.flavor())
 		if err == nil && ok && rs.IORunning && rs.SQLRunning {
 			return nil
 		}
+		last = rs
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: replication threads did not start (see %s)", replica.Name, s.flavor().ReplicaStatusSQL())
+	tail, _ := os.ReadFile(filepath.Join(replica.Dir, "error.log"))
+	if len(tail) > 1500 {
+		tail = tail[len(tail)-1500:]
+	}
+	return fmt.Errorf("%s: replication threads did not start: IO=%s SQL=%v %s %s\nerror.log tail:\n%s", replica.Name, last.IOState, last.SQLRunning,
+		last.LastIOError, last.LastSQLError, tail)
 }
 
 // Down stops every server of the sandbox in dir; purge also deletes it.

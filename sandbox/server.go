@@ -26,6 +26,11 @@ type server interface {
 	// asReplicaOptions are the options a crashed former master restarts
 	// with so that it can rejoin as a replica.
 	asReplicaOptions() []string
+	// rebuildOptions are the options a rebuilt server starts with while
+	// it replays every transaction from the first; afterRebuild are the
+	// statements that undo them once it caught up.
+	rebuildOptions() []string
+	afterRebuild() []string
 }
 
 func serverFor(ctx context.Context, f backend.Flavor, log io.Writer) (server, error) {
@@ -132,3 +137,7 @@ func (m *mariaDB) command(myCnf string) []string {
 func (m *mariaDB) asReplicaOptions() []string {
 	return []string{"--read-only=ON", "--init-rpl-role=SLAVE"}
 }
+
+func (m *mariaDB) rebuildOptions() []string { return nil }
+
+func (m *mariaDB) afterRebuild() []string { return nil }

@@ -42,10 +42,12 @@ func startProxy(t *testing.T, o harness.ProxyOptions) *harness.Proxy {
 	t.Cleanup(func() {
 		if t.Failed() {
 			log := p.Log()
+			path := filepath.Join(os.TempDir(), "switchyard-"+strings.ReplaceAll(t.Name(), "/", "_")+".log")
+			_ = os.WriteFile(path, []byte(log), 0o644)
 			if len(log) > 20000 {
 				log = log[len(log)-20000:]
 			}
-			t.Log("proxy log (tail):\n" + log)
+			t.Logf("proxy log (tail; all of it in %s):\n%s", path, log)
 		}
 	})
 	return p
@@ -109,17 +111,24 @@ func TestKillMasterUnderWriteLoadThreeTimes(t *testing.T) {
 	final := masterName(t, adm)
 	assertAllPresent(t, final, acked)
 	// All servers converge to the same GTID position.
-	harness.WaitFor(t, "replicas to converge", 30*time.Second, func() bool {
-		positions := map[string]bool{}
+	var positions map[string]string
+	converged := func() bool {
+		positions = map[string]string{}
+		distinct := map[string]bool{}
 		for _, in := range env.Sandbox.Instances {
 			var pos string
-			if err := env.InstanceDB(t, in.Name).QueryRow("SELECT @@gtid_current_pos").Scan(&pos); err != nil {
+			if err := env.InstanceDB(t, in.Name).QueryRow(harness.Flavor().GTIDPositionSQL()).Scan(&pos); err != nil {
 				return false
 			}
-			positions[pos] = true
+			positions[in.Name], distinct[pos] = pos, true
 		}
-		return len(positions) == 1
-	})
+		return len(distinct) == 1
+	}
+	for deadline := time.Now().Add(30 * time.Second); !converged(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("servers did not converge to one GTID position: %v\n%v", positions, harness.AdminRows(t, adm, "SHOW BACKENDS"))
+		}
+	}
 	hist := harness.AdminRows(t, adm, "SHOW FAILOVERS")
 	if len(hist) < 3 {
 		t.Fatalf("SHOW FAILOVERS has %d entries", len(hist))
@@ -143,7 +152,7 @@ func TestMostAdvancedReplicaWinsAndNoMasterRespected(t *testing.T) {
 	}
 	// The replica first in config misses the last writes.
 	first, second := reps[0], reps[1]
-	if _, err := env.InstanceDB(t, first).Exec("STOP SLAVE IO_THREAD"); err != nil {
+	if _, err := env.InstanceDB(t, first).Exec(harness.Pick("STOP SLAVE IO_THREAD", "STOP REPLICA IO_THREAD")); err != nil {
 		t.Fatal(err)
 	}
 	db, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
@@ -318,14 +327,14 @@ func TestZZOldMasterWithErrantTransactionIsNotRejoined(t *testing.T) {
 	master := masterName(t, adm)
 	for _, in := range env.Sandbox.Instances {
 		if in.Name != master {
-			if _, err := env.InstanceDB(t, in.Name).Exec("STOP SLAVE IO_THREAD"); err != nil {
+			if _, err := env.InstanceDB(t, in.Name).Exec(harness.Pick("STOP SLAVE IO_THREAD", "STOP REPLICA IO_THREAD")); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	// A transaction only the master has (no replica receives it).
 	m := env.InstanceDB(t, master)
-	for _, q := range []string{"SET GLOBAL rpl_semi_sync_master_timeout = 100", "CREATE DATABASE IF NOT EXISTS errant_db"} {
+	for _, q := range []string{harness.Pick("SET GLOBAL rpl_semi_sync_master_timeout = 100", "SET GLOBAL rpl_semi_sync_source_timeout = 100"), "CREATE DATABASE IF NOT EXISTS errant_db"} {
 		if _, err := m.Exec(q); err != nil {
 			t.Fatal(err)
 		}

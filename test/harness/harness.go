@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -31,6 +32,25 @@ type Env struct {
 	Dir     string
 }
 
+// Flavor is the server family the tests run on: MariaDB unless
+// SWITCHYARD_TEST_FLAVOR=mysql (make test runs the failover, routing,
+// operator and transaction packages both ways).
+func Flavor() backend.Flavor {
+	if backend.Flavor(os.Getenv("SWITCHYARD_TEST_FLAVOR")) == backend.MySQL {
+		return backend.MySQL
+	}
+	return backend.MariaDB
+}
+
+// Pick returns the statement for the flavour under test: MariaDB's text
+// or MySQL's (STOP SLAVE SQL_THREAD / STOP REPLICA SQL_THREAD, …).
+func Pick(mariadb, mysql string) string {
+	if Flavor() == backend.MySQL {
+		return mysql
+	}
+	return mariadb
+}
+
 // Setup builds the binary and brings up a sandbox with n replicas. Call it
 // from TestMain; call Teardown after m.Run. seed separates packages' ports.
 func Setup(replicas, seed int) (*Env, error) {
@@ -39,7 +59,7 @@ func Setup(replicas, seed int) (*Env, error) {
 
 // SetupPlaced is Setup with instances placed in network namespaces.
 func SetupPlaced(replicas, seed int, placement map[string]sandbox.Placement) (*Env, error) {
-	if _, err := exec.LookPath("mariadbd"); err != nil {
+	if _, err := exec.LookPath("mariadbd"); err != nil && Flavor() == backend.MariaDB {
 		if _, err2 := os.Stat("/usr/sbin/mariadbd"); err2 != nil {
 			// Never skip silently: a missing server is a broken machine.
 			return nil, fmt.Errorf("mariadbd not found: run 'make deps' (apt-get install mariadb-server mariadb-client)")
@@ -61,9 +81,10 @@ func SetupPlaced(replicas, seed int, placement map[string]sandbox.Placement) (*E
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // MySQL's chroot may be built first
 	defer cancel()
-	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox"), BasePort: port, Replicas: replicas, Placement: placement})
+	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox"), BasePort: port, Replicas: replicas,
+		Placement: placement, Flavor: Flavor(), Log: sandboxLog()})
 	if err != nil {
 		_ = sandbox.Down(filepath.Join(dir, "sandbox"), true, nil)
 		return nil, err
@@ -426,4 +447,13 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// sandboxLog is where sandbox progress goes: nowhere for MariaDB; for
+// MySQL to stderr, so the once-per-machine chroot build is seen and timed.
+func sandboxLog() io.Writer {
+	if Flavor() == backend.MySQL {
+		return os.Stderr
+	}
+	return io.Discard
 }

@@ -279,7 +279,8 @@ func setDelay(t *testing.T, seconds int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustExec(t, db, "STOP SLAVE", fmt.Sprintf("CHANGE MASTER TO MASTER_DELAY = %d", seconds), "START SLAVE")
+		f := harness.Flavor()
+		mustExec(t, db, f.StopReplicaSQL(), fmt.Sprintf(harness.Pick("CHANGE MASTER TO MASTER_DELAY = %d", "CHANGE REPLICATION SOURCE TO SOURCE_DELAY = %d"), seconds), f.StartReplicaSQL())
 		db.Close()
 	}
 }
@@ -355,8 +356,8 @@ func TestLaggingReplicaIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r2.Close()
-	mustExec(t, r2, "STOP SLAVE SQL_THREAD")
-	defer mustExec(t, r2, "START SLAVE SQL_THREAD")
+	mustExec(t, r2, harness.Pick("STOP SLAVE SQL_THREAD", "STOP REPLICA SQL_THREAD"))
+	defer mustExec(t, r2, harness.Pick("START SLAVE SQL_THREAD", "START REPLICA SQL_THREAD"))
 	adm := proxy.Admin(t)
 	harness.WaitFor(t, "the monitor to see replica2's SQL thread stopped", 10*time.Second, func() bool {
 		return harness.Backend(t, adm, "replica2")["replication"] == "io=Yes sql=No"
@@ -367,7 +368,7 @@ func TestLaggingReplicaIsSkipped(t *testing.T) {
 			t.Fatalf("read went to server %d while replica2's SQL thread is stopped", id)
 		}
 	}
-	mustExec(t, r2, "START SLAVE SQL_THREAD")
+	mustExec(t, r2, harness.Pick("START SLAVE SQL_THREAD", "START REPLICA SQL_THREAD"))
 	harness.WaitFor(t, "replica2 back in rotation", 10*time.Second, func() bool {
 		return serverID(t, c, "SELECT @@server_id") == 3
 	})
