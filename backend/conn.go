@@ -37,6 +37,11 @@ type Variant struct {
 	// NoMultiResults: for a client that cannot read several results; the
 	// server then answers a CALL that returns rows with its own error.
 	NoMultiResults bool
+	// NoSchema: the connection has no default database selected. No
+	// statement unselects one, so a session without a database needs
+	// such a connection; the pool moves a connection that got one to the
+	// other kind when it comes back (see Pool.putIdle).
+	NoSchema bool
 }
 
 // DialOptions describe how to reach and log in to one server.
@@ -60,6 +65,9 @@ type Conn struct {
 	lastUsed time.Time
 	// multiStatements mirrors COM_SET_OPTION state (on after connect).
 	multiStatements bool
+	// schemaSelected: a default database was selected on it at some
+	// point (NoteSchema); it then never serves a Variant.NoSchema user.
+	schemaSelected bool
 	// stateTag is an opaque description of the session state left on a
 	// parked connection (see Pool.Park); empty after a reset.
 	stateTag string
@@ -304,7 +312,16 @@ func (c *Conn) UseDB(ctx context.Context, db string) error {
 		c.noteError(err)
 		return err
 	}
+	c.NoteSchema(db)
 	return nil
+}
+
+// NoteSchema records the default database its user left selected (a
+// session follows USE through session tracking; the pool cannot see it).
+func (c *Conn) NoteSchema(db string) {
+	if db != "" {
+		c.schemaSelected = true
+	}
 }
 
 // SetMultiStatements mirrors the client's COM_SET_OPTION onto this

@@ -199,6 +199,9 @@ func (p *Pool) putIdle(c *Conn) {
 		return
 	}
 	delete(p.inUse, c)
+	if c.schemaSelected {
+		c.variant.NoSchema = false
+	}
 	p.idle[c.variant] = append(p.idle[c.variant], c)
 	p.wakeOneLocked()
 	p.mu.Unlock()

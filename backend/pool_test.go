@@ -119,3 +119,38 @@ func BenchmarkPoolCheckoutReturn(b *testing.B) {
 		}
 	})
 }
+
+// A connection that had a database selected goes back to the general
+// list, never to users that need no database (nothing unselects one).
+func TestPoolKeepsSchemaSelectedConnsFromNoSchemaUsers(t *testing.T) {
+	p := NewPool("t", DialOptions{}, PoolOptions{MaxOpen: 4, MaxIdle: 4})
+	defer closeFake(p)
+	noSchema := Variant{NoSchema: true}
+	now := time.Now()
+	clean := &Conn{pool: p, created: now, lastUsed: now, variant: noSchema}
+	used := &Conn{pool: p, created: now, lastUsed: now, variant: noSchema}
+	used.NoteSchema("app")
+	for _, c := range []*Conn{clean, used} {
+		p.mu.Lock()
+		p.open++
+		p.inUse[c] = struct{}{}
+		p.mu.Unlock()
+		p.Park(c, "")
+	}
+	p.mu.Lock()
+	got := map[bool]int{}
+	for v, list := range p.idle {
+		got[v.NoSchema] += len(list)
+	}
+	p.mu.Unlock()
+	if got[true] != 1 || got[false] != 1 {
+		t.Fatalf("idle by NoSchema = %v, want one of each", got)
+	}
+	c, err := p.AcquireTagged(context.Background(), noSchema, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c != clean {
+		t.Fatal("a user without a database got the connection that had one")
+	}
+}

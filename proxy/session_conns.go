@@ -138,6 +138,7 @@ func (s *session) release(server string) {
 		return
 	}
 	delete(s.conns, server)
+	h.bc.NoteSchema(s.state.db)
 	h.bc.SetBeforeRead(nil)
 	s.stmts.forgetConn(h.bc)
 	s.backends.Return(h.bc)
@@ -171,5 +172,6 @@ func (s *session) variant() backend.Variant {
 		FoundRows:      s.caps&mysql.CLIENT_FOUND_ROWS != 0,
 		LocalInfile:    s.settings.LoadDataLocal && s.caps&mysql.CLIENT_LOCAL_FILES != 0,
 		NoMultiResults: s.caps&mysql.CLIENT_MULTI_RESULTS == 0,
+		NoSchema:       s.state.db == "",
 	}
 }

@@ -103,6 +103,10 @@ func (p placement) leave(s *session) {
 	}
 }
 
+// maxRefusals bounds how many replicas refusing the session's state one
+// statement tries before the refusal reaches the client.
+const maxRefusals = 8
+
 // place chooses the server and returns a connection to it in the
 // session's state. Statements for the master pass the write gate: during
 // a failover or switchover they wait for the new master.
@@ -141,6 +145,14 @@ func (s *session) place(c *command) (placement, error) {
 		var lost stateLost
 		if errors.As(err, &lost) {
 			return placement{}, lost.MyError
+		}
+		if refuses := (replicaRefuses{}); errors.As(err, &refuses) && try < maxRefusals {
+			// Each refusing replica is avoided in turn, then the policy
+			// for "no replica" applies (by default: the master). Bounded:
+			// a statement prepared on that replica has nowhere else to go.
+			s.log.Info("replica cannot take the session's state; routing elsewhere", zap.Error(err))
+			s.route.Avoid(d.Target, s.srv.avoidFor())
+			continue
 		}
 		me, serverErr := backend.AsMyError(err)
 		switch {

@@ -98,6 +98,7 @@ func (s *session) giveBackConns() {
 		for name, h := range s.conns {
 			delete(s.conns, name)
 			h.bc.SetBeforeRead(nil)
+			h.bc.NoteSchema(s.state.db)
 			if h.synced != s.state.version {
 				s.backends.Return(h.bc) // state not known to match the tag: reset it
 				continue

@@ -265,13 +265,18 @@ func (s *session) idleTimeout() time.Duration {
 }
 
 // applyVarsOneByOne sets the session's variables one at a time after
-// the combined SET failed: a variable this server refuses (another
-// version, a privilege) is dropped alone, and the statement at hand is
-// told which (errStateLost), never the others dropped silently.
+// the combined SET failed. A replica that refuses one (a time zone, a
+// plugin, a setting the master has and it lacks) cannot serve this
+// session: replicaRefuses sends the statement elsewhere, the master
+// accepted them all. On the master, a variable it refuses (another
+// version, a privilege: after a master change) is dropped alone, and the
+// statement at hand is told which (errStateLost), never the others
+// dropped silently.
 func (s *session) applyVarsOneByOne(ctx context.Context, bc *backend.Conn, names string) error {
 	if _, err := bc.Exec(ctx, names+", "+bc.Flavor().TrackingSQL()); err != nil {
 		return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
 	}
+	onReplica := s.nameOf(bc) != s.backends.Topology().Master
 	var failed []string
 	for _, name := range append([]string(nil), s.state.vars...) {
 		if notReplayed[name] {
@@ -283,6 +288,8 @@ func (s *session) applyVarsOneByOne(ctx context.Context, bc *backend.Conn, names
 		case err == nil:
 		case !serverErr:
 			return fmt.Errorf("restore session state on %s: %w", bc.BackendName(), err)
+		case onReplica:
+			return replicaRefuses{fmt.Errorf("%s refuses the session's %s: %w", bc.BackendName(), name, err)}
 		default:
 			failed = append(failed, name+" ("+me.Message+")")
 			s.state.dropVar(name)
@@ -294,6 +301,12 @@ func (s *session) applyVarsOneByOne(ctx context.Context, bc *backend.Conn, names
 	s.log.Warn("session variables could not be set on a new connection", zap.Strings("dropped", failed))
 	return errStateLost("the session variables " + strings.Join(failed, ", ") + " could not be set on " + bc.BackendName())
 }
+
+// replicaRefuses: a replica cannot take the session's state; the
+// statement goes to another server (nothing was sent for it yet).
+type replicaRefuses struct{ error }
+
+func (e replicaRefuses) Unwrap() error { return e.error }
 
 // dropVar forgets a session variable (it will not be replayed).
 func (st *sessionState) dropVar(name string) {

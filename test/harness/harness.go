@@ -51,6 +51,16 @@ func Pick(mariadb, mysql string) string {
 	return mariadb
 }
 
+// ConnectionKilled is the code a client gets when its backend
+// connection was lost under it: MariaDB's ER_CONNECTION_KILLED (1927), or
+// in front of MySQL, which lacks it, ER_NET_READ_ERROR (1158).
+func ConnectionKilled() uint16 {
+	if Flavor() == backend.MySQL {
+		return 1158
+	}
+	return 1927
+}
+
 // Setup builds the binary and brings up a sandbox with n replicas. Call it
 // from TestMain; call Teardown after m.Run. seed separates packages' ports.
 func Setup(replicas, seed int) (*Env, error) {

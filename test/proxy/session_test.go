@@ -341,3 +341,51 @@ func TestGracefulShutdownLetsTransactionsFinish(t *testing.T) {
 
 // binaryLE is used by tests that craft packets by hand.
 var _ = binary.LittleEndian
+
+// No statement can unselect a database, so a pooled connection that a
+// session left in one must not serve a session that has none (seen in
+// MariaDB's main.connect-no-db: DATABASE() said "test" through the proxy).
+func TestSessionWithoutDatabaseGetsNoDatabase(t *testing.T) {
+	mustExec(t, proxy.Open(t, "", ""), "CREATE DATABASE IF NOT EXISTS nodb_db")
+	// Both routes: a read outside a transaction (replica), one inside (master).
+	databases := func(c *client.Conn) string {
+		var out []string
+		for _, q := range []string{"SELECT DATABASE()", "BEGIN", "SELECT DATABASE()", "COMMIT"} {
+			r, err := c.Execute(q)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			if r.Resultset != nil && len(r.Fields) > 0 {
+				if v := r.Values[0][0].Value(); v == nil {
+					out = append(out, "NULL")
+				} else {
+					out = append(out, string(r.Values[0][0].AsString()))
+				}
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	a := connectClient(t, proxy.Addr)
+	if _, err := a.Execute("USE nodb_db"); err != nil {
+		t.Fatal(err)
+	}
+	if got := databases(a); got != "nodb_db nodb_db" {
+		t.Fatalf("after USE: %s", got)
+	}
+	a.Close()
+	waitSessionGone(t, "DATABASE")
+
+	b := connectClient(t, proxy.Addr)
+	if got := databases(b); got != "NULL NULL" {
+		t.Fatalf("a session without a database sees %s (replica, master)", got)
+	}
+	// And the connections that have one still serve sessions that want it.
+	c, err := client.Connect(proxy.Addr, "app", "app", "nodb_db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := databases(c); got != "nodb_db nodb_db" {
+		t.Fatalf("session with nodb_db: %s", got)
+	}
+}

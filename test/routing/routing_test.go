@@ -241,6 +241,51 @@ func TestSessionStateFollowsToReplicas(t *testing.T) {
 	}
 }
 
+// A session setting that only the master accepts (here a time zone whose
+// definition exists on the master alone) sends the session's reads to the
+// master instead of failing them: the replicas cannot reproduce the
+// session (seen in MariaDB's main.cache_innodb with query_cache_type).
+func TestSessionSettingReplicasRefuseKeepsReadsOnMaster(t *testing.T) {
+	ctx := context.Background()
+	master, err := env.InstanceDB(t, "master").Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer master.Close()
+	// Not binary-logged: the replicas never learn the zone.
+	mustExec(t, master, "SET SESSION sql_log_bin = 0",
+		"DELETE FROM mysql.time_zone_name WHERE Name = 'Switchyard/Test'",
+		"INSERT INTO mysql.time_zone (Use_leap_seconds) VALUES ('N')",
+		"SET @tz = LAST_INSERT_ID()",
+		"INSERT INTO mysql.time_zone_name (Name, Time_zone_id) VALUES ('Switchyard/Test', @tz)",
+		"INSERT INTO mysql.time_zone_transition_type (Time_zone_id, Transition_type_id, `Offset`, Is_DST, Abbreviation) VALUES (@tz, 0, 3600, 0, 'SYT')")
+	defer mustExec(t, master, "DELETE FROM mysql.time_zone_transition_type WHERE Time_zone_id = @tz",
+		"DELETE FROM mysql.time_zone_name WHERE Time_zone_id = @tz", "DELETE FROM mysql.time_zone WHERE Time_zone_id = @tz")
+
+	c := oneConn(t, proxy, "")
+	mustExec(t, c, "SET time_zone = 'Switchyard/Test'")
+	for _, q := range []string{"", "START TRANSACTION READ ONLY"} {
+		if q != "" {
+			mustExec(t, c, q)
+		}
+		var tz string
+		var sid int
+		if err := c.QueryRowContext(ctx, "SELECT @@time_zone, @@server_id").Scan(&tz, &sid); err != nil {
+			t.Fatalf("read after %q: %v", q, err)
+		}
+		if tz != "Switchyard/Test" || sid != masterID {
+			t.Fatalf("read after %q: time_zone %s on server %d, want Switchyard/Test on the master", q, tz, sid)
+		}
+	}
+	mustExec(t, c, "COMMIT")
+	// The session's other settings still reach the replicas once it
+	// drops the one they refuse.
+	mustExec(t, c, "SET time_zone = '+02:00'")
+	harness.WaitFor(t, "a read on a replica again", 10*time.Second, func() bool {
+		return serverID(t, c, "SELECT @@server_id") != masterID
+	})
+}
+
 func TestPreparedStatementsRouteAndSurviveBackendSwitch(t *testing.T) {
 	c := oneConn(t, proxy, "interpolateParams=false")
 	st, err := c.PrepareContext(context.Background(), "SELECT @@server_id + ? - ?")
