@@ -159,6 +159,7 @@ plugin-dir = %[8]s/usr/lib/mysql/plugin
 datadir = %[1]s/data
 socket = %[1]s/mysqld.sock
 pid-file = %[1]s/mysqld.pid
+tmpdir = %[1]s/tmp
 log-error = %[1]s/error.log
 secure-file-priv = %[1]s/files
 port = %[2]d

@@ -327,6 +327,11 @@ func (s *Sandbox) createDatadir(ctx context.Context, in Instance) error {
 }
 
 func (s *Sandbox) writeMyCnf(in Instance, readOnly bool) error {
+	// Each server its own tmpdir: /tmp is shared with every other server
+	// and test on the machine.
+	if err := os.MkdirAll(filepath.Join(in.Dir, "tmp"), 0o755); err != nil {
+		return err
+	}
 	files, cnf := s.server.config(s, in, readOnly)
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(in.Dir, name), []byte(content), 0o644); err != nil {

@@ -95,6 +95,7 @@ user = root
 datadir = %[1]s/data
 socket = %[1]s/mariadb.sock
 pid-file = %[1]s/mariadb.pid
+tmpdir = %[1]s/tmp
 log-error = %[1]s/error.log
 init-file = %[1]s/init.sql
 port = %[2]d
