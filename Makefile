@@ -37,15 +37,16 @@ lint:
 
 ## test: everything CI runs (installs MariaDB and the MySQL chroot if missing;
 ##   starts its own servers): every package against MariaDB, then the suites
-##   that drive replication and failover again against Oracle MySQL 9.7
+##   that drive replication and failover again against Oracle MySQL 9.7, one
+##   package at a time (three mysqld per package load 2 cores enough)
 MYSQL_SUITES := ./test/failover/ ./test/routing/ ./test/operator/ ./test/transactions/
 test: deps lint
 	$(GO) test -count=1 -timeout 25m ./...
-	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -timeout 20m $(MYSQL_SUITES)
+	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -p 1 -timeout 20m $(MYSQL_SUITES)
 
 ## test-mysql: only the MySQL pass of make test
 test-mysql: deps
-	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -timeout 20m $(MYSQL_SUITES)
+	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -p 1 -timeout 20m $(MYSQL_SUITES)
 
 ## unit: tests that need no server
 unit:

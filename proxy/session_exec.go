@@ -142,42 +142,53 @@ func (s *session) place(c *command) (placement, error) {
 			return p, nil
 		}
 		p.leave(s)
-		var lost stateLost
-		if errors.As(err, &lost) {
-			return placement{}, lost.MyError
+		if err := s.connectFailed(err, d.Target, toMaster, try, topo.Epoch, &deadline); err != nil {
+			return placement{}, err
 		}
-		if refuses := (replicaRefuses{}); errors.As(err, &refuses) && try < maxRefusals {
-			// Each refusing replica is avoided in turn, then the policy
-			// for "no replica" applies (by default: the master). Bounded:
-			// a statement prepared on that replica has nowhere else to go.
-			s.log.Info("replica cannot take the session's state; routing elsewhere", zap.Error(err))
-			s.route.Avoid(d.Target, s.srv.avoidFor())
-			continue
+	}
+}
+
+// connectFailed decides what place does when no connection in the
+// session's state could be had on target (nothing was sent yet): nil to
+// decide again, or the error for the client. deadline bounds the wait for
+// an unreachable master (set on its first failure).
+func (s *session) connectFailed(err error, target string, toMaster bool, try int, epoch uint64, deadline *time.Time) error {
+	var lost stateLost
+	if errors.As(err, &lost) {
+		return lost.MyError
+	}
+	if refuses := (replicaRefuses{}); errors.As(err, &refuses) && try < maxRefusals {
+		// Each refusing replica is avoided in turn, then the policy for
+		// "no replica" applies (by default: the master). Bounded: a
+		// statement prepared on that replica has nowhere else to go.
+		s.log.Info("replica cannot take the session's state; routing elsewhere", zap.Error(err))
+		s.route.Avoid(target, s.srv.avoidFor())
+		return nil
+	}
+	me, serverErr := backend.AsMyError(err)
+	switch {
+	case serverErr && (toMaster || try >= 2):
+		return me
+	case toMaster:
+		// The master is unreachable: wait (hold_timeout) for it to come
+		// back or for the failover engine to name another.
+		if deadline.IsZero() {
+			*deadline = time.Now().Add(s.srv.holdTimeout())
 		}
-		me, serverErr := backend.AsMyError(err)
-		switch {
-		case serverErr && (toMaster || try >= 2):
-			return placement{}, me
-		case toMaster:
-			// The master is unreachable: wait (hold_timeout) for it to
-			// come back or for the failover engine to name another.
-			if deadline.IsZero() {
-				deadline = time.Now().Add(s.srv.holdTimeout())
-			}
-			if s.retryMaster(topo.Epoch, deadline) {
-				continue
-			}
-			s.srv.stats.BackendErrors.Add(1)
-			return placement{}, errNoBackend(err)
-		case try >= 2:
-			s.srv.stats.BackendErrors.Add(1)
-			return placement{}, errNoBackend(err)
-		default:
-			// Nothing was sent yet: a replica that cannot serve this
-			// session (down, or lacking its database so far) is avoided.
-			s.log.Warn("replica cannot serve the session; routing elsewhere", zap.String("backend", d.Target), zap.Error(err))
-			s.route.Avoid(d.Target, s.srv.avoidFor())
+		if s.retryMaster(epoch, *deadline) {
+			return nil
 		}
+		s.srv.stats.BackendErrors.Add(1)
+		return errNoBackend(err)
+	case try >= 2:
+		s.srv.stats.BackendErrors.Add(1)
+		return errNoBackend(err)
+	default:
+		// A replica that cannot serve this session (down, or lacking its
+		// database so far) is avoided.
+		s.log.Warn("replica cannot serve the session; routing elsewhere", zap.String("backend", target), zap.Error(err))
+		s.route.Avoid(target, s.srv.avoidFor())
+		return nil
 	}
 }
 
@@ -251,6 +262,13 @@ func (s *session) runOn(c *command, p placement) error {
 		if err := s.learnTracking(p.bc); err != nil {
 			return s.lostConnection(p.target, p.bc, err)
 		}
+	}
+	if c.class.SetsGlobal && r.ok {
+		// New sessions start from the new globals, as they would on the
+		// server: idle connections (reset before the change) are dropped,
+		// and the defaults the proxy keeps are read again.
+		s.backends.CloseIdle(p.target)
+		s.srv.serverDefaults.Store(nil)
 	}
 	if r.serverErr != nil {
 		return r.serverErr

@@ -81,6 +81,9 @@ type Class struct {
 	// ConnectionID: the statement calls CONNECTION_ID(), which the proxy
 	// answers with the session's own id.
 	ConnectionID bool
+	// SetsGlobal: SET GLOBAL. New sessions on that server start from the
+	// new values; pooled connections reset before it still have the old.
+	SetsGlobal bool
 }
 
 // ConnState is connection-bound state a statement touches. A session
@@ -253,6 +256,7 @@ func merge(a, b Class) Class {
 	a.DML = a.DML && b.DML
 	a.SetsTracking = a.SetsTracking || b.SetsTracking
 	a.ConnectionID = a.ConnectionID || b.ConnectionID
+	a.SetsGlobal = a.SetsGlobal || b.SetsGlobal
 	a.Rollback = false // a multi-statement is not a plain ROLLBACK
 	a.State = a.State.merge(b.State)
 	if a.Kind == KindRead && b.Kind == KindRead {
@@ -306,7 +310,7 @@ func classifyStmt(st ast.StmtNode) Class {
 		cl := Class{Kind: KindSession, Reason: "session state"}
 		for _, v := range n.Variables {
 			if v.IsGlobal {
-				return Class{Kind: KindWrite, Reason: "SET GLOBAL"}
+				return Class{Kind: KindWrite, Reason: "SET GLOBAL", SetsGlobal: true}
 			}
 			if !v.IsSystem && v.Name != ast.SetNames && v.Name != ast.SetCharset {
 				cl.Reason = "user variable"

@@ -301,6 +301,22 @@ func TestSetsTracking(t *testing.T) {
 	}
 }
 
+func TestSetsGlobal(t *testing.T) {
+	c := NewClassifier(0)
+	for sql, want := range map[string]bool{
+		"SET GLOBAL max_allowed_packet = 1024":            true,
+		"SET @@global.sql_mode = ''":                      true,
+		"SET sql_mode = ''; SET GLOBAL wait_timeout = 10": true,
+		"SET SESSION max_statement_time = 1":              false,
+		"SET @global = 1":                                 false,
+		"SELECT @@global.max_allowed_packet":              false,
+	} {
+		if got := c.Classify(sql, true).SetsGlobal; got != want {
+			t.Errorf("%s: SetsGlobal %v, want %v", sql, got, want)
+		}
+	}
+}
+
 // TestTransactionAndConnectionState: what a session needs to keep a
 // transaction and its connection state across a master change.
 func TestTransactionAndConnectionState(t *testing.T) {

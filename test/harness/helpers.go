@@ -55,8 +55,10 @@ func (e *Env) InstanceDB(t testing.TB, name string) *sql.DB {
 
 // ServerName maps a sandbox server id back to its instance name.
 func (e *Env) ServerName(id int) string {
-	if id >= 1 && id <= len(e.Sandbox.Instances) {
-		return e.Sandbox.Instances[id-1].Name
+	for _, in := range e.Sandbox.Instances {
+		if in.ServerID == id { // a rebuilt server has a new id
+			return in.Name
+		}
 	}
 	return ""
 }
@@ -342,7 +344,7 @@ func (e *Env) KillMaster(t testing.TB, adm *sql.DB) (old, neu string, took time.
 // reports it replicating again.
 func (e *Env) RestartAsReplica(t testing.TB, adm *sql.DB, name string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := e.Sandbox.StartAsReplica(ctx, name); err != nil {
 		t.Fatal(err)
@@ -374,6 +376,15 @@ func (e *Env) RestartAsReplica(t testing.TB, adm *sql.DB, name string) {
 				t.Fatal(err)
 			}
 			rebuilt = true
+			// Back to parallel appliers once it caught up, whenever the
+			// write load lets it.
+			go func() {
+				fctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+				defer cancel()
+				if err := e.Sandbox.FinishRebuild(fctx, name); err != nil {
+					fmt.Fprintf(os.Stderr, "finish rebuilding %s: %v\n", name, err)
+				}
+			}()
 		}
 		return b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != ""
 	})

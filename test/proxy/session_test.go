@@ -389,3 +389,63 @@ func TestSessionWithoutDatabaseGetsNoDatabase(t *testing.T) {
 		t.Fatalf("session with nodb_db: %s", got)
 	}
 }
+
+// After SET GLOBAL through the proxy a new session starts from the new
+// value, as on the server: the pool's idle connections were reset before
+// the change and are not handed out (seen in MariaDB's main suite with
+// max_allowed_packet). Sessions already open keep their own values.
+func TestSetGlobalReachesNewSessions(t *testing.T) {
+	onMaster := func(c *client.Conn, q string) string {
+		t.Helper()
+		var out string
+		for _, s := range []string{"BEGIN", q, "COMMIT"} {
+			r, err := c.Execute(s)
+			if err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+			if r.Resultset != nil && len(r.Fields) > 0 {
+				out = r.Values[0][0].String()
+			}
+		}
+		return out
+	}
+	// Its own proxy: the pool state is what this test makes it, and a DBA
+	// account (the sandbox's switchyard user) may SET GLOBAL; the check
+	// rightly refuses such an account for applications, hence SkipCheck.
+	p := env.StartProxy(t, harness.ProxyOptions{SkipCheck: true, Users: "  - name: app\n    password: app\n" +
+		"  - name: dba\n    password: dba\n    backend_user: switchyard\n    backend_password: switchyard\n"})
+	connectClient := func(t *testing.T, addr string) *client.Conn { return connectAs(t, addr, "app", "app") }
+	open := connectClient(t, p.Addr)
+	before := onMaster(open, "SELECT @@session.group_concat_max_len")
+	// Leave an idle master connection in the pool, reset with today's globals.
+	idle := connectClient(t, p.Addr)
+	onMaster(idle, "SELECT 1")
+	idle.Close()
+	harness.WaitFor(t, "the idle session to end", 5*time.Second, func() bool {
+		return len(harness.AdminRows(t, p.Admin(t), "SHOW SESSIONS")) == 1
+	})
+
+	admin := connectAs(t, p.Addr, "dba", "dba")
+	if _, err := admin.Execute("SET GLOBAL group_concat_max_len = 4321"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = admin.Execute("SET GLOBAL group_concat_max_len = DEFAULT") })
+
+	fresh := connectClient(t, p.Addr)
+	if got := onMaster(fresh, "SELECT @@session.group_concat_max_len"); got != "4321" {
+		t.Errorf("a new session after SET GLOBAL has group_concat_max_len %s, want 4321", got)
+	}
+	if got := onMaster(open, "SELECT @@session.group_concat_max_len"); got != before {
+		t.Errorf("an open session's value changed from %s to %s", before, got)
+	}
+}
+
+func connectAs(t *testing.T, addr, user, password string) *client.Conn {
+	t.Helper()
+	c, err := client.Connect(addr, user, password, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
