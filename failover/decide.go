@@ -70,7 +70,8 @@ func known(r Replica) backend.Position {
 // PickCandidate chooses the replica to promote: among reachable replicas
 // not marked no_master, the most advanced one (it holds every transaction
 // the dead master acknowledged under semi-sync). Ties go to a replica
-// flagged candidate, then to config order. A preferred candidate that is
+// flagged candidate, then to the one that applied more (the shorter apply
+// step), then to config order. A preferred candidate that is
 // behind is not waited for: the most advanced replica wins, so nothing
 // that was acknowledged has to be copied between replicas first.
 func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
@@ -100,6 +101,10 @@ func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
 		}
 		if pool[i].Candidate != pool[j].Candidate {
 			return pool[i].Candidate
+		}
+		// Less left to apply: the new master takes writes sooner.
+		if ca, cb := pool[i].Current.Total(), pool[j].Current.Total(); ca != cb {
+			return ca > cb
 		}
 		return pool[i].Order < pool[j].Order
 	})

@@ -55,6 +55,7 @@ func TestPickCandidate(t *testing.T) {
 		return x
 	}
 	behindApplied := func(applied string) func(*Replica) { return func(x *Replica) { x.Applied = pos(applied) } }
+	applied := func(p string) func(*Replica) { return func(x *Replica) { x.Current = pos(p) } }
 	candidate := func(x *Replica) { x.Candidate = true }
 	noMaster := func(x *Replica) { x.NoMaster = true }
 	unreachable := func(x *Replica) { x.Reachable = false }
@@ -69,6 +70,8 @@ func TestPickCandidate(t *testing.T) {
 		{"received (relay log) counts, not only applied", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-12", behindApplied("0-1-9"))}, "r2", "", ""},
 		{"tie goes to the candidate flag", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-10", candidate)}, "r2", "", ""},
 		{"tie without flags goes to config order", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-10")}, "r1", "", ""},
+		{"tie: the one that applied more wins", []Replica{r("r1", 0, "0-1-10", applied("0-1-4")), r("r2", 1, "0-1-10", applied("0-1-8"))}, "r2", "", ""},
+		{"the candidate flag beats having applied more", []Replica{r("r1", 0, "0-1-10", applied("0-1-4"), candidate), r("r2", 1, "0-1-10", applied("0-1-8"))}, "r1", "", ""},
 		{"behind candidate loses to an advanced replica", []Replica{r("r1", 0, "0-1-9", candidate), r("r2", 1, "0-1-10")}, "r2", "", ""},
 		{"no_master is respected even if most advanced", []Replica{r("r1", 0, "0-1-9"), r("r2", 1, "0-1-20", noMaster)}, "r1", "", ""},
 		{"unreachable skipped", []Replica{r("r1", 0, "0-1-30", unreachable), r("r2", 1, "0-1-20")}, "r2", "", ""},

@@ -80,6 +80,42 @@ func BenchmarkRelay100Rows(b *testing.B) {
 	benchRelay(b, "SELECT c FROM t WHERE id BETWEEN 1 AND 100", resultWith(rows, eofPacket), 100)
 }
 
+// BenchmarkRelaySmallResultInTransaction is BenchmarkRelaySmallResult
+// inside transactions of 20 statements on the master: the difference is
+// what keeping a transaction for replay costs per statement (the
+// statement appended to the log, a checksum of the reply).
+func BenchmarkRelaySmallResultInTransaction(b *testing.B) {
+	inTx := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT | mysql.SERVER_STATUS_IN_TRANS), 0}
+	s := benchSession(b, resultWith([][]byte{rowPacket(11, 'h')}, inTx))
+	s.route.InTx = true // a transaction's reads go to the master
+	s.settings.TxReplay = TxReplay{Enabled: true, MaxSize: 1 << 20}
+	cmd := append([]byte{mysql.COM_QUERY}, "SELECT c FROM t WHERE id = 42"...)
+	begin := append([]byte{mysql.COM_QUERY}, "BEGIN"...) // the scripted server answers it with the row too
+	logged := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.client.pc.Sequence = 1
+		next := cmd
+		if i%20 == 0 {
+			next = begin
+		}
+		if s.answer(next) {
+			b.Fatal("the session ended")
+		}
+		s.returnBuffers()
+		_ = s.client.flush()
+		if i%20 == 19 { // COMMIT: the log starts again
+			logged += len(s.tx.log)
+			s.endTx()
+		}
+	}
+	b.StopTimer()
+	if b.N >= 20 && (logged == 0 || s.tx.unreplayable != "") {
+		b.Fatalf("the transaction was not kept for replay (logged %d, %q)", logged, s.tx.unreplayable)
+	}
+}
+
 // benchRelay runs sql against a scripted master answering reply.
 func benchRelay(b *testing.B, sql string, reply []byte, wantRows uint64) {
 	s := benchSession(b, reply)

@@ -13,6 +13,10 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	mysqldriver "github.com/go-sql-driver/mysql"
+
+	"github.com/switchyard/switchyard/backend"
 )
 
 // Oracle MySQL (9.7 LTS, Debian sid's mysql-server-core) cannot be
@@ -177,6 +181,7 @@ read-only = %[4]s
 super-read-only = %[4]s
 plugin-load-add = semisync_source.so
 plugin-load-add = semisync_replica.so
+plugin-load-add = mysql_clone.so
 loose-rpl-semi-sync-source-enabled = ON
 loose-rpl-semi-sync-replica-enabled = ON
 loose-rpl-semi-sync-source-wait-point = AFTER_SYNC
@@ -199,13 +204,37 @@ func (m *mySQL) command(myCnf string) []string { return m.mysqld("--defaults-fil
 
 func (m *mySQL) asReplicaOptions() []string { return []string{"--super-read-only=ON"} }
 
-// rebuildOptions: one applier. Replaying a binary log from its first
-// transaction through a promotion, MySQL's parallel applier runs the new
-// source's first transaction before the older ones it depends on (seen:
-// "Unknown database" for a database the older ones create): its writeset
-// dependencies do not reach across the promotion.
-func (m *mySQL) rebuildOptions() []string { return []string{"--replica-parallel-workers=1"} }
-
-func (m *mySQL) afterRebuild() []string {
-	return []string{"STOP REPLICA SQL_THREAD", "SET GLOBAL replica_parallel_workers = 4", "START REPLICA SQL_THREAD"}
+// copyData clones the master into the rebuilt server (CLONE INSTANCE, as
+// MySQL operators provision a replica) and restarts it on the copy.
+// Replaying the binary logs from the first transaction instead is not an
+// option: MySQL's parallel applier runs a promoted source's first
+// transactions before older ones they depend on ("Unknown database").
+func (m *mySQL) copyData(ctx context.Context, s *Sandbox, in, master Instance) error {
+	db, err := in.DB()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	donor := fmt.Sprintf("%s:%d", master.HostOrLoopback(), master.Port)
+	if _, err := db.ExecContext(ctx, "SET GLOBAL clone_valid_donor_list = '"+donor+"'"); err != nil {
+		return err
+	}
+	_, err = db.ExecContext(ctx, fmt.Sprintf("CLONE INSTANCE FROM '%s'@'%s':%d IDENTIFIED BY '%s'",
+		MonitorUser, master.HostOrLoopback(), master.Port, MonitorPassword))
+	// Without a supervisor the server cannot restart itself: it stops
+	// after the clone and answers 3707 (or the connection drops).
+	if err != nil && backend.ServerErrorCode(err) != erCloneRestart && !errors.Is(err, mysqldriver.ErrInvalidConn) {
+		return fmt.Errorf("CLONE INSTANCE: %w", err)
+	}
+	if err := waitStopped(in, time.Minute); err != nil {
+		return err
+	}
+	if err := s.start(in); err != nil {
+		return err
+	}
+	return waitReady(ctx, in, 2*time.Minute)
 }
+
+// erCloneRestart: ER_CLONE_RESTART ("Restart server failed (mysqld is not
+// managed by supervisor process)"): the clone itself succeeded.
+const erCloneRestart = 3707

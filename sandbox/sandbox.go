@@ -399,9 +399,10 @@ func (s *Sandbox) StartAsReplica(ctx context.Context, name string) error {
 }
 
 // Rebuild does what an operator does with a diverged server: it throws
-// its data away, starts it from the template datadir and makes it a
-// replica of master, which sends it every transaction from the start
-// (the sandbox never purges binary logs).
+// its data away, starts it from the template datadir, gives it the
+// master's data the way the server software does it (MySQL: CLONE
+// INSTANCE; MariaDB: replication from the first transaction, the sandbox
+// never purges binary logs) and makes it a replica of master.
 func (s *Sandbox) Rebuild(ctx context.Context, name string, master Instance) error {
 	in, err := s.instance(name)
 	if err != nil {
@@ -430,65 +431,16 @@ func (s *Sandbox) Rebuild(ctx context.Context, name string, master Instance) err
 	if err := s.writeMyCnf(in, true); err != nil { // it comes back as a replica
 		return err
 	}
-	if err := s.start(in, s.server.rebuildOptions()...); err != nil {
+	if err := s.start(in); err != nil {
 		return err
 	}
 	if err := waitReady(ctx, in, 60*time.Second); err != nil {
 		return err
 	}
+	if err := s.server.copyData(ctx, s, in, master); err != nil {
+		return fmt.Errorf("rebuild %s from %s: %w", in.Name, master.Name, err)
+	}
 	return s.Repoint(ctx, in, master)
-}
-
-// FinishRebuild waits (bounded by ctx) until a rebuilt server applied
-// everything it received, then undoes its rebuild options (on MySQL: back
-// to four appliers). Under a steady write load a single applier may never
-// catch up: callers run it beside their work, not before it.
-func (s *Sandbox) FinishRebuild(ctx context.Context, name string) error {
-	in, err := s.instance(name)
-	if err != nil {
-		return err
-	}
-	if _, err := s.software(ctx); err != nil {
-		return err
-	}
-	if len(s.server.afterRebuild()) == 0 {
-		return nil
-	}
-	return s.afterCatchUp(ctx, in, s.server.afterRebuild())
-}
-
-// afterCatchUp waits (bounded by ctx) until the replica applied
-// everything it received, then runs stmts on it.
-func (s *Sandbox) afterCatchUp(ctx context.Context, in Instance, stmts []string) error {
-	db, err := in.DB()
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	f := s.flavor()
-	for ; ; time.Sleep(200 * time.Millisecond) {
-		rs, ok, err := backend.QueryReplicaStatus(ctx, db, f)
-		var executed string
-		if err == nil {
-			err = db.QueryRowContext(ctx, f.GTIDPositionSQL()).Scan(&executed)
-		}
-		if err == nil && ok {
-			got, _ := backend.ParsePosition(rs.GTIDReceived)
-			have, _ := backend.ParsePosition(executed)
-			if have.Covers(got) {
-				break
-			}
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s did not catch up: %w", in.Name, ctx.Err())
-		}
-	}
-	for _, q := range stmts {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("%s: %s: %w", in.Name, q, err)
-		}
-	}
-	return nil
 }
 
 func (s *Sandbox) nextServerID() int {
@@ -639,6 +591,17 @@ func Down(dir string, purge bool, log io.Writer) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// waitStopped waits until a server that is shutting down on its own is
+// gone.
+func waitStopped(in Instance, limit time.Duration) error {
+	for deadline := time.Now().Add(limit); alive(in); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not stop within %s", in.Name, limit)
+		}
+	}
+	return nil
 }
 
 // stopInstance sends SIGTERM, waits for a clean shutdown and falls back to

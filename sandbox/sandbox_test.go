@@ -121,9 +121,6 @@ func testLifecycle(t *testing.T, flavor backend.Flavor, settingsSQL, wantSetting
 		t.Error("rebuilt replica kept its server id")
 	}
 	waitReplicated("after the rebuild")
-	if err := s.FinishRebuild(ctx, old.Name); err != nil {
-		t.Fatal(err)
-	}
 
 	st := s.Status(ctx)
 	if st[0].Role() != "master" || !strings.HasPrefix(st[1].Role(), "replica of :") || !st[1].Replica.IORunning {

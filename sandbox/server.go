@@ -26,11 +26,9 @@ type server interface {
 	// asReplicaOptions are the options a crashed former master restarts
 	// with so that it can rejoin as a replica.
 	asReplicaOptions() []string
-	// rebuildOptions are the options a rebuilt server starts with while
-	// it replays every transaction from the first; afterRebuild are the
-	// statements that undo them once it caught up.
-	rebuildOptions() []string
-	afterRebuild() []string
+	// copyData gives a rebuilt, running, empty server the master's data,
+	// or nothing when replication from the first transaction does it.
+	copyData(ctx context.Context, s *Sandbox, in, master Instance) error
 }
 
 func serverFor(ctx context.Context, f backend.Flavor, log io.Writer) (server, error) {
@@ -139,6 +137,6 @@ func (m *mariaDB) asReplicaOptions() []string {
 	return []string{"--read-only=ON", "--init-rpl-role=SLAVE"}
 }
 
-func (m *mariaDB) rebuildOptions() []string { return nil }
-
-func (m *mariaDB) afterRebuild() []string { return nil }
+// copyData: nothing to copy, the master's binary logs hold everything
+// (MariaDB's parallel replication replays them from the first).
+func (m *mariaDB) copyData(context.Context, *Sandbox, Instance, Instance) error { return nil }

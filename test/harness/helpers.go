@@ -376,15 +376,6 @@ func (e *Env) RestartAsReplica(t testing.TB, adm *sql.DB, name string) {
 				t.Fatal(err)
 			}
 			rebuilt = true
-			// Back to parallel appliers once it caught up, whenever the
-			// write load lets it.
-			go func() {
-				fctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-				defer cancel()
-				if err := e.Sandbox.FinishRebuild(fctx, name); err != nil {
-					fmt.Fprintf(os.Stderr, "finish rebuilding %s: %v\n", name, err)
-				}
-			}()
 		}
 		return b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != ""
 	})
