@@ -53,9 +53,11 @@ unit:
 	$(GO) test -count=1 ./conf/ ./backend/ ./proxy/ ./router/ ./failover/ ./check/ ./admin/ ./metrics/
 
 ## test-faults: the long fault suite (chaos loop with consistency checker,
-##   2,000-client load test, the bank test through 20 master changes of each kind)
+##   2,000-client load test, the bank test through 20 master changes of each kind;
+##   the chaos loop again against MySQL)
 test-faults: deps
 	$(GO) test -tags faults -count=1 -v -timeout 30m ./test/chaos/ ./test/transactions/
+	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -tags faults -count=1 -v -timeout 20m -run TestChaosConsistency ./test/chaos/
 
 ## test-compat: MariaDB's main suite (mariadb-test-run --extern) and go-sql-driver's
 ##   suite, each directly and through the proxy; differences must be explained in
