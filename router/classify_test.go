@@ -287,32 +287,28 @@ func TestSessionScopedReads(t *testing.T) {
 	}
 }
 
-func TestSetsTracking(t *testing.T) {
+// TestSetFlags: SET statements that change the session's own tracking
+// (the proxy re-reads it) or a global (new sessions start from it).
+func TestSetFlags(t *testing.T) {
 	c := NewClassifier(0)
-	for sql, want := range map[string]bool{
-		"SET SESSION session_track_system_variables = 'autocommit'": true,
-		"SET @@session_track_schema = OFF, sql_mode = ''":           true,
-		"SET sql_mode = ''":             false,
-		"SET @session_track_schema = 1": false,
+	for _, tc := range []struct {
+		sql              string
+		tracking, global bool
+	}{
+		{"SET SESSION session_track_system_variables = 'autocommit'", true, false},
+		{"SET @@session_track_schema = OFF, sql_mode = ''", true, false},
+		{"SET sql_mode = ''", false, false},
+		{"SET @session_track_schema = 1", false, false},
+		{"SET GLOBAL max_allowed_packet = 1024", false, true},
+		{"SET @@global.sql_mode = ''", false, true},
+		{"SET sql_mode = ''; SET GLOBAL wait_timeout = 10", false, true},
+		{"SET SESSION max_statement_time = 1", false, false},
+		{"SET @global = 1", false, false},
+		{"SELECT @@global.max_allowed_packet", false, false},
 	} {
-		if got := c.Classify(sql, false).SetsTracking; got != want {
-			t.Errorf("%s: SetsTracking %v, want %v", sql, got, want)
-		}
-	}
-}
-
-func TestSetsGlobal(t *testing.T) {
-	c := NewClassifier(0)
-	for sql, want := range map[string]bool{
-		"SET GLOBAL max_allowed_packet = 1024":            true,
-		"SET @@global.sql_mode = ''":                      true,
-		"SET sql_mode = ''; SET GLOBAL wait_timeout = 10": true,
-		"SET SESSION max_statement_time = 1":              false,
-		"SET @global = 1":                                 false,
-		"SELECT @@global.max_allowed_packet":              false,
-	} {
-		if got := c.Classify(sql, true).SetsGlobal; got != want {
-			t.Errorf("%s: SetsGlobal %v, want %v", sql, got, want)
+		cl := c.Classify(tc.sql, true)
+		if cl.SetsTracking != tc.tracking || cl.SetsGlobal != tc.global {
+			t.Errorf("%s: SetsTracking %v SetsGlobal %v, want %v %v", tc.sql, cl.SetsTracking, cl.SetsGlobal, tc.tracking, tc.global)
 		}
 	}
 }

@@ -26,12 +26,7 @@ func rawPacket(seq byte, payload []byte) []byte {
 // arbitrary packets on the authenticated connection.
 func connectClient(t *testing.T, addr string) *client.Conn {
 	t.Helper()
-	c, err := client.Connect(addr, "app", "app", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return connectAs(t, addr, "app", "app")
 }
 
 func sendCommand(t *testing.T, c *client.Conn, payload []byte) []byte {

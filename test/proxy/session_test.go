@@ -414,7 +414,6 @@ func TestSetGlobalReachesNewSessions(t *testing.T) {
 	// rightly refuses such an account for applications, hence SkipCheck.
 	p := env.StartProxy(t, harness.ProxyOptions{SkipCheck: true, Users: "  - name: app\n    password: app\n" +
 		"  - name: dba\n    password: dba\n    backend_user: switchyard\n    backend_password: switchyard\n"})
-	connectClient := func(t *testing.T, addr string) *client.Conn { return connectAs(t, addr, "app", "app") }
 	open := connectClient(t, p.Addr)
 	before := onMaster(open, "SELECT @@session.group_concat_max_len")
 	// Leave an idle master connection in the pool, reset with today's globals.
