@@ -415,6 +415,23 @@ func (p *Proxy) Open(t testing.TB, db, params string) *sql.DB {
 	return h
 }
 
+// Session opens one client connection (one proxy session) as user, with
+// the database db (may be empty) and DSN params; closed when t ends.
+func (p *Proxy) Session(t testing.TB, user, pass, db, params string) *sql.Conn {
+	t.Helper()
+	h, err := sql.Open("mysql", p.DSN(user, pass, db, params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c, err := h.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // Direct opens a handle straight to the master as the backend app account,
 // to compare what the proxy returns with what the server returns.
 func (e *Env) Direct(t testing.TB, db, params string) *sql.DB {

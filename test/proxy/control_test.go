@@ -28,17 +28,7 @@ func myErr(err error) uint16 {
 // session opens one client connection (one proxy session) to p.
 func session(t *testing.T, p *harness.Proxy, user, pass string) *sql.Conn {
 	t.Helper()
-	db, err := sql.Open("mysql", p.DSN(user, pass, "", "timeout=5s&readTimeout=30s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	c, err := db.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return p.Session(t, user, pass, "", "timeout=5s&readTimeout=30s")
 }
 
 func connectionID(t *testing.T, c *sql.Conn) uint64 {

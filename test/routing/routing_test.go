@@ -48,17 +48,7 @@ func mustExec(t *testing.T, q interface {
 // oneConn returns a single client connection through the proxy.
 func oneConn(t *testing.T, p *harness.Proxy, params string) *sql.Conn {
 	t.Helper()
-	db, err := sql.Open("mysql", p.DSN("app", "app", "", params))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	c, err := db.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return p.Session(t, "app", "app", "", params)
 }
 
 func serverID(t *testing.T, c *sql.Conn, query string, args ...any) int {
@@ -224,6 +214,11 @@ func TestSessionStateFollowsToReplicas(t *testing.T) {
 	mustExec(t, c, "CREATE DATABASE IF NOT EXISTS rt_state", "USE rt_state", "SET NAMES latin1",
 		"SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES'", "SET time_zone = '+03:00'",
 		"SET SESSION group_concat_max_len = 12345")
+	// Read-your-writes keeps the session's reads on the master until a
+	// replica has its CREATE DATABASE (on a loaded machine, seconds).
+	harness.WaitFor(t, "the session's reads to reach a replica", 15*time.Second, func() bool {
+		return serverID(t, c, "SELECT @@server_id") != masterID
+	})
 	var db, mode, tz, cs string
 	var gcl, sid int
 	err := c.QueryRowContext(context.Background(),

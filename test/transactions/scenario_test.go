@@ -46,17 +46,7 @@ func txProxy(t *testing.T) (*harness.Proxy, *sql.DB) {
 // conn opens one client connection (one proxy session) to db.
 func conn(t *testing.T, p *harness.Proxy, db string) *sql.Conn {
 	t.Helper()
-	h, err := sql.Open("mysql", p.DSN("app", "app", db, "timeout=5s&readTimeout=60s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	c, err := h.Conn(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return p.Session(t, "app", "app", db, "timeout=5s&readTimeout=60s")
 }
 
 func exec(t *testing.T, c *sql.Conn, q string, args ...any) {
