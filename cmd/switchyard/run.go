@@ -48,6 +48,12 @@ func cmdRun(args []string) error {
 	if cfg.Threads > 0 {
 		runtime.GOMAXPROCS(cfg.Threads)
 	}
+	// Signals are taken before anything listens: one that arrives while
+	// the proxy starts (logrotate's SIGUSR1, a reload, a stop) waits for
+	// the loop below instead of killing the process by default action.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
 	if err := preflight(cfg, log, *skipCheck); err != nil {
 		return err
 	}
@@ -56,8 +62,6 @@ func cmdRun(args []string) error {
 		return err
 	}
 	sdNotify("READY=1")
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGHUP:
