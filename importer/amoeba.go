@@ -3,7 +3,6 @@ package importer
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -23,15 +22,10 @@ type amoebaServer struct {
 
 // ReadAmoeba adds Amoeba's dbServers.xml and amoeba.xml ("" if none).
 func ReadAmoeba(p *Plan, dbServersPath, amoebaPath string) error {
-	root, err := readXML(dbServersPath)
+	root, file, err := readSource(p, dbServersPath, "dbServers", "Amoeba's <amoeba:dbServers>", "Amoeba servers")
 	if err != nil {
 		return err
 	}
-	file := filepath.Base(dbServersPath)
-	if root.name != "dbServers" {
-		return root.errorf(file, "<%s> is not Amoeba's <amoeba:dbServers>", root.name)
-	}
-	p.Sources = append(p.Sources, dbServersPath+" (Amoeba servers)")
 	servers := map[string]*amoebaServer{}
 	var order []string
 	for _, s := range root.all("dbServer") {
@@ -94,15 +88,10 @@ func ReadAmoeba(p *Plan, dbServersPath, amoebaPath string) error {
 }
 
 func amoebaMain(p *Plan, path string, servers map[string]*amoebaServer) error {
-	root, err := readXML(path)
+	root, file, err := readSource(p, path, "configuration", "Amoeba's <amoeba:configuration>", "Amoeba")
 	if err != nil {
 		return err
 	}
-	file := filepath.Base(path)
-	if root.name != "configuration" {
-		return root.errorf(file, "<%s> is not Amoeba's <amoeba:configuration>", root.name)
-	}
-	p.Sources = append(p.Sources, path+" (Amoeba)")
 	if proxy := root.first("proxy"); proxy != nil {
 		for _, svc := range proxy.all("service") {
 			props := svc.properties()

@@ -3,7 +3,6 @@ package importer
 import (
 	"fmt"
 	"net"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,15 +16,10 @@ import (
 // ReadMycat adds Mycat's schema.xml and server.xml ("" if none) to the
 // plan; dataHost picks one when schema.xml has several ("" otherwise).
 func ReadMycat(p *Plan, schemaPath, serverPath, dataHost string) error {
-	root, err := readXML(schemaPath)
+	root, file, err := readSource(p, schemaPath, "schema", "Mycat's <mycat:schema>", "Mycat schema")
 	if err != nil {
 		return err
 	}
-	file := filepath.Base(schemaPath)
-	if root.name != "schema" {
-		return root.errorf(file, "<%s> is not Mycat's <mycat:schema>", root.name)
-	}
-	p.Sources = append(p.Sources, schemaPath+" (Mycat schema)")
 	dh, err := pickDataHost(root, file, dataHost)
 	if err != nil {
 		return err
@@ -239,15 +233,10 @@ var mycatSystemSkipped = map[string]string{
 }
 
 func mycatServer(p *Plan, path string) error {
-	root, err := readXML(path)
+	root, file, err := readSource(p, path, "server", "Mycat's <mycat:server>", "Mycat server")
 	if err != nil {
 		return err
 	}
-	file := filepath.Base(path)
-	if root.name != "server" {
-		return root.errorf(file, "<%s> is not Mycat's <mycat:server>", root.name)
-	}
-	p.Sources = append(p.Sources, path+" (Mycat server)")
 	bind, port := "0.0.0.0", "8066"
 	var from origin = root.at(file)
 	if sys := root.first("system"); sys != nil {

@@ -52,6 +52,22 @@ func (n *xnode) properties() map[string]*xnode {
 
 // readXML parses a file into a tree; DOCTYPEs (Mycat's schema.dtd) are
 // ignored, never fetched.
+// readSource reads one product's config file whose root element must be
+// want (its name in that product: "Mycat's <mycat:schema>"), and records
+// it in the plan's sources. file is the name errors cite.
+func readSource(p *Plan, path, want, product, source string) (root *xnode, file string, err error) {
+	root, err = readXML(path)
+	if err != nil {
+		return nil, "", err
+	}
+	file = filepath.Base(path)
+	if root.name != want {
+		return nil, "", root.errorf(file, "<%s> is not %s", root.name, product)
+	}
+	p.Sources = append(p.Sources, path+" ("+source+")")
+	return root, file, nil
+}
+
 func readXML(path string) (*xnode, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
