@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -12,18 +13,51 @@ import (
 	"github.com/switchyard/switchyard/backend"
 )
 
-func testServer(t *testing.T) *Server {
-	t.Helper()
-	c := backend.NewCluster([]backend.Server{{Name: "m", Addr: "127.0.0.1:1", Weight: 1}, {Name: "r", Addr: "127.0.0.1:2", Weight: 2}}, "m",
+// fakeSources is a process with the given clusters (no engine) and
+// nothing else.
+type fakeSources struct {
+	clusters []Cluster
+	reload   func() error
+}
+
+func (f *fakeSources) Version() string                      { return "test" }
+func (f *fakeSources) Started() time.Time                   { return time.Now() }
+func (f *fakeSources) Clusters() []Cluster                  { return f.clusters }
+func (f *fakeSources) Sessions() []SessionInfo              { return nil }
+func (f *fakeSources) Counters() map[string]uint64          { return map[string]uint64{"queries": 7} }
+func (f *fakeSources) QueryStats() []QueryStat              { return nil }
+func (f *fakeSources) ResetQueryStats()                     {}
+func (f *fakeSources) TxOutcomes(string, uint64) (int, int) { return 0, 0 }
+func (f *fakeSources) Kill(uint32, bool) error              { return errors.New("no such session") }
+func (f *fakeSources) Config() string                       { return "" }
+func (f *fakeSources) Members() []Member                    { return nil }
+func (f *fakeSources) Reload() error {
+	if f.reload == nil {
+		return errors.New("reload is not available")
+	}
+	return f.reload()
+}
+
+// testCluster is a master m and a replica r (weight 2, 4 s behind).
+func testCluster(name, master, replica string) Cluster {
+	c := backend.NewCluster(name, []backend.Server{{Name: master, Addr: "127.0.0.1:1", Weight: 1}, {Name: replica, Addr: "127.0.0.1:2", Weight: 2}}, master,
 		backend.PoolOptions{MaxOpen: 1}, nil)
 	lag := int64(4)
-	c.SetHealth("r", backend.Health{Up: true, ReadOnly: true, Replica: &backend.ReplicaStatus{IORunning: true, SQLRunning: true, SecondsBehind: &lag}})
-	s, err := New(Sources{Version: "test", Started: time.Now(), Cluster: c,
-		Counters: func() map[string]uint64 { return map[string]uint64{"queries": 7} }}, "admin", "pw", zap.NewNop())
+	c.Topo.SetHealth(replica, backend.Health{Up: true, ReadOnly: true, Replica: &backend.ReplicaStatus{IORunning: true, SQLRunning: true, SecondsBehind: &lag}})
+	return Cluster{Name: name, Backend: c, Coordination: "standalone", CoordinationOK: true}
+}
+
+func testServerWith(t *testing.T, src Sources) *Server {
+	t.Helper()
+	s, err := New(src, "admin", "pw", zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func testServer(t *testing.T) *Server {
+	return testServerWith(t, &fakeSources{clusters: []Cluster{testCluster("default", "m", "r")}})
 }
 
 func cells(t *testing.T, r *mysql.Result) [][]string {
@@ -64,8 +98,8 @@ func TestAdminCommands(t *testing.T) {
 			}
 		}},
 		{"SHOW  backends", func(t *testing.T, rows [][]string) {
-			if len(rows) != 2 || rows[0][2] != "master" || rows[1][2] != "replica" || rows[1][4] != "4" ||
-				rows[0][5] != "" || rows[1][5] != "io=Yes sql=Yes" || rows[1][11] != "2" {
+			if len(rows) != 2 || rows[0][0] != "default" || rows[0][3] != "master" || rows[1][3] != "replica" || rows[1][5] != "4" ||
+				rows[0][6] != "" || rows[1][6] != "io=Yes sql=Yes" || rows[1][14] != "2" {
 				t.Errorf("SHOW BACKENDS: %v", rows)
 			}
 		}},
@@ -105,10 +139,11 @@ func TestAdminOfflineAndErrors(t *testing.T) {
 	if _, err := s.run("SET BACKEND 'r' OFFLINE"); err != nil {
 		t.Fatal(err)
 	}
-	if st := s.src.Cluster.Topology().Server("r"); !st.Offline {
+	topo := func() *backend.Topology { return s.src.Clusters()[0].Backend.Topology() }
+	if st := topo().Server("r"); !st.Offline {
 		t.Fatal("OFFLINE not applied")
 	}
-	if _, err := s.run("set backend 'r' online"); err != nil || s.src.Cluster.Topology().Server("r").Offline {
+	if _, err := s.run("set backend 'r' online"); err != nil || topo().Server("r").Offline {
 		t.Fatalf("ONLINE: %v", err)
 	}
 	for q, want := range map[string]string{
@@ -121,5 +156,56 @@ func TestAdminOfflineAndErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", q, err, want)
 		}
+	}
+}
+
+// TestAdminTwoClusters: every surface names the cluster; a change names
+// its cluster, or the server it moves to does.
+func TestAdminTwoClusters(t *testing.T) {
+	c1, c2 := testCluster("c1", "m1", "r1"), testCluster("c2", "m2", "r2")
+	c2.Backend.Topo.SetFailoverBlocked("automatic failover is disabled")
+	s := testServerWith(t, &fakeSources{clusters: []Cluster{c1, c2}})
+	r, err := s.run("SHOW BACKENDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := cells(t, r)
+	if len(rows) != 4 || rows[0][0] != "c1" || rows[0][1] != "m1" || rows[3][0] != "c2" || rows[3][1] != "r2" {
+		t.Fatalf("SHOW BACKENDS: %v", rows)
+	}
+	r, err = s.run("SHOW CLUSTERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows = cells(t, r)
+	if len(rows) != 2 || rows[1][0] != "c2" || rows[1][5] != "automatic failover is disabled" || rows[0][5] != "" {
+		t.Fatalf("SHOW CLUSTERS: %v", rows)
+	}
+	r, err = s.run("SHOW STATUS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]string{}
+	for _, row := range cells(t, r) {
+		found[row[0]] = row[1]
+	}
+	if found["c1.master"] != "m1" || found["c2.master"] != "m2" || found["c2.failover_blocked"] == "" {
+		t.Fatalf("SHOW STATUS: %v", found)
+	}
+	for q, want := range map[string]string{
+		"SWITCHOVER":               "name the cluster: c1, c2",
+		"SWITCHOVER c3":            "unknown cluster",
+		"SWITCHOVER c2":            "failover engine not running",
+		"SWITCHOVER TO 'r2'":       "cluster c2",
+		"FAILOVER c1 TO r1":        "failover engine not running",
+		"SET BACKEND 'm9' OFFLINE": "unknown backend",
+	} {
+		_, err := s.run(q)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", q, err, want)
+		}
+	}
+	if _, err := s.run("SET BACKEND 'r2' OFFLINE"); err != nil || !c2.Backend.Topology().Server("r2").Offline {
+		t.Fatalf("SET BACKEND in the second cluster: %v", err)
 	}
 }

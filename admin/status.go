@@ -13,22 +13,41 @@ import (
 // FAILOVERS, SHOW SESSIONS and SHOW STATUS print, as values. The SQL
 // commands render it as tables; the HTTP status page draws it.
 type Status struct {
-	Version        string            `json:"version"`
-	UptimeSeconds  int64             `json:"uptime_seconds"`
-	Master         string            `json:"master"`
-	Epoch          uint64            `json:"epoch"`
-	HoldingWrites  bool              `json:"holding_writes"`
-	Coordination   string            `json:"coordination"`
-	CoordinationOK bool              `json:"coordination_ok"`
-	Backends       []BackendStatus   `json:"backends"`
-	Failovers      []FailoverStatus  `json:"failovers"`
-	Sessions       []SessionStatus   `json:"sessions"`
-	Counters       map[string]uint64 `json:"counters"`
-	Members        []Member          `json:"members,omitempty"`
+	Version       string            `json:"version"`
+	UptimeSeconds int64             `json:"uptime_seconds"`
+	Clusters      []ClusterStatus   `json:"clusters"`
+	Sessions      []SessionStatus   `json:"sessions"`
+	Counters      map[string]uint64 `json:"counters"`
+	Members       []Member          `json:"members,omitempty"`
+	// The first cluster's master, epoch, hold and coordination, as the
+	// page and scripts read them before clusters existed.
+	Master         string `json:"master"`
+	Epoch          uint64 `json:"epoch"`
+	HoldingWrites  bool   `json:"holding_writes"`
+	Coordination   string `json:"coordination"`
+	CoordinationOK bool   `json:"coordination_ok"`
+}
+
+// ClusterStatus is one cluster.
+type ClusterStatus struct {
+	Name          string `json:"name"`
+	Master        string `json:"master"`
+	Epoch         uint64 `json:"epoch"`
+	HoldingWrites bool   `json:"holding_writes"`
+	// FailoverBlocked says why a dead master is not being replaced (""
+	// when nothing blocks a failover); FailoverBlockedKind is its category
+	// (disabled, cooldown, unconfirmed, no_candidate, coordination, failed).
+	FailoverBlocked     string           `json:"failover_blocked"`
+	FailoverBlockedKind string           `json:"failover_blocked_kind"`
+	Coordination        string           `json:"coordination"`
+	CoordinationOK      bool             `json:"coordination_ok"`
+	Backends            []BackendStatus  `json:"backends"`
+	Failovers           []FailoverStatus `json:"failovers"`
 }
 
 // BackendStatus is one server: a row of SHOW BACKENDS.
 type BackendStatus struct {
+	Cluster string `json:"cluster"`
 	Name    string `json:"name"`
 	Address string `json:"address"`
 	// Role: master, replica, diverged, offline, down or standalone.
@@ -47,16 +66,22 @@ type BackendStatus struct {
 	Source      string `json:"source"`
 	Replication string `json:"replication"`
 	GTID        string `json:"gtid_position"`
-	PoolOpen    int    `json:"pool_open"`
-	PoolIdle    int    `json:"pool_idle"`
-	PoolWaiting int    `json:"pool_waiting"`
-	Routed      uint64 `json:"queries_routed"`
-	Weight      int    `json:"weight"`
-	LastError   string `json:"last_error"`
+	// Received is what a replica's IO thread fetched; ApplyBacklog how
+	// many transactions it received and has not applied yet (what a
+	// failover to it would wait for).
+	Received     string `json:"gtid_received"`
+	ApplyBacklog uint64 `json:"apply_backlog"`
+	PoolOpen     int    `json:"pool_open"`
+	PoolIdle     int    `json:"pool_idle"`
+	PoolWaiting  int    `json:"pool_waiting"`
+	Routed       uint64 `json:"queries_routed"`
+	Weight       int    `json:"weight"`
+	LastError    string `json:"last_error"`
 }
 
 // FailoverStatus is one topology change: a row of SHOW FAILOVERS.
 type FailoverStatus struct {
+	Cluster    string       `json:"cluster"`
 	Started    time.Time    `json:"started"`
 	Kind       string       `json:"kind"`
 	OldMaster  string       `json:"old_master"`
@@ -85,6 +110,7 @@ type SessionStatus struct {
 	ID             uint32 `json:"id"`
 	User           string `json:"user"`
 	Client         string `json:"client"`
+	Cluster        string `json:"cluster"`
 	DB             string `json:"db"`
 	InTransaction  bool   `json:"in_transaction"`
 	Backend        string `json:"backend"`
@@ -95,40 +121,51 @@ type SessionStatus struct {
 	LastStatement  string `json:"last_statement_digest"`
 }
 
-// Status gathers the picture from the sources.
-func (src Sources) Status() Status {
-	t := src.Cluster.Topology()
-	st := Status{Version: src.Version, UptimeSeconds: int64(time.Since(src.Started).Seconds()),
-		Master: t.Master, Epoch: t.Epoch, HoldingWrites: t.Holding, CoordinationOK: true,
-		Backends: src.backends(t), Failovers: src.failovers(), Sessions: src.sessions(), Counters: map[string]uint64{}}
-	if src.Coordination != nil {
-		st.Coordination, st.CoordinationOK = src.Coordination()
+// StatusOf gathers the picture from the sources.
+func StatusOf(src Sources) Status {
+	st := Status{Version: src.Version(), UptimeSeconds: int64(time.Since(src.Started()).Seconds()),
+		Sessions: sessions(src), Counters: src.Counters(), Members: src.Members()}
+	for _, c := range src.Clusters() {
+		st.Clusters = append(st.Clusters, clusterStatus(src, c))
 	}
-	if src.Counters != nil {
-		st.Counters = src.Counters()
+	if len(st.Clusters) > 0 {
+		first := st.Clusters[0]
+		st.Master, st.Epoch, st.HoldingWrites = first.Master, first.Epoch, first.HoldingWrites
+		st.Coordination, st.CoordinationOK = first.Coordination, first.CoordinationOK
 	}
-	if src.Members != nil {
-		st.Members = src.Members()
+	if st.Counters == nil {
+		st.Counters = map[string]uint64{}
 	}
 	return st
 }
 
-func (src Sources) backends(t *backend.Topology) []BackendStatus {
+func clusterStatus(src Sources, c Cluster) ClusterStatus {
+	t := c.Backend.Topology()
+	cs := ClusterStatus{Name: c.Name, Master: t.Master, Epoch: t.Epoch, HoldingWrites: t.Holding,
+		FailoverBlocked: t.FailoverBlocked, Coordination: c.Coordination, CoordinationOK: c.CoordinationOK,
+		Backends: backends(c, t), Failovers: failovers(src, c)}
+	if c.Engine != nil && t.FailoverBlocked != "" {
+		cs.FailoverBlockedKind = c.Engine.Blocked().Kind
+	}
+	return cs
+}
+
+func backends(c Cluster, t *backend.Topology) []BackendStatus {
 	out := make([]BackendStatus, 0, len(t.Servers))
 	for i := range t.Servers {
 		st := &t.Servers[i]
-		b := BackendStatus{Name: st.Name, Address: st.Addr, Role: roleOf(t, st), State: stateOf(t, st),
+		b := BackendStatus{Cluster: c.Name, Name: st.Name, Address: st.Addr, Role: roleOf(t, st), State: stateOf(t, st),
 			Up: st.Up, ReadOnly: st.ReadOnly, Offline: st.Offline, Diverged: st.Diverged,
-			Weight: st.Weight, Routed: src.Cluster.Routed(st.Name), GTID: st.Current.String(), LastError: st.Err}
+			Weight: st.Weight, Routed: c.Backend.Counters.Routed(st.Name), GTID: st.Current.String(), LastError: st.Err}
 		if l := st.DisplayLag(); l >= 0 {
 			b.LagSeconds = &l
 		}
-		for _, p := range src.Cluster.PoolsOf(st.Name) {
-			ps := p.Stats()
-			b.PoolOpen, b.PoolIdle, b.PoolWaiting = b.PoolOpen+ps.Open, b.PoolIdle+ps.Idle, b.PoolWaiting+ps.Waiting
-		}
+		ps := c.Backend.Pools.Stats(st.Name)
+		b.PoolOpen, b.PoolIdle, b.PoolWaiting = ps.Open, ps.Idle, ps.Waiting
 		if r := st.Replica; r != nil {
 			b.GTID = st.Applied.String()
+			b.Received = st.Received.String()
+			b.ApplyBacklog = st.ApplyBacklog()
 			b.Source = sourceOf(t, r)
 			io := r.IOState // Yes, No or Connecting
 			if io == "" {
@@ -177,6 +214,9 @@ func stateOf(t *backend.Topology, st *backend.ServerState) string {
 	if st.Name == t.Master && t.MasterUnreachable {
 		state += ",unreachable-from-proxy"
 	}
+	if st.Name == t.Master && t.FailoverBlocked != "" {
+		state += ",failover-blocked"
+	}
 	return state
 }
 
@@ -197,20 +237,20 @@ func sourceOf(t *backend.Topology, r *backend.ReplicaStatus) string {
 	return ""
 }
 
-func (src Sources) failovers() []FailoverStatus {
-	if src.Engine == nil {
+func failovers(src Sources, c Cluster) []FailoverStatus {
+	if c.Engine == nil {
 		return nil
 	}
 	var out []FailoverStatus
-	for _, r := range src.Engine.History() {
-		f := FailoverStatus{Started: r.Started.UTC(), Kind: r.Kind, OldMaster: r.OldMaster, NewMaster: r.NewMaster,
+	for _, r := range c.Engine.History() {
+		f := FailoverStatus{Cluster: c.Name, Started: r.Started.UTC(), Kind: r.Kind, OldMaster: r.OldMaster, NewMaster: r.NewMaster,
 			DurationMS: ms(r.Duration), Epoch: r.Epoch, Succeeded: r.Error == "", Drained: r.Drained,
 			Reason: r.Reason, Positions: r.Positions, Error: r.Error}
 		for _, st := range r.Steps {
 			f.Steps = append(f.Steps, StepStatus{Name: st.Name, DurationMS: ms(st.Duration), Error: st.Error})
 		}
-		if src.TxOutcomes != nil && f.Succeeded {
-			f.Replayed, f.Aborted = src.TxOutcomes(r.Epoch)
+		if f.Succeeded {
+			f.Replayed, f.Aborted = src.TxOutcomes(c.Name, r.Epoch)
 		}
 		out = append(out, f)
 	}
@@ -219,15 +259,12 @@ func (src Sources) failovers() []FailoverStatus {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func (src Sources) sessions() []SessionStatus {
-	if src.Sessions == nil {
-		return nil
-	}
+func sessions(src Sources) []SessionStatus {
 	list := src.Sessions()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	out := make([]SessionStatus, 0, len(list))
 	for _, x := range list {
-		out = append(out, SessionStatus{ID: x.ID, User: x.User, Client: x.Client, DB: x.DB, InTransaction: x.InTransaction,
+		out = append(out, SessionStatus{ID: x.ID, User: x.User, Client: x.Client, Cluster: x.Cluster, DB: x.DB, InTransaction: x.InTransaction,
 			Backend: x.Backend, AgeMS: x.Age.Milliseconds(), BackendConns: x.BackendConns, BackendThreads: x.BackendThreads,
 			HeldBecause: x.HeldBecause, LastStatement: x.LastStatement})
 	}

@@ -124,53 +124,11 @@ func (c *Conn) Alive(after time.Duration) bool {
 func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 	var raw net.Conn
 	dialer := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		if dl, ok := ctx.Deadline(); ok {
-			_ = c.SetDeadline(dl) // bound the handshake, cleared below
-		}
-		if tc, ok := c.(*net.TCPConn); ok {
-			_ = tc.SetKeepAlive(true)
-			_ = tc.SetKeepAlivePeriod(15 * time.Second)
-		}
+		c, err := dialTCP(ctx, network, addr)
 		raw = c
-		return c, nil
+		return c, err
 	}
-	opts := []client.Option{func(c *client.Conn) error {
-		caps := []uint32{mysql.CLIENT_MULTI_STATEMENTS, mysql.CLIENT_MULTI_RESULTS, mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_SESSION_TRACK}
-		if v.NoMultiResults {
-			caps = caps[3:]
-			c.UnsetCapability(mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS)
-		}
-		for _, cp := range caps {
-			if err := c.SetCapability(cp); err != nil {
-				return err
-			}
-		}
-		if v.FoundRows {
-			if err := c.SetCapability(mysql.CLIENT_FOUND_ROWS); err != nil {
-				return err
-			}
-		}
-		if v.LocalInfile {
-			if err := c.SetCapability(mysql.CLIENT_LOCAL_FILES); err != nil {
-				return err
-			}
-		}
-		c.UnsetCapability(refuseCaps)
-		// 16 KiB read buffers (go-mysql's default is 64 KiB): a proxy
-		// holds thousands of these, and rows are relayed one at a time.
-		c.BufferSize = 16 * 1024
-		c.SetAttributes(map[string]string{"program_name": "switchyard"})
-		if o.TLS != nil {
-			c.SetTLSConfig(o.TLS)
-		}
-		return nil
-	}}
-	cc, err := client.ConnectWithDialer(ctx, "tcp", o.Addr, o.User, o.Password, "", dialer, opts...)
+	cc, err := client.ConnectWithDialer(ctx, "tcp", o.Addr, o.User, o.Password, "", dialer, handshakeOptions(o, v))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as %s: %w", o.Addr, o.User, err)
 	}
@@ -186,6 +144,56 @@ func Dial(ctx context.Context, o DialOptions, v Variant) (*Conn, error) {
 	c.variant = v
 	c.tcp, _ = raw.(*net.TCPConn)
 	return c, nil
+}
+
+// dialTCP connects with keepalives on and the context's deadline on the
+// socket (it bounds the handshake; Dial clears it after).
+func dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetKeepAlive(true)
+		_ = tc.SetKeepAlivePeriod(15 * time.Second)
+	}
+	return c, nil
+}
+
+// handshakeOptions sets the capabilities a relayed connection needs, the
+// variant's flags, buffer size, attributes and TLS.
+func handshakeOptions(o DialOptions, v Variant) client.Option {
+	return func(c *client.Conn) error {
+		caps := []uint32{mysql.CLIENT_MULTI_STATEMENTS, mysql.CLIENT_MULTI_RESULTS, mysql.CLIENT_PS_MULTI_RESULTS, mysql.CLIENT_SESSION_TRACK}
+		if v.NoMultiResults {
+			caps = caps[3:]
+			c.UnsetCapability(mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS)
+		}
+		if v.FoundRows {
+			caps = append(caps, mysql.CLIENT_FOUND_ROWS)
+		}
+		if v.LocalInfile {
+			caps = append(caps, mysql.CLIENT_LOCAL_FILES)
+		}
+		for _, cp := range caps {
+			if err := c.SetCapability(cp); err != nil {
+				return err
+			}
+		}
+		c.UnsetCapability(refuseCaps)
+		// 16 KiB read buffers (go-mysql's default is 64 KiB): a proxy
+		// holds thousands of these, and rows are relayed one at a time.
+		c.BufferSize = 16 * 1024
+		c.SetAttributes(map[string]string{"program_name": "switchyard"})
+		if o.TLS != nil {
+			c.SetTLSConfig(o.TLS)
+		}
+		return nil
+	}
 }
 
 // readBufferSize is the backend read buffer: rows are relayed from it in
@@ -271,9 +279,6 @@ func (c *Conn) Flavor() Flavor { return FlavorFromVersion(c.GetServerVersion()) 
 
 // ThreadID is the server's id for this connection (what KILL takes).
 func (c *Conn) ThreadID() uint32 { return c.GetConnectionID() }
-
-// Variant returns the handshake-time properties of the connection.
-func (c *Conn) Variant() Variant { return c.variant }
 
 // StateTag returns the tag the connection was parked with ("" when it
 // was reset or is new).
@@ -378,17 +383,6 @@ func (c *Conn) Reset(ctx context.Context) error {
 	// The multi-statement option survives COM_RESET_CONNECTION on the
 	// server, so c.multiStatements stays as it was.
 	c.stateTag = ""
-	return nil
-}
-
-// Ping checks the connection with COM_PING.
-func (c *Conn) Ping(ctx context.Context) error {
-	c.armDeadline(ctx)
-	defer c.SetDeadline(time.Time{})
-	if err := c.Conn.Ping(); err != nil {
-		c.broken.Store(true)
-		return err
-	}
 	return nil
 }
 

@@ -117,3 +117,70 @@ func FindMaster(obs []Observation) (string, error) {
 			"set read_only=1 on all but the real master", strings.Join(writable, ", "))
 	}
 }
+
+// Discovery is what asking every server at start-up found.
+type Discovery struct {
+	Master        string
+	MasterVersion string // the master's @@version ("" when none)
+	Observations  []Observation
+	// Deduced: no writable master answered; Master is the unreachable
+	// server every reachable replica follows (it is down: the failover
+	// engine takes over).
+	Deduced bool
+}
+
+// Discover asks every server who it is, in parallel, so a restart never
+// guesses the master; an ambiguous topology is an error (FindMaster).
+func Discover(ctx context.Context, servers []Server, a Account, timeout time.Duration) (Discovery, error) {
+	obs := make([]Observation, len(servers))
+	done := make(chan struct{})
+	for i, s := range servers {
+		go func() {
+			obs[i] = Observe(ctx, s, a, timeout)
+			done <- struct{}{}
+		}()
+	}
+	for range servers {
+		<-done
+	}
+	d := Discovery{Observations: obs}
+	master, err := FindMaster(obs)
+	if err != nil {
+		if m := followedMaster(obs); m != "" {
+			master, err, d.Deduced = m, nil, true
+		}
+	}
+	d.Master = master
+	for _, o := range obs {
+		if o.Server.Name == master {
+			d.MasterVersion = o.Version
+		}
+	}
+	return d, err
+}
+
+// followedMaster is the server every reachable replica follows when it
+// is itself unreachable (a master that died while the proxy was down);
+// "" when the replicas disagree, none answers, or it answers.
+func followedMaster(obs []Observation) string {
+	source := ""
+	for _, o := range obs {
+		switch {
+		case o.Err != nil:
+			continue
+		case o.Replica == nil || !o.ReadOnly:
+			return "" // a server that is no replica: not this case
+		}
+		addr := fmt.Sprintf("%s:%d", o.Replica.MasterHost, o.Replica.MasterPort)
+		if source != "" && addr != source {
+			return ""
+		}
+		source = addr
+	}
+	for _, o := range obs {
+		if o.Server.Addr == source && o.Err != nil {
+			return o.Server.Name
+		}
+	}
+	return ""
+}

@@ -3,6 +3,7 @@ package backend
 import (
 	"bufio"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -127,6 +128,36 @@ func TestFindMaster(t *testing.T) {
 			}
 			if err != nil || got != tt.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestFollowedMaster: with no writable master answering, the server every
+// reachable replica follows is taken as the (dead) master — never when
+// replicas disagree, when it answers, or when a server is no replica.
+func TestFollowedMaster(t *testing.T) {
+	down := Observation{Server: Server{Name: "m", Addr: "10.0.0.1:3306"}, Err: os.ErrDeadlineExceeded}
+	rep := func(name, src string) Observation {
+		host, port, _ := strings.Cut(src, ":")
+		p, _ := strconv.Atoi(port)
+		return Observation{Server: Server{Name: name, Addr: name + ":3306"}, ReadOnly: true, Replica: &ReplicaStatus{MasterHost: host, MasterPort: p}}
+	}
+	tests := []struct {
+		name string
+		obs  []Observation
+		want string
+	}{
+		{"both replicas follow the dead master", []Observation{down, rep("r1", "10.0.0.1:3306"), rep("r2", "10.0.0.1:3306")}, "m"},
+		{"replicas disagree", []Observation{down, rep("r1", "10.0.0.1:3306"), rep("r2", "10.0.0.9:3306")}, ""},
+		{"they follow someone not ours", []Observation{down, rep("r1", "10.0.0.9:3306")}, ""},
+		{"a writable standalone server answers", []Observation{down, {Server: Server{Name: "x", Addr: "x:1"}}}, ""},
+		{"nobody answers", []Observation{down}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := followedMaster(tt.obs); got != tt.want {
+				t.Fatalf("followedMaster = %q, want %q", got, tt.want)
 			}
 		})
 	}

@@ -47,8 +47,7 @@ type PoolStats struct {
 // reused, so no session state leaks from one client to the next.
 type Pool struct {
 	name string
-	dial DialOptions
-	opts PoolOptions
+	cfg  atomic.Pointer[poolConfig]
 
 	mu      sync.Mutex
 	idle    map[Variant][]*Conn
@@ -61,21 +60,49 @@ type Pool struct {
 	stop                                        chan struct{}
 }
 
+// poolConfig is what a pool dials with and its limits, swapped whole by
+// Configure (a reload).
+type poolConfig struct {
+	dial DialOptions
+	opts PoolOptions
+}
+
+// withDefaults fills what an empty config leaves unset.
+func (o PoolOptions) withDefaults() PoolOptions {
+	if o.MaxOpen <= 0 {
+		o.MaxOpen = 100
+	}
+	return o
+}
+
 // NewPool creates a pool; connections are opened on demand.
 func NewPool(name string, dial DialOptions, opts PoolOptions) *Pool {
-	if opts.MaxOpen <= 0 {
-		opts.MaxOpen = 100
-	}
-	p := &Pool{name: name, dial: dial, opts: opts, idle: map[Variant][]*Conn{}, inUse: map[*Conn]struct{}{}, stop: make(chan struct{})}
+	p := &Pool{name: name, idle: map[Variant][]*Conn{}, inUse: map[*Conn]struct{}{}, stop: make(chan struct{})}
+	p.Configure(dial, opts)
 	go p.janitor()
 	return p
 }
+
+// Configure changes what new connections are dialled with and the
+// pool's limits; connections already open keep their login.
+func (p *Pool) Configure(dial DialOptions, opts PoolOptions) {
+	p.cfg.Store(&poolConfig{dial: dial, opts: opts.withDefaults()})
+	p.mu.Lock()
+	p.wakeOneLocked() // a higher limit may let a waiter in
+	p.mu.Unlock()
+}
+
+// Dial returns what new connections are dialled with.
+func (p *Pool) Dial() DialOptions { return p.cfg.Load().dial }
+
+// Options returns the pool's limits.
+func (p *Pool) Options() PoolOptions { return p.cfg.Load().opts }
 
 // Name returns the backend name the pool serves.
 func (p *Pool) Name() string { return p.name }
 
 // Addr returns the server address.
-func (p *Pool) Addr() string { return p.dial.Addr }
+func (p *Pool) Addr() string { return p.Dial().Addr }
 
 // Acquire returns a connection of the given variant, dialling one if
 // needed, and waits (bounded by ctx) while the pool is at MaxOpen.
@@ -102,7 +129,7 @@ func (p *Pool) AcquireTagged(ctx context.Context, v Variant, tag string) (*Conn,
 			c.lastUsed = time.Now()
 			return c, nil
 		}
-		if p.open < p.opts.MaxOpen {
+		if p.open < p.Options().MaxOpen {
 			p.open++
 			p.mu.Unlock()
 			return p.newConn(ctx, v)
@@ -122,16 +149,17 @@ func (p *Pool) AcquireTagged(ctx context.Context, v Variant, tag string) (*Conn,
 			p.mu.Lock()
 			p.removeWaiterLocked(wait)
 			p.mu.Unlock()
-			return nil, fmt.Errorf("wait for a connection to %s (%d open): %w", p.name, p.opts.MaxOpen, ctx.Err())
+			return nil, fmt.Errorf("wait for a connection to %s (%d open): %w", p.name, p.Options().MaxOpen, ctx.Err())
 		}
 	}
 }
 
 func (p *Pool) newConn(ctx context.Context, v Variant) (*Conn, error) {
-	dctx, cancel := context.WithTimeout(ctx, p.opts.ConnectTimeout)
+	cfg := p.cfg.Load()
+	dctx, cancel := context.WithTimeout(ctx, cfg.opts.ConnectTimeout)
 	defer cancel()
 	p.dials.Add(1)
-	c, err := Dial(dctx, p.dial, v)
+	c, err := Dial(dctx, cfg.dial, v)
 	if err != nil {
 		p.dialErrors.Add(1)
 		p.mu.Lock()
@@ -153,7 +181,7 @@ func (p *Pool) Release(c *Conn) {
 	if !p.keepable(c) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), p.opts.IOTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), p.Options().IOTimeout)
 	err := c.Reset(ctx)
 	cancel()
 	p.resets.Add(1)
@@ -193,7 +221,7 @@ func (p *Pool) keepable(c *Conn) bool {
 func (p *Pool) putIdle(c *Conn) {
 	c.lastUsed = time.Now()
 	p.mu.Lock()
-	if p.closed || p.idleCountLocked() >= p.opts.MaxIdle {
+	if p.closed || p.idleCountLocked() >= p.Options().MaxIdle {
 		p.mu.Unlock()
 		p.discard(c)
 		return
@@ -278,10 +306,11 @@ func (p *Pool) Stats() PoolStats {
 }
 
 func (p *Pool) expired(c *Conn, now time.Time) bool {
-	if p.opts.MaxLifetime > 0 && now.Sub(c.created) > p.opts.MaxLifetime {
+	o := p.Options()
+	if o.MaxLifetime > 0 && now.Sub(c.created) > o.MaxLifetime {
 		return true
 	}
-	return p.opts.IdleTimeout > 0 && now.Sub(c.lastUsed) > p.opts.IdleTimeout
+	return o.IdleTimeout > 0 && now.Sub(c.lastUsed) > o.IdleTimeout
 }
 
 // popIdleLocked takes the most recently used idle connection with tag
@@ -343,7 +372,7 @@ func (p *Pool) removeWaiterLocked(w chan struct{}) {
 
 // janitor closes idle connections past their idle timeout or lifetime.
 func (p *Pool) janitor() {
-	period := p.opts.IdleTimeout / 2
+	period := p.Options().IdleTimeout / 2
 	if period <= 0 || period > time.Minute {
 		period = time.Minute
 	}

@@ -22,6 +22,9 @@ type Health struct {
 	// is @@gtid_current_pos (applied or written here).
 	Applied Position
 	Current Position
+	// Received is what a replica's IO thread fetched (its relay log may
+	// hold more than it applied).
+	Received Position
 	// BehindFor estimates the lag (seconds) when the server reports none
 	// (SQL thread stopped): time since the replica last had everything the
 	// master had. -1 when unknown or not a replica.
@@ -54,6 +57,19 @@ func (s *ServerState) DisplayLag() int64 {
 	return -1
 }
 
+// ApplyBacklog is how many transactions a replica received and has not
+// applied yet: what a failover to it must wait for.
+func (s *ServerState) ApplyBacklog() uint64 {
+	if s.Replica == nil {
+		return 0
+	}
+	known, applied := s.Received.Union(s.Applied).Total(), s.Applied.Total()
+	if known <= applied {
+		return 0
+	}
+	return known - applied
+}
+
 // LagSeconds returns the replication lag, or -1 when unknown (not a
 // replica, SQL thread stopped, IO thread not connected).
 func (s *ServerState) LagSeconds() int64 {
@@ -66,6 +82,8 @@ func (s *ServerState) LagSeconds() int64 {
 // Topology is an immutable snapshot: the master, the epoch (bumped on
 // every change of master) and every server's state.
 type Topology struct {
+	// Cluster names the cluster this is a topology of.
+	Cluster string
 	Epoch   uint64
 	Master  string
 	Servers []ServerState
@@ -77,6 +95,10 @@ type Topology struct {
 	// MasterUnreachable: the proxy cannot reach the master but replicas
 	// still replicate from it, so no failover was done.
 	MasterUnreachable bool
+	// FailoverBlocked says why a dead master is not being replaced
+	// (failover disabled, cooldown, no candidate, coordination lost …);
+	// empty when nothing blocks a failover.
+	FailoverBlocked string
 }
 
 // passes reports whether a statement may enter the master now; inTx: it

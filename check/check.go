@@ -36,12 +36,17 @@ type Finding struct {
 	Backend  string // "" for config-wide findings
 	Problem  string
 	Remedy   string
+	// Cluster names the cluster when the config has several.
+	Cluster string
 }
 
 func (f Finding) String() string {
 	where := "config"
 	if f.Backend != "" {
 		where = f.Backend
+	}
+	if f.Cluster != "" {
+		where = f.Cluster + "/" + where
 	}
 	s := fmt.Sprintf("%-5s %-10s %s", f.Severity, where, f.Problem)
 	if f.Remedy != "" {
@@ -106,33 +111,54 @@ type server struct {
 	appErr        map[string]error
 }
 
-// Run checks a loaded config against its servers.
+// Run checks a loaded config against the servers of every cluster.
 func Run(ctx context.Context, cfg *conf.Config) Report {
 	var r Report
-	add := func(sev Severity, b, problem, remedy string) {
-		r.Findings = append(r.Findings, Finding{sev, b, problem, remedy})
+	clusters := cfg.ClusterList()
+	for _, cc := range clusters {
+		for _, f := range checkCluster(ctx, cfg, cc) {
+			if len(clusters) > 1 {
+				f.Cluster = cc.Name
+			}
+			r.Findings = append(r.Findings, f)
+		}
 	}
-	timeout := cfg.Monitor.ConnectTimeout.D()
-	servers := make([]*server, len(cfg.Backends))
+	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Severity > r.Findings[j].Severity })
+	return r
+}
+
+// inspectAll asks every server of a cluster, in parallel.
+func inspectAll(ctx context.Context, cfg *conf.Config, cc conf.Cluster) []*server {
+	timeout := cc.Monitor.ConnectTimeout.D()
+	servers := make([]*server, len(cc.Backends))
 	var wg sync.WaitGroup
-	for i, b := range cfg.Backends {
+	for i, b := range cc.Backends {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			servers[i] = inspect(ctx, cfg, b, timeout)
+			servers[i] = inspect(ctx, cfg.Users, cc.Monitor, b, timeout)
 		}()
 	}
 	wg.Wait()
+	return servers
+}
 
+// checkCluster checks one cluster's servers and topology.
+func checkCluster(ctx context.Context, cfg *conf.Config, cc conf.Cluster) []Finding {
+	var r Report
+	add := func(sev Severity, b, problem, remedy string) {
+		r.Findings = append(r.Findings, Finding{Severity: sev, Backend: b, Problem: problem, Remedy: remedy})
+	}
+	servers := inspectAll(ctx, cfg, cc)
 	// Config-level observations the loader accepts but an operator
 	// should hear about.
 	promotable := 0
-	for _, b := range cfg.Backends {
+	for _, b := range cc.Backends {
 		if !b.NoMaster {
 			promotable++
 		}
 	}
-	if len(cfg.Backends) > 1 && promotable < 2 {
+	if len(cc.Backends) > 1 && promotable < 2 {
 		add(Warning, "", "at most one backend may be master (the others are no_master): a failover has nowhere to go",
 			"clear no_master on at least one replica")
 	}
@@ -174,7 +200,7 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 		}
 		if missing := missingPrivileges(s.flavor, s.grants); len(missing) > 0 {
 			add(Error, name, "the monitor account lacks "+strings.Join(missing, ", ")+": it cannot fence, promote or repoint",
-				fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", monitorPrivileges(s.flavor), cfg.Monitor.User))
+				fmt.Sprintf("GRANT %s ON *.* TO '%s'@'%%'", monitorPrivileges(s.flavor), cc.Monitor.User))
 		}
 		for user, err := range s.appErr {
 			add(Error, name, fmt.Sprintf("backend account %s cannot log in: %s", user, short(err)), "create it or fix users[].backend_user/backend_password")
@@ -256,17 +282,16 @@ func Run(ctx context.Context, cfg *conf.Config) Report {
 		if !usesGTID(s.flavor, rs.UsingGTID) {
 			add(Error, name, "replication does not use GTID positioning ("+rs.UsingGTID+"): failover needs it", gtidPositionRemedy(s.flavor))
 		}
-		if lag := rs.SecondsBehind; lag != nil && time.Duration(*lag)*time.Second > cfg.Routing.MaxReplicaLag.D() {
-			add(Warning, name, fmt.Sprintf("lags %ds (routing.max_replica_lag is %s): reads will skip it", *lag, cfg.Routing.MaxReplicaLag.D()), "")
+		if lag := rs.SecondsBehind; lag != nil && time.Duration(*lag)*time.Second > cc.Routing.MaxReplicaLag.D() {
+			add(Warning, name, fmt.Sprintf("lags %ds (routing.max_replica_lag is %s): reads will skip it", *lag, cc.Routing.MaxReplicaLag.D()), "")
 		}
 	}
-	sort.SliceStable(r.Findings, func(i, j int) bool { return r.Findings[i].Severity > r.Findings[j].Severity })
-	return r
+	return r.Findings
 }
 
-func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time.Duration) *server {
+func inspect(ctx context.Context, users []conf.User, mon conf.Monitor, b conf.Backend, timeout time.Duration) *server {
 	s := &server{cfg: b, appGrants: map[string][]string{}, appErr: map[string]error{}}
-	db, err := sql.Open("mysql", backend.MonitorDSN(b.Addr(), backend.Account{User: cfg.Monitor.User, Password: cfg.Monitor.Password.Value()}, timeout))
+	db, err := sql.Open("mysql", backend.MonitorDSN(b.Addr(), backend.Account{User: mon.User, Password: mon.Password.Value()}, timeout))
 	if err != nil {
 		s.err = err
 		return s
@@ -296,7 +321,7 @@ func inspect(ctx context.Context, cfg *conf.Config, b conf.Backend, timeout time
 		s.replica = &rs
 	}
 	seen := map[string]bool{}
-	for _, u := range cfg.Users {
+	for _, u := range users {
 		if seen[u.BackendUser] {
 			continue
 		}

@@ -14,8 +14,10 @@ func TestReportVerdict(t *testing.T) {
 		verdict  string
 	}{
 		{nil, "verdict: OK — 0 warning(s)"},
-		{[]Finding{{Warning, "r1", "lags", ""}}, "verdict: OK — 1 warning(s)"},
-		{[]Finding{{Error, "r1", "read_only is OFF", "SET GLOBAL read_only=1"}, {Warning, "", "x", ""}}, "verdict: NOT OK — 1 error(s), 1 warning(s)"},
+		{[]Finding{{Severity: Warning, Backend: "r1", Problem: "lags"}}, "verdict: OK — 1 warning(s)"},
+		{[]Finding{{Severity: Error, Backend: "r1", Problem: "read_only is OFF", Remedy: "SET GLOBAL read_only=1"}, {Severity: Warning, Problem: "x"}},
+			"verdict: NOT OK — 1 error(s), 1 warning(s)"},
+		{[]Finding{{Severity: Error, Backend: "db3", Cluster: "c2", Problem: "log_bin is OFF"}}, "verdict: NOT OK — 1 error(s), 0 warning(s)"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer
@@ -26,6 +28,9 @@ func TestReportVerdict(t *testing.T) {
 		}
 		if len(tt.findings) > 0 && tt.findings[0].Remedy != "" && !strings.Contains(out, " — "+tt.findings[0].Remedy) {
 			t.Errorf("remedy missing: %q", out)
+		}
+		if len(tt.findings) > 0 && tt.findings[0].Cluster != "" && !strings.Contains(out, tt.findings[0].Cluster+"/"+tt.findings[0].Backend) {
+			t.Errorf("cluster missing: %q", out)
 		}
 	}
 }

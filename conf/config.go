@@ -34,21 +34,46 @@ type Config struct {
 	// idle threads spin looking for work.
 	Threads int `yaml:"threads"`
 
-	Users    []User       `yaml:"users"`
-	Backends []Backend    `yaml:"backends"`
-	Pool     PoolSettings `yaml:"pool"`
-	Monitor  Monitor      `yaml:"monitor"`
-	Failover Failover     `yaml:"failover"`
-	Routing  Routing      `yaml:"routing"`
-	Admin    Admin        `yaml:"admin"`
-	HTTP     HTTP         `yaml:"http"`
-	Hooks    Hooks        `yaml:"hooks"`
-	Log      Log          `yaml:"log"`
+	Users []User `yaml:"users"`
+	// Backends is the one cluster of a config without clusters: it is
+	// cluster "default".
+	Backends []Backend `yaml:"backends,omitempty"`
+	// Clusters are the master–replica clusters this process fronts; each
+	// may override monitor, failover, routing and pool (merged over the
+	// top-level sections).
+	Clusters []Cluster `yaml:"clusters,omitempty"`
+	// Schemas maps a database to the cluster serving it (Mycat's schema
+	// → dataHost); unmapped databases go to the user's cluster.
+	Schemas  map[string]string `yaml:"schemas,omitempty"`
+	Pool     PoolSettings      `yaml:"pool"`
+	Monitor  Monitor           `yaml:"monitor"`
+	Failover Failover          `yaml:"failover"`
+	Routing  Routing           `yaml:"routing"`
+	Admin    Admin             `yaml:"admin"`
+	HTTP     HTTP              `yaml:"http"`
+	Hooks    Hooks             `yaml:"hooks"`
+	Log      Log               `yaml:"log"`
 	// Coordination with other Switchyard instances; empty: run alone.
 	Coordination Coordination `yaml:"coordination"`
 
 	// Path is the file this config was read from (not a YAML key).
 	Path string `yaml:"-"`
+	// resolved are the clusters with their effective settings (Parse).
+	resolved []Cluster
+}
+
+// ClusterList returns the clusters with their effective settings, in
+// config order: the clusters section, or the one cluster "default" of a
+// config with top-level backends.
+func (c *Config) ClusterList() []Cluster { return c.resolved }
+
+// DefaultCluster is the cluster of users and databases mapped to none:
+// the first.
+func (c *Config) DefaultCluster() string {
+	if len(c.resolved) == 0 {
+		return "default"
+	}
+	return c.resolved[0].Name
 }
 
 // TLSServer configures TLS on a listener.
@@ -76,6 +101,31 @@ type User struct {
 	// QueryTimeout overrides pool.query_timeout for this user's
 	// statements (0: the pool's).
 	QueryTimeout Duration `yaml:"query_timeout"`
+	// MaxConnections caps this user's concurrent sessions (0: only
+	// max_client_connections applies), so one application cannot starve
+	// another: error 1040 over it.
+	MaxConnections int `yaml:"max_connections"`
+	// Cluster is the cluster this user's sessions start on when their
+	// database is not mapped by schemas (default: the first cluster).
+	Cluster string `yaml:"cluster"`
+}
+
+// Cluster is one master–replica cluster. Monitor, Failover, Routing and
+// Pool are its effective settings: the top-level sections with the
+// cluster's own keys merged over them (Parse fills them in).
+type Cluster struct {
+	Name     string    `yaml:"name"`
+	Backends []Backend `yaml:"backends"`
+	// Overrides as written (only the keys given).
+	MonitorOverride  yaml.Node `yaml:"monitor,omitempty"`
+	FailoverOverride yaml.Node `yaml:"failover,omitempty"`
+	RoutingOverride  yaml.Node `yaml:"routing,omitempty"`
+	PoolOverride     yaml.Node `yaml:"pool,omitempty"`
+
+	Monitor  Monitor      `yaml:"-"`
+	Failover Failover     `yaml:"-"`
+	Routing  Routing      `yaml:"-"`
+	Pool     PoolSettings `yaml:"-"`
 }
 
 // Backend is one MariaDB/MySQL server.

@@ -149,3 +149,109 @@ func TestAdminDefaultsToLoopback(t *testing.T) {
 		t.Fatalf("admin %q, load_data_local %v", d.Admin.Listen, d.LoadDataLocal)
 	}
 }
+
+const twoClusters = `listen: 127.0.0.1:3307
+users:
+  - name: app
+    password: secret
+  - name: crm
+    password: secret
+    cluster: c2
+    max_connections: 50
+admin:
+  password: adminpw
+monitor:
+  user: mon
+  password: monpw
+  interval: 1s
+failover:
+  replication_user: repl
+  replication_password: replpw
+  cooldown: 5m
+routing:
+  max_replica_lag: 10s
+schemas:
+  shop: c1
+  crm: c2
+clusters:
+  - name: c1
+    backends:
+      - {name: db1, host: 127.0.0.1, port: 3306}
+      - {name: db2, host: 127.0.0.1, port: 3307}
+  - name: c2
+    backends:
+      - {name: db3, host: 127.0.0.1, port: 3316}
+      - {name: db4, host: 127.0.0.1, port: 3317}
+    monitor:
+      interval: 250ms
+    failover:
+      enabled: false
+    routing:
+      max_replica_lag: 2s
+    pool:
+      max_connections: 20
+`
+
+// TestClustersMergeOverTopLevel: a cluster's keys override the top-level
+// ones, everything else is inherited; top-level backends are cluster
+// "default".
+func TestClustersMergeOverTopLevel(t *testing.T) {
+	c, err := Parse([]byte(twoClusters), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := c.ClusterList()
+	if len(list) != 2 || list[0].Name != "c1" || c.DefaultCluster() != "c1" {
+		t.Fatalf("clusters: %+v", list)
+	}
+	c1, c2 := list[0], list[1]
+	if c1.Monitor.Interval.D() != time.Second || c2.Monitor.Interval.D() != 250*time.Millisecond || c2.Monitor.User != "mon" {
+		t.Errorf("monitor: c1 %+v c2 %+v", c1.Monitor, c2.Monitor)
+	}
+	if !c1.Failover.Enabled || c2.Failover.Enabled || c2.Failover.Cooldown.D() != 5*time.Minute || c2.Failover.ReplicationUser != "repl" {
+		t.Errorf("failover: c1 %+v c2 %+v", c1.Failover, c2.Failover)
+	}
+	if c1.Routing.MaxReplicaLag.D() != 10*time.Second || c2.Routing.MaxReplicaLag.D() != 2*time.Second || c2.Routing.Consistency != "session" {
+		t.Errorf("routing: c1 %+v c2 %+v", c1.Routing, c2.Routing)
+	}
+	if c1.Pool.MaxConnections != 512 || c2.Pool.MaxConnections != 20 || c2.Pool.MaxIdle != 64 {
+		t.Errorf("pool: c1 %+v c2 %+v", c1.Pool, c2.Pool)
+	}
+	if c.Users[1].Cluster != "c2" || c.Users[1].MaxConnections != 50 || c.Schemas["crm"] != "c2" {
+		t.Errorf("users/schemas: %+v %v", c.Users, c.Schemas)
+	}
+	one, err := Parse([]byte(minimal), "x.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := one.ClusterList(); len(l) != 1 || l[0].Name != "default" || len(l[0].Backends) != 2 || l[0].Monitor.User != "mon" {
+		t.Fatalf("a config without clusters: %+v", l)
+	}
+}
+
+// TestClusterValidation: clusters are checked like the top level, and
+// names, schemas and users must agree.
+func TestClusterValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name, from, to, want string
+	}{
+		{"unknown override key", "      interval: 250ms", "      intervall: 250ms", "clusters[1].monitor: unknown key intervall"},
+		{"backend name used in two clusters", "{name: db3,", "{name: db1,", "duplicate backend name \"db1\""},
+		{"address used in two clusters", "port: 3316}", "port: 3306}", "address 127.0.0.1:3306 is used by another backend"},
+		{"schema of no cluster", "crm: c2\nclusters", "crm: c9\nclusters", "schemas.crm: cluster \"c9\" is not defined"},
+		{"user of no cluster", "cluster: c2", "cluster: c7", "users[1].cluster: cluster \"c7\" is not defined"},
+		{"duplicate cluster", "- name: c2", "- name: c1", "duplicate cluster \"c1\""},
+		{"backends and clusters", "clusters:\n", "backends:\n  - {name: x, host: h}\nclusters:\n", "use either backends"},
+		{"a cluster without a monitor account", "  user: mon\n", "", "clusters[0].monitor.user: is required"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if !strings.Contains(twoClusters, tc.from) {
+				t.Fatalf("fixture lacks %q", tc.from)
+			}
+			_, err := Parse([]byte(strings.Replace(twoClusters, tc.from, tc.to, 1)), "x.yaml")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

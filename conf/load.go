@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -91,7 +92,11 @@ func Parse(data []byte, name string) (*Config, error) {
 	}
 	cfg.Path = name
 	applyDerivedDefaults(&cfg)
-	if errs := cfg.validate(); len(errs) > 0 {
+	errs := cfg.resolveClusters()
+	if len(errs) == 0 {
+		errs = cfg.validate()
+	}
+	if len(errs) > 0 {
 		lines := newLineIndex(&root)
 		msgs := make([]string, 0, len(errs))
 		for _, e := range errs {
@@ -132,8 +137,15 @@ func applyDerivedDefaults(c *Config) {
 			}
 		}
 	}
-	for i := range c.Backends {
-		b := &c.Backends[i]
+	defaultBackends(c.Backends)
+	for i := range c.Clusters {
+		defaultBackends(c.Clusters[i].Backends)
+	}
+}
+
+func defaultBackends(list []Backend) {
+	for i := range list {
+		b := &list[i]
 		if b.Weight == 0 {
 			b.Weight = 1
 		}
@@ -142,6 +154,58 @@ func applyDerivedDefaults(c *Config) {
 		}
 	}
 }
+
+// resolveClusters fills the effective settings of each cluster: the
+// top-level sections with the cluster's keys merged over them.
+func (c *Config) resolveClusters() []fieldError {
+	if len(c.Clusters) > 0 && len(c.Backends) > 0 {
+		return []fieldError{{"backends", "use either backends (one cluster) or clusters, not both"}}
+	}
+	if len(c.Clusters) == 0 {
+		c.resolved = []Cluster{{Name: "default", Backends: c.Backends, Monitor: c.Monitor, Failover: c.Failover, Routing: c.Routing, Pool: c.Pool}}
+		return nil
+	}
+	var errs []fieldError
+	c.resolved = make([]Cluster, len(c.Clusters))
+	for i, cl := range c.Clusters {
+		cl.Monitor, cl.Failover, cl.Routing, cl.Pool = c.Monitor, c.Failover, c.Routing, c.Pool
+		f := fmt.Sprintf("clusters[%d]", i)
+		for _, o := range []struct {
+			key  string
+			node *yaml.Node
+			into any
+		}{{"monitor", &cl.MonitorOverride, &cl.Monitor}, {"failover", &cl.FailoverOverride, &cl.Failover},
+			{"routing", &cl.RoutingOverride, &cl.Routing}, {"pool", &cl.PoolOverride, &cl.Pool}} {
+			if err := mergeOver(o.node, o.into); err != nil {
+				errs = append(errs, fieldError{f + "." + o.key, err.Error()})
+			}
+		}
+		c.resolved[i] = cl
+	}
+	return errs
+}
+
+// mergeOver decodes an override (only the keys it has) over the values
+// already in into; unknown keys are errors, as at the top level.
+func mergeOver(n *yaml.Node, into any) error {
+	if n.Kind == 0 {
+		return nil
+	}
+	raw, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(into); err != nil {
+		// Lines of the re-encoded override mean nothing to the reader:
+		// the error is reported at the override's own line.
+		return errors.New(overrideLine.ReplaceAllString(cleanYAMLError(err).Error(), ""))
+	}
+	return nil
+}
+
+var overrideLine = regexp.MustCompile(`line \d+: `)
 
 type fieldError struct {
 	field string // dotted path with [i], e.g. users[0].name
@@ -200,42 +264,7 @@ func (c *Config) validate() []fieldError {
 			add(f+".name", "%q is also the admin user; use distinct accounts", u.Name)
 		}
 	}
-	if len(c.Backends) == 0 {
-		add("backends", "at least one backend is required")
-	}
-	seenName, seenAddr := map[string]bool{}, map[string]bool{}
-	allNoMaster := len(c.Backends) > 1
-	for i, b := range c.Backends {
-		f := fmt.Sprintf("backends[%d]", i)
-		if b.Name == "" {
-			add(f+".name", "is required")
-		} else if seenName[b.Name] {
-			add(f+".name", "duplicate backend name %q", b.Name)
-		}
-		seenName[b.Name] = true
-		if b.Host == "" {
-			add(f+".host", "is required")
-		}
-		if b.Port <= 0 || b.Port > 65535 {
-			add(f+".port", "%d is not a valid port", b.Port)
-		}
-		if seenAddr[b.Addr()] {
-			add(f+".port", "address %s is used by another backend", b.Addr())
-		}
-		seenAddr[b.Addr()] = true
-		if b.Weight < 0 {
-			add(f+".weight", "must not be negative")
-		}
-		if b.Candidate && b.NoMaster {
-			add(f+".no_master", "a backend cannot be both candidate and no_master")
-		}
-		if !b.NoMaster {
-			allNoMaster = false
-		}
-	}
-	if allNoMaster {
-		add("backends", "every backend is no_master: no server could ever be master")
-	}
+	errs = append(errs, c.validateClusters()...)
 	p := c.Pool
 	if p.MaxConnections <= 0 {
 		add("pool.max_connections", "must be positive")
@@ -262,12 +291,6 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Monitor.FailCount < 1 {
 		add("monitor.failcount", "must be at least 1")
-	}
-	if len(c.Backends) > 1 && c.Monitor.User == "" {
-		add("monitor.user", "is required with more than one backend (replica health, lag and roles come from the monitor)")
-	}
-	if len(c.Backends) > 1 && c.Failover.Enabled && c.Failover.ReplicationUser == "" {
-		add("failover.replication_user", "is required when failover is enabled: replicas are repointed with it")
 	}
 	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
 		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
@@ -302,6 +325,95 @@ func (c *Config) validate() []fieldError {
 	}
 	if c.Log.Format != "json" && c.Log.Format != "console" {
 		add("log.format", "%q: use json or console", c.Log.Format)
+	}
+	return errs
+}
+
+// validateClusters checks every cluster's backends (names and addresses
+// unique across all clusters) and settings, the schema map and the users'
+// clusters.
+func (c *Config) validateClusters() []fieldError {
+	var errs []fieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
+	}
+	seenName, seenAddr, clusters := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	for i, cl := range c.resolved {
+		// A config without clusters names its fields as written.
+		f, where, backends := fmt.Sprintf("clusters[%d]", i), fmt.Sprintf("clusters[%d].", i), fmt.Sprintf("clusters[%d].backends", i)
+		if len(c.Clusters) == 0 {
+			f, where, backends = "backends", "", "backends"
+		}
+		switch {
+		case cl.Name == "" || strings.ContainsAny(cl.Name, " /.'`\""):
+			add(f+".name", "%q: a cluster needs a name of letters, digits, - or _", cl.Name)
+		case clusters[cl.Name]:
+			add(f+".name", "duplicate cluster %q", cl.Name)
+		}
+		clusters[cl.Name] = true
+		errs = append(errs, validateBackends(backends, cl.Backends, seenName, seenAddr)...)
+		if len(cl.Backends) > 1 && cl.Monitor.User == "" {
+			add(where+"monitor.user", "is required with more than one backend (replica health, lag and roles come from the monitor)")
+		}
+		if len(cl.Backends) > 1 && cl.Failover.Enabled && cl.Failover.ReplicationUser == "" {
+			add(where+"failover.replication_user", "is required when failover is enabled: replicas are repointed with it")
+		}
+	}
+	for db, cl := range c.Schemas {
+		if !clusters[cl] {
+			add("schemas."+db, "cluster %q is not defined", cl)
+		}
+	}
+	for i, u := range c.Users {
+		if u.Cluster != "" && !clusters[u.Cluster] {
+			add(fmt.Sprintf("users[%d].cluster", i), "cluster %q is not defined", u.Cluster)
+		}
+		if u.MaxConnections < 0 {
+			add(fmt.Sprintf("users[%d].max_connections", i), "must not be negative")
+		}
+	}
+	return errs
+}
+
+// validateBackends checks one cluster's backends; names and addresses
+// must be unique across clusters (seen*).
+func validateBackends(field string, list []Backend, seenName, seenAddr map[string]bool) []fieldError {
+	var errs []fieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
+	}
+	if len(list) == 0 {
+		add(field, "at least one backend is required")
+	}
+	allNoMaster := len(list) > 1
+	for i, b := range list {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if b.Name == "" {
+			add(f+".name", "is required")
+		} else if seenName[b.Name] {
+			add(f+".name", "duplicate backend name %q (names are unique across clusters)", b.Name)
+		}
+		seenName[b.Name] = true
+		if b.Host == "" {
+			add(f+".host", "is required")
+		}
+		if b.Port <= 0 || b.Port > 65535 {
+			add(f+".port", "%d is not a valid port", b.Port)
+		}
+		if seenAddr[b.Addr()] {
+			add(f+".port", "address %s is used by another backend", b.Addr())
+		}
+		seenAddr[b.Addr()] = true
+		if b.Weight < 0 {
+			add(f+".weight", "must not be negative")
+		}
+		if b.Candidate && b.NoMaster {
+			add(f+".no_master", "a backend cannot be both candidate and no_master")
+		}
+		allNoMaster = allNoMaster && b.NoMaster
+	}
+	if allNoMaster {
+		add(field, "every backend is no_master: no server could ever be master")
 	}
 	return errs
 }

@@ -5,7 +5,15 @@
 // operation record so that a leader dying mid-failover leaves a state the
 // next leader can redo. Without a coordination section none of this runs.
 //
-// Goroutines: one campaigns for leadership, one watches the topology, one
-// checks etcd's health and refreshes this instance's registration. The
-// failover engine calls Leader, Healthy, Begin, Commit and Abort.
+// Coordinator is the process's connection to etcd and its registration;
+// each cluster joins with its own Cluster coordinator: its own election
+// (one leader per cluster, possibly different instances), topology key
+// and operation record. The default cluster keeps the keys used before
+// clusters existed (<prefix>/topology, /election, /operation); cluster c
+// uses <prefix>/clusters/c/….
+//
+// Goroutines: one checks etcd's health and refreshes this instance's
+// registration; per cluster, one campaigns for leadership and one watches
+// the topology. A cluster's failover engine calls Leader, Healthy, Begin,
+// Commit and Abort.
 package coord

@@ -84,9 +84,13 @@ func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
 		if err := s.db.QueryRowContext(ctx, s.flavor.PositionsSQL()).Scan(&applied, &current); err != nil {
 			return err
 		}
-		r.Reachable = true
-		r.Applied, _ = backend.ParsePosition(applied)
-		r.Current, _ = backend.ParsePosition(current)
+		var err error
+		if r.Applied, err = backend.ParsePosition(applied); err != nil {
+			return fmt.Errorf("%s: applied position %q: %w", addr, applied, err)
+		}
+		if r.Current, err = backend.ParsePosition(current); err != nil {
+			return fmt.Errorf("%s: current position %q: %w", addr, current, err)
+		}
 		rs, ok, err := backend.QueryReplicaStatus(ctx, s.db, s.flavor)
 		if err != nil {
 			return err
@@ -94,8 +98,11 @@ func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
 		if ok {
 			r.IOConnected = rs.IORunning
 			r.SourceID = rs.MasterServerID
-			r.Received, _ = backend.ParsePosition(rs.GTIDReceived)
+			if r.Received, err = backend.ParsePosition(rs.GTIDReceived); err != nil {
+				return fmt.Errorf("%s: received position %q: %w", addr, rs.GTIDReceived, err)
+			}
 		}
+		r.Reachable = true
 		return nil
 	})
 	return r, err

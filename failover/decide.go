@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -67,6 +68,9 @@ func known(r Replica) backend.Position {
 	return r.Current.Union(r.Applied).Union(r.Received)
 }
 
+// errNoCandidate: no replica can be promoted.
+var errNoCandidate = errors.New("no eligible replica to promote")
+
 // PickCandidate chooses the replica to promote: among reachable replicas
 // not marked no_master, the most advanced one (it holds every transaction
 // the dead master acknowledged under semi-sync). Ties go to a replica
@@ -90,9 +94,9 @@ func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
 	}
 	if len(pool) == 0 {
 		if want != "" {
-			return Replica{}, "", fmt.Errorf("%s cannot be promoted: not a reachable replica eligible for master", want)
+			return Replica{}, "", fmt.Errorf("%s cannot be promoted: not a reachable replica eligible for master: %w", want, errNoCandidate)
 		}
-		return Replica{}, "", fmt.Errorf("no eligible replica to promote (%s)", strings.Join(skipped, ", "))
+		return Replica{}, "", fmt.Errorf("%w (%s)", errNoCandidate, strings.Join(skipped, ", "))
 	}
 	sort.SliceStable(pool, func(i, j int) bool {
 		a, b := known(pool[i]), known(pool[j])

@@ -13,10 +13,16 @@
 //   - servers.go: Servers, what the procedure needs of the servers;
 //     actuator.go implements it with SQL, one statement at a time under
 //     deadlines.
-//   - engine.go: the automatic loop (detect, confirm, cooldown), settings
-//     and named step timeouts; rejoin.go: returning masters become
-//     replicas unless diverged; record.go: history and state file;
-//     hooks.go: the operator's commands around a change.
+//   - engine.go: the automatic loop (detect, confirm, cooldown after an
+//     automatic failover only), why a failover is blocked (Blocked, also
+//     in the topology for every surface), settings a reload swaps without
+//     waiting for a change in progress; rejoin.go: returning masters
+//     become replicas unless diverged; record.go: history (bounded);
+//     state.go: the state file shared by every cluster's engine (fsync,
+//     checked rename); hooks.go: the operator's commands around a change.
+//
+// One Engine acts on one cluster: a failover in one cluster never holds,
+// fences or slows another's.
 //
 // With a Coordinator (package coord) the engine acts only as leader and
 // publishes changes by compare-and-swap.

@@ -3,6 +3,7 @@ package failover
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +20,11 @@ type Settings struct {
 	ApplyTimeout time.Duration
 	Interval     time.Duration
 	FailCount    int
-	StateFile    string
-	Hooks        Hooks
-	Timeouts     Timeouts
+	// State, when set, persists the epoch and history (shared by the
+	// engines of every cluster).
+	State    *StateFile
+	Hooks    Hooks
+	Timeouts Timeouts
 	// SwitchoverDrain: how long a switchover lets open transactions
 	// finish before it fences the master.
 	SwitchoverDrain time.Duration
@@ -84,27 +87,63 @@ type Hooks struct {
 type Engine struct {
 	cluster *backend.Cluster
 	act     Servers
-	set     Settings
-	log     *zap.Logger
+	// set is swapped whole by a reload (SetSettings); a change in
+	// progress keeps the settings it started with.
+	set atomic.Pointer[Settings]
+	log *zap.Logger
 
 	mu         sync.Mutex   // one topology change at a time
 	lastChange atomic.Int64 // unix nanoseconds of the last topology change
+	// lastAuto is when the last automatic failover succeeded: only it
+	// starts failover.cooldown (a switchover or an operator's FAILOVER
+	// does not switch automatic failover off).
+	lastAuto atomic.Int64
+	// blocked says why a dead master is not being replaced ("" when
+	// nothing blocks it); also in the topology, for every surface.
+	blocked    atomic.Pointer[Blocked]
 	history    []Record
 	histMu     sync.Mutex
 	noted      map[string]string // last message logged per condition, to log changes once
 	nextRejoin map[string]time.Time
 	wake       chan struct{}
 	coord      Coordinator // nil: this instance runs alone
-	serversMu  sync.Mutex
 }
 
-// New builds an engine acting on servers through act.
+// Blocked is why an automatic failover does not happen.
+type Blocked struct {
+	// Kind is a short category for metrics and alerts: disabled,
+	// cooldown, unconfirmed, no_candidate, coordination, failed.
+	Kind   string
+	Reason string
+}
+
+// New builds an engine acting on cluster c's servers through act.
 func New(c *backend.Cluster, act Servers, set Settings, log *zap.Logger) *Engine {
 	set.Timeouts = set.Timeouts.withDefaults()
-	e := &Engine{cluster: c, act: act, set: set, log: log, noted: map[string]string{}, nextRejoin: map[string]time.Time{},
-		wake: make(chan struct{}, 1)}
+	e := &Engine{cluster: c, act: act, log: log.With(zap.String("cluster", c.Name)), noted: map[string]string{},
+		nextRejoin: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	e.set.Store(&set)
+	e.blocked.Store(&Blocked{})
 	e.loadState()
 	return e
+}
+
+// Cluster is the cluster the engine acts on.
+func (e *Engine) Cluster() *backend.Cluster { return e.cluster }
+
+// Blocked says why an automatic failover of the dead master is not
+// happening (zero when none is needed or nothing blocks it).
+func (e *Engine) Blocked() Blocked { return *e.blocked.Load() }
+
+// block records why no automatic failover happens, everywhere an operator
+// looks (the topology carries it to SHOW BACKENDS, the status page, the
+// error a held write gets; Blocked to metrics).
+func (e *Engine) block(kind, reason string) {
+	if b := e.blocked.Load(); b.Kind == kind && b.Reason == reason {
+		return
+	}
+	e.blocked.Store(&Blocked{Kind: kind, Reason: reason})
+	e.cluster.Topo.SetFailoverBlocked(reason)
 }
 
 // SetCoordinator makes the engine share decisions with other instances:
@@ -117,7 +156,7 @@ var ErrBusy = errors.New("another failover or switchover is in progress")
 
 // Run watches the topology until ctx ends.
 func (e *Engine) Run(ctx context.Context) {
-	t := time.NewTicker(e.set.Interval)
+	t := time.NewTicker(e.cfg().Interval)
 	defer t.Stop()
 	for {
 		select {
@@ -155,7 +194,7 @@ func (e *Engine) tick(ctx context.Context) {
 		if !e.coord.Leader() {
 			return // followers only monitor; the leader acts
 		}
-		cctx, cancel := context.WithTimeout(ctx, e.set.Timeouts.Coordinate)
+		cctx, cancel := context.WithTimeout(ctx, e.cfg().Timeouts.Coordinate)
 		if what, ok := e.coord.ClearStale(cctx); ok {
 			e.log.Warn("cleared a topology change left unfinished by a dead instance; redoing from the servers' state", zap.String("change", what))
 		}
@@ -163,38 +202,58 @@ func (e *Engine) tick(ctx context.Context) {
 	}
 	topo := e.cluster.Topology()
 	master := topo.Server(topo.Master)
-	if master != nil && !master.Up && (master.Failures >= e.set.FailCount || master.Refused) {
+	if master != nil && !master.Up && (master.Failures >= e.cfg().FailCount || master.Refused) {
 		e.autoFailover(ctx, topo)
 		return
 	}
 	e.noted["suspect"] = ""
 	if master != nil && master.Up {
-		e.cluster.SetMasterUnreachable(false)
+		e.cluster.Topo.SetMasterUnreachable(false)
+		e.block("", "")
 		e.rejoinStrays(ctx)
 	}
 }
 
 func (e *Engine) autoFailover(ctx context.Context, topo *backend.Topology) {
 	master := topo.Server(topo.Master)
-	switch {
-	case !e.set.Enabled:
-		e.noteOnce("suspect", "master is down and automatic failover is disabled", zap.String("master", topo.Master))
-		return
-	case e.lastChange.Load() != 0 && time.Since(time.Unix(0, e.lastChange.Load())) < e.set.Cooldown:
-		e.noteOnce("suspect", "master is down but the last topology change is within failover.cooldown: not failing over automatically",
-			zap.String("master", topo.Master), zap.Duration("cooldown", e.set.Cooldown))
+	if kind, why := e.refuseAutomatic(); kind != "" {
+		e.block(kind, why)
+		e.noteOnce("suspect", "master is down and will not be replaced automatically: "+why, zap.String("master", topo.Master))
 		return
 	}
 	replicas := e.inspectReplicas(ctx, topo)
 	v := Confirm(replicas, master.ServerID)
 	if !v.Dead {
-		e.cluster.SetMasterUnreachable(true)
+		e.cluster.Topo.SetMasterUnreachable(true)
+		e.block("unconfirmed", "no failover: "+v.Reason)
 		e.noteOnce("suspect", "master unreachable from the proxy, no failover: "+v.Reason, zap.String("master", topo.Master))
 		return
 	}
-	if _, err := e.Failover(ctx, "", "automatic: "+v.Reason, false); err != nil {
+	if _, err := e.change(ctx, automatic, "", "automatic: "+v.Reason); err != nil {
+		kind := "failed"
+		if errors.Is(err, errNoCandidate) {
+			kind = "no_candidate"
+		}
+		e.block(kind, "automatic failover failed: "+err.Error())
 		e.noteOnce("suspect", "automatic failover failed: "+err.Error(), zap.String("master", topo.Master))
 	}
+}
+
+// refuseAutomatic says why the engine must not fail over on its own now
+// ("" when it may): switched off, within the cooldown of the last
+// automatic failover, or without the coordination store.
+func (e *Engine) refuseAutomatic() (kind, why string) {
+	switch last := e.lastAuto.Load(); {
+	case !e.cfg().Enabled:
+		return "disabled", "automatic failover is disabled (failover.enabled: false); admin FAILOVER still works"
+	case last != 0 && time.Since(time.Unix(0, last)) < e.cfg().Cooldown:
+		until := time.Unix(0, last).Add(e.cfg().Cooldown)
+		return "cooldown", fmt.Sprintf("the last automatic failover was less than failover.cooldown (%s) ago: "+
+			"not before %s; admin FAILOVER still works", e.cfg().Cooldown, until.UTC().Format(time.RFC3339))
+	case e.coord != nil && !e.coord.Healthy():
+		return "coordination", "the coordination store (etcd) is unreachable: no instance may promote"
+	}
+	return "", ""
 }
 
 // inspectReplicas asks every server but the master for its state now.
@@ -212,9 +271,12 @@ func (e *Engine) inspectReplicas(ctx context.Context, topo *backend.Topology) []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, e.set.Timeouts.Inspect)
+			cctx, cancel := context.WithTimeout(ctx, e.cfg().Timeouts.Inspect)
 			defer cancel()
 			r, err := e.act.Inspect(cctx, sc.Addr)
+			if err != nil {
+				e.log.Warn("cannot read a replica's state", zap.String("backend", sc.Name), zap.Error(err))
+			}
 			r.Name, r.Order, r.Candidate, r.NoMaster = sc.Name, i, sc.Candidate, sc.NoMaster
 			if err != nil {
 				r.Reachable = false
@@ -228,20 +290,19 @@ func (e *Engine) inspectReplicas(ctx context.Context, topo *backend.Topology) []
 	return out
 }
 
-// SetServers updates the servers' promotion settings (config reload).
-func (e *Engine) SetServers(list []ServerConfig) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.serversMu.Lock()
-	e.set.Servers = list
-	e.serversMu.Unlock()
+// SetSettings replaces the settings (a reload): never blocked by a change
+// in progress, which goes on with the settings it started with. The
+// state file is the one the engine was made with.
+func (e *Engine) SetSettings(set Settings) {
+	set.Timeouts = set.Timeouts.withDefaults()
+	set.State = e.cfg().State
+	e.set.Store(&set)
 }
 
-func (e *Engine) servers() []ServerConfig {
-	e.serversMu.Lock()
-	defer e.serversMu.Unlock()
-	return e.set.Servers
-}
+// cfg returns the settings in force.
+func (e *Engine) cfg() *Settings { return e.set.Load() }
+
+func (e *Engine) servers() []ServerConfig { return e.cfg().Servers }
 
 func (e *Engine) server(name string) ServerConfig {
 	for _, s := range e.servers() {

@@ -17,7 +17,7 @@ func (e *Engine) hook(ctx context.Context, command, event string, old, new Serve
 	if command == "" {
 		return nil
 	}
-	hctx, cancel := context.WithTimeout(ctx, e.set.Hooks.Timeout)
+	hctx, cancel := context.WithTimeout(ctx, e.cfg().Hooks.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(hctx, "/bin/sh", "-c", command)
 	oldHost, oldPort, _ := net.SplitHostPort(old.Addr)
@@ -25,7 +25,7 @@ func (e *Engine) hook(ctx context.Context, command, event string, old, new Serve
 	// Host and port apart too: MHA's master_ip_failover scripts take them
 	// as separate arguments (switchyard import writes such hooks).
 	cmd.Env = append(os.Environ(),
-		"SWITCHYARD_EVENT="+event,
+		"SWITCHYARD_EVENT="+event, "SWITCHYARD_CLUSTER="+e.cluster.Name,
 		"SWITCHYARD_OLD_MASTER="+old.Addr, "SWITCHYARD_OLD_MASTER_NAME="+old.Name,
 		"SWITCHYARD_OLD_MASTER_HOST="+oldHost, "SWITCHYARD_OLD_MASTER_PORT="+oldPort,
 		"SWITCHYARD_NEW_MASTER="+new.Addr, "SWITCHYARD_NEW_MASTER_NAME="+new.Name,

@@ -10,36 +10,49 @@ import (
 	"github.com/switchyard/switchyard/backend"
 )
 
-// Failover promotes a replica because the master is gone. want names the
-// replica (admin FAILOVER TO); force skips the confirmation that the
-// master is dead (admin FAILOVER), never the cooldown for automatic runs.
-func (e *Engine) Failover(ctx context.Context, want, reason string, force bool) (*Record, error) {
-	if force {
-		reason = "forced by the operator"
-	}
-	return e.change(ctx, false, want, reason)
+// changeKind is who asked for a change.
+type changeKind uint8
+
+const (
+	automatic  changeKind = iota // the engine, for a dead master
+	forced                       // the operator's FAILOVER: no confirmation, no cooldown
+	switchover                   // the operator's SWITCHOVER: the master is alive
+)
+
+// Failover promotes a replica because the operator says the master is
+// gone (admin FAILOVER [TO want]): no confirmation that it is dead, no
+// cooldown, and no cooldown after it.
+func (e *Engine) Failover(ctx context.Context, want string) (*Record, error) {
+	return e.change(ctx, forced, want, "forced by the operator")
 }
 
 // Switchover moves the master role to a healthy replica with no loss:
 // writes are held, the old master is made read-only, the target applies
 // everything, is promoted, and the old master becomes its replica.
 func (e *Engine) Switchover(ctx context.Context, want string) (*Record, error) {
-	return e.change(ctx, true, want, "requested by the operator")
+	return e.change(ctx, switchover, want, "requested by the operator")
 }
 
-func (e *Engine) change(ctx context.Context, planned bool, want, reason string) (*Record, error) {
+func (e *Engine) change(ctx context.Context, who changeKind, want, reason string) (*Record, error) {
 	if !e.mu.TryLock() {
 		return nil, ErrBusy
 	}
 	defer e.mu.Unlock()
+	planned := who == switchover
 	kind := "failover"
 	if planned {
 		kind = "switchover"
 	}
 	topo := e.cluster.Topology()
-	c := &change{e: e, ctx: ctx, kind: kind, planned: planned, want: want, topo: topo, old: e.server(topo.Master),
+	c := &change{e: e, set: e.cfg(), ctx: ctx, kind: kind, planned: planned, want: want, topo: topo, old: e.server(topo.Master),
 		rec: newRecorder(kind, reason, topo.Master)}
 	err := c.run()
+	if err == nil {
+		e.blocked.Store(&Blocked{}) // the topology's note went with SetMaster
+		if who == automatic {
+			e.lastAuto.Store(time.Now().UnixNano())
+		}
+	}
 	e.finish(c.rec, err)
 	return c.rec.rec, err
 }
@@ -48,6 +61,7 @@ func (e *Engine) change(ctx context.Context, planned bool, want, reason string) 
 // what was done to which server, and how to undo it.
 type change struct {
 	e       *Engine
+	set     *Settings // as the change started
 	ctx     context.Context
 	kind    string
 	planned bool // switchover: the master is alive and loses nothing
@@ -119,7 +133,7 @@ func (c *change) run() error {
 		_ = c.step("catchup", c.catchUp)
 		_ = c.step("hold", c.hold)
 		_ = c.step("drain", c.drain)
-	} else if err := c.step("pre_hook", func() error { return c.hook(c.e.set.Hooks.PreFailover) }); err != nil {
+	} else if err := c.step("pre_hook", func() error { return c.hook(c.set.Hooks.PreFailover) }); err != nil {
 		return fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
 	}
 	// An unreachable old master is expected in a failover: it died.
@@ -143,9 +157,9 @@ func (c *change) run() error {
 		_ = c.step("repoint", c.repoint)
 	}
 	_ = c.step("verify", c.verify)
-	post := c.e.set.Hooks.PostFailover
+	post := c.set.Hooks.PostFailover
 	if c.planned {
-		post = c.e.set.Hooks.PostSwitchover
+		post = c.set.Hooks.PostSwitchover
 	}
 	_ = c.step("post_hook", func() error { return c.hook(post) })
 	return nil
@@ -161,14 +175,14 @@ func (c *change) timeout(d time.Duration) (context.Context, context.CancelFunc) 
 // stuck on the dead master are cut first and open transactions are held
 // too; the hold's wait is best effort.
 func (c *change) hold() error {
-	ctx, cancel := c.timeout(c.e.set.Timeouts.Hold)
+	ctx, cancel := c.timeout(c.set.Timeouts.Hold)
 	defer cancel()
 	if c.planned {
-		c.openAtHold = c.e.cluster.OpenTransactions()
-		return c.e.cluster.Hold(ctx)
+		c.openAtHold = c.e.cluster.Gate.OpenTransactions()
+		return c.e.cluster.Gate.Hold(ctx)
 	}
-	c.e.cluster.KillInUse(c.old.Name)
-	_ = c.e.cluster.HoldTransactions(ctx)
+	c.e.cluster.Pools.KillInUse(c.old.Name)
+	_ = c.e.cluster.Gate.HoldTransactions(ctx)
 	return nil
 }
 
@@ -176,13 +190,13 @@ func (c *change) hold() error {
 // to finish (new ones wait at the gate since the hold), then holds their
 // statements too. Drained counts those open at the hold that finished.
 func (c *change) drain() error {
-	ctx, cancel := c.timeout(c.e.set.SwitchoverDrain)
-	left := c.e.cluster.DrainTransactions(ctx)
+	ctx, cancel := c.timeout(c.set.SwitchoverDrain)
+	left := c.e.cluster.Gate.DrainTransactions(ctx)
 	cancel()
 	c.rec.rec.Drained, c.rec.rec.LeftOpen = max(c.openAtHold-left, 0), left
-	hctx, hcancel := c.timeout(c.e.set.Timeouts.Hold)
+	hctx, hcancel := c.timeout(c.set.Timeouts.Hold)
 	defer hcancel()
-	return c.e.cluster.HoldTransactions(hctx)
+	return c.e.cluster.Gate.HoldTransactions(hctx)
 }
 
 // endHold lets writes go on to whichever master there is now: the new
@@ -190,7 +204,7 @@ func (c *change) drain() error {
 // old one.
 func (c *change) endHold() {
 	if !c.published {
-		c.e.cluster.Release()
+		c.e.cluster.Gate.Release()
 	}
 }
 
@@ -215,10 +229,10 @@ func (c *change) pick() error {
 func (c *change) catchUp() error {
 	for round := 0; round < 5; round++ {
 		start := time.Now()
-		ctx, cancel := c.timeout(c.e.set.ApplyTimeout + c.e.set.Timeouts.Inspect)
+		ctx, cancel := c.timeout(c.set.ApplyTimeout + c.set.Timeouts.Inspect)
 		m, err := c.e.act.Inspect(ctx, c.old.Addr)
 		if err == nil {
-			err = c.e.act.WaitApplied(ctx, c.candCfg.Addr, m.Current, c.e.set.ApplyTimeout)
+			err = c.e.act.WaitApplied(ctx, c.candCfg.Addr, m.Current, c.set.ApplyTimeout)
 		}
 		cancel()
 		if err != nil {
@@ -235,7 +249,7 @@ func (c *change) catchUp() error {
 // (their transactions roll back) and reads what it holds, which the
 // candidate must apply.
 func (c *change) fence() error {
-	ctx, cancel := c.timeout(c.e.set.Timeouts.Fence)
+	ctx, cancel := c.timeout(c.set.Timeouts.Fence)
 	defer cancel()
 	// The undo comes first: a fence that timed out may still have applied.
 	c.pushUndo("unfence "+c.old.Name, false, func(ctx context.Context) error { return c.e.act.Unfence(ctx, c.old.Addr) })
@@ -262,12 +276,12 @@ func (c *change) fence() error {
 // apply waits until the candidate has applied everything it received
 // (its relay log) and everything a reachable old master holds.
 func (c *change) apply() error {
-	ctx, cancel := c.timeout(c.e.set.ApplyTimeout + c.e.set.Timeouts.Inspect)
+	ctx, cancel := c.timeout(c.set.ApplyTimeout + c.set.Timeouts.Inspect)
 	defer cancel()
-	if err := c.e.act.WaitApplied(ctx, c.candCfg.Addr, c.cand.Received, c.e.set.ApplyTimeout); err != nil {
+	if err := c.e.act.WaitApplied(ctx, c.candCfg.Addr, c.cand.Received, c.set.ApplyTimeout); err != nil {
 		return err
 	}
-	return c.e.act.WaitApplied(ctx, c.candCfg.Addr, c.oldPos, c.e.set.ApplyTimeout)
+	return c.e.act.WaitApplied(ctx, c.candCfg.Addr, c.oldPos, c.set.ApplyTimeout)
 }
 
 // promote makes the candidate a writable master. Its undo is registered
@@ -281,7 +295,7 @@ func (c *change) promote() error {
 	c.pushUndo("demote "+c.cand.Name, true, func(ctx context.Context) error {
 		return c.e.act.Fence(ctx, c.candCfg.Addr, false) // no write reached it: writes were held
 	})
-	ctx, cancel := c.timeout(c.e.set.Timeouts.Promote)
+	ctx, cancel := c.timeout(c.set.Timeouts.Promote)
 	defer cancel()
 	return c.e.act.Promote(ctx, c.candCfg.Addr)
 }
@@ -291,7 +305,7 @@ func (c *change) promote() error {
 // repoints the old master once it is back and its history is checked.)
 func (c *change) repoint() error {
 	return c.eachFollower(func(f follower) error {
-		ctx, cancel := c.timeout(c.e.set.Timeouts.Repoint)
+		ctx, cancel := c.timeout(c.set.Timeouts.Repoint)
 		defer cancel()
 		if err := c.e.act.Follow(ctx, f.Addr, c.candCfg.Addr, f.former); err != nil {
 			return err
@@ -313,7 +327,7 @@ func (c *change) retarget() error {
 	}
 	c.published = true
 	if !c.planned {
-		c.e.cluster.KillInUse(c.old.Name)
+		c.e.cluster.Pools.KillInUse(c.old.Name)
 	}
 	return nil
 }
@@ -321,9 +335,9 @@ func (c *change) retarget() error {
 // verify checks that the repointed servers' replication threads run.
 func (c *change) verify() error {
 	return c.eachFollower(func(f follower) error {
-		ctx, cancel := c.timeout(c.e.set.Timeouts.Verify + time.Second)
+		ctx, cancel := c.timeout(c.set.Timeouts.Verify + time.Second)
 		defer cancel()
-		return c.e.act.Verify(ctx, f.Addr, c.e.set.Timeouts.Verify)
+		return c.e.act.Verify(ctx, f.Addr, c.set.Timeouts.Verify)
 	})
 }
 
@@ -377,7 +391,7 @@ func (c *change) pushUndo(name string, guard bool, do func(ctx context.Context) 
 // Writes then fail until an operator acts, which is better than two
 // writable masters.
 func (c *change) rollback(err error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.e.set.Timeouts.Undo)
+	ctx, cancel := context.WithTimeout(context.Background(), c.set.Timeouts.Undo)
 	defer cancel()
 	for i := len(c.undo) - 1; i >= 0; i-- {
 		u := c.undo[i]
@@ -397,7 +411,7 @@ func (c *change) coordinate() error {
 		return nil
 	}
 	err := c.step("coordinate", func() error {
-		ctx, cancel := c.timeout(c.e.set.Timeouts.Coordinate)
+		ctx, cancel := c.timeout(c.set.Timeouts.Coordinate)
 		defer cancel()
 		var err error
 		c.ticket, err = c.e.coord.Begin(ctx, c.kind, c.old.Name, c.cand.Name, c.topo.Epoch)
@@ -414,16 +428,16 @@ func (c *change) coordinate() error {
 // their watch) or locally.
 func (c *change) publish() error {
 	if c.ticket == nil {
-		c.e.cluster.SetMaster(c.cand.Name)
+		c.e.cluster.Topo.SetMaster(c.cand.Name)
 		return nil
 	}
-	ctx, cancel := c.timeout(c.e.set.Timeouts.Coordinate)
+	ctx, cancel := c.timeout(c.set.Timeouts.Coordinate)
 	defer cancel()
 	epoch, err := c.e.coord.Commit(ctx, c.ticket, c.cand.Name)
 	if err != nil {
 		return fmt.Errorf("publish the new master: %w", err)
 	}
-	c.e.cluster.SetMasterEpoch(c.cand.Name, epoch)
+	c.e.cluster.Topo.SetMasterEpoch(c.cand.Name, epoch)
 	return nil
 }
 
@@ -433,7 +447,7 @@ func (c *change) forgetTicket() {
 	if c.published || c.ticket == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.e.set.Timeouts.Coordinate)
+	ctx, cancel := context.WithTimeout(context.Background(), c.set.Timeouts.Coordinate)
 	defer cancel()
 	c.e.coord.Abort(ctx, c.ticket)
 }

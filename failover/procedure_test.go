@@ -127,7 +127,7 @@ func TestProcedure(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(f, coord)
 			}
-			cluster := backend.NewCluster([]backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}, {Name: "db3", Addr: "a3"}},
+			cluster := backend.NewCluster("default", []backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}, {Name: "db3", Addr: "a3"}},
 				"db1", backend.PoolOptions{}, nil)
 			e := New(cluster, f, Settings{ApplyTimeout: time.Second, Interval: time.Second, Hooks: Hooks{Timeout: time.Second},
 				Servers: []ServerConfig{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}, {Name: "db3", Addr: "a3"}}}, zap.NewNop())
@@ -137,7 +137,7 @@ func TestProcedure(t *testing.T) {
 			if tc.planned {
 				rec, err = e.Switchover(context.Background(), "")
 			} else {
-				rec, err = e.Failover(context.Background(), "", "test", true)
+				rec, err = e.Failover(context.Background(), "")
 			}
 			switch {
 			case tc.wantErr == "" && err != nil:
@@ -205,9 +205,9 @@ func TestRejoinWaitsForARunningChange(t *testing.T) {
 	f := newFakeServers()
 	f.add("db1", "a1", "", "0-1-10")
 	f.add("db2", "a2", "", "0-1-10") // promoted, not yet published
-	cluster := backend.NewCluster([]backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}, "db1", backend.PoolOptions{}, nil)
-	cluster.SetHealth("db1", backend.Health{Up: true, CheckedAt: time.Now()})
-	cluster.SetHealth("db2", backend.Health{Up: true, CheckedAt: time.Now()})
+	cluster := backend.NewCluster("default", []backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}, "db1", backend.PoolOptions{}, nil)
+	cluster.Topo.SetHealth("db1", backend.Health{Up: true, CheckedAt: time.Now()})
+	cluster.Topo.SetHealth("db2", backend.Health{Up: true, CheckedAt: time.Now()})
 	e := New(cluster, f, Settings{Interval: time.Millisecond, Servers: []ServerConfig{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}}, zap.NewNop())
 	e.mu.Lock() // a change is running
 	e.rejoinStrays(context.Background())
@@ -227,17 +227,17 @@ func TestSwitchoverDrainsTransactions(t *testing.T) {
 	f := newFakeServers()
 	f.add("db1", "a1", "", "0-1-10")
 	f.add("db2", "a2", "a1", "0-1-10")
-	cluster := backend.NewCluster([]backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}, "db1", backend.PoolOptions{}, nil)
+	cluster := backend.NewCluster("default", []backend.Server{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}, "db1", backend.PoolOptions{}, nil)
 	e := New(cluster, f, Settings{ApplyTimeout: time.Second, Interval: time.Second, SwitchoverDrain: 300 * time.Millisecond,
 		Servers: []ServerConfig{{Name: "db1", Addr: "a1"}, {Name: "db2", Addr: "a2"}}}, zap.NewNop())
-	cluster.TxOpened()
-	cluster.TxOpened()
+	cluster.Gate.TxOpened()
+	cluster.Gate.TxOpened()
 	go func() {
 		// One transaction commits once new ones are held.
 		for !cluster.Topology().Holding {
 			time.Sleep(time.Millisecond)
 		}
-		cluster.TxClosed()
+		cluster.Gate.TxClosed()
 	}()
 	// (Drained counts the transactions open when writes were held.)
 	rec, err := e.Switchover(context.Background(), "")

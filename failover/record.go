@@ -1,8 +1,6 @@
 package failover
 
 import (
-	"encoding/json"
-	"os"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,9 +68,12 @@ func (e *Engine) finish(r *recorder, err error) {
 	}
 	e.histMu.Lock()
 	e.history = append(e.history, *r.rec)
+	if len(e.history) > maxHistory {
+		e.history = e.history[len(e.history)-maxHistory:]
+	}
 	e.histMu.Unlock()
 	e.saveState()
-	fields := []zap.Field{zap.String("kind", r.rec.Kind), zap.String("old_master", r.rec.OldMaster),
+	fields := []zap.Field{zap.String("cluster", e.cluster.Name), zap.String("kind", r.rec.Kind), zap.String("old_master", r.rec.OldMaster),
 		zap.String("new_master", r.rec.NewMaster), zap.Duration("duration", r.rec.Duration), zap.String("reason", r.rec.Reason)}
 	for _, s := range r.rec.Steps {
 		fields = append(fields, zap.Duration("step_"+s.Name, s.Duration))
@@ -91,51 +92,36 @@ func (e *Engine) History() []Record {
 	return append([]Record(nil), e.history...)
 }
 
-// persisted is the state file's content.
-type persisted struct {
-	Epoch   uint64   `json:"epoch"`
-	Master  string   `json:"master"`
-	History []Record `json:"history"`
-}
-
+// loadState continues the epoch sequence and the history from the state
+// file; the master itself was discovered from the servers, never taken
+// from the file.
 func (e *Engine) loadState() {
-	if e.set.StateFile == "" {
+	if e.cfg().State == nil {
 		return
 	}
-	data, err := os.ReadFile(e.set.StateFile)
-	if err != nil {
-		return
-	}
-	var p persisted
-	if err := json.Unmarshal(data, &p); err != nil {
-		e.log.Warn("ignoring unreadable state file", zap.String("file", e.set.StateFile), zap.Error(err))
+	p, ok := e.cfg().State.load(e.cluster.Name)
+	if !ok {
 		return
 	}
 	e.history = p.History
-	if t := e.cluster.Topology(); p.Epoch >= t.Epoch {
-		// Continue the epoch sequence; the master itself was discovered
-		// from the servers, never taken from this file.
-		e.cluster.SetEpoch(p.Epoch + 1)
+	topo := e.cluster.Topology()
+	if p.Epoch >= topo.Epoch {
+		e.cluster.Topo.SetEpoch(p.Epoch + 1)
 	}
-	if p.Master != "" && p.Master != e.cluster.Topology().Master {
-		e.log.Warn("master differs from the last one recorded", zap.String("recorded", p.Master),
-			zap.String("discovered", e.cluster.Topology().Master))
+	if p.Master != "" && p.Master != topo.Master {
+		e.log.Warn("master differs from the last one recorded", zap.String("recorded", p.Master), zap.String("discovered", topo.Master))
 	}
 }
 
+// saveState writes the cluster's entry of the state file; a failure is
+// logged loudly (the next change tries again).
 func (e *Engine) saveState() {
-	if e.set.StateFile == "" {
+	if e.cfg().State == nil {
 		return
 	}
 	t := e.cluster.Topology()
-	e.histMu.Lock()
-	p := persisted{Epoch: t.Epoch, Master: t.Master, History: e.history}
-	e.histMu.Unlock()
-	data, _ := json.MarshalIndent(p, "", "  ")
-	tmp := e.set.StateFile + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err == nil {
-		_ = os.Rename(tmp, e.set.StateFile)
-	} else {
-		e.log.Error("cannot persist topology state", zap.String("file", e.set.StateFile), zap.Error(err))
+	p := persisted{Epoch: t.Epoch, Master: t.Master, History: e.History()}
+	if err := e.cfg().State.save(e.cluster.Name, p); err != nil {
+		e.log.Error("cannot persist topology state", zap.String("file", e.cfg().State.Path()), zap.Error(err))
 	}
 }

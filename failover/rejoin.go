@@ -31,7 +31,7 @@ func (e *Engine) rejoinStrays(ctx context.Context) {
 	}
 	masterCfg := e.server(topo.Master)
 	// Right after a change the monitor's view is stale: let it catch up.
-	if last := e.lastChange.Load(); last != 0 && time.Since(time.Unix(0, last)) < 4*e.set.Interval {
+	if last := e.lastChange.Load(); last != 0 && time.Since(time.Unix(0, last)) < 4*e.cfg().Interval {
 		return
 	}
 	for _, st := range topo.Servers {
@@ -56,7 +56,7 @@ func (e *Engine) rejoinStrays(ctx context.Context) {
 
 func (e *Engine) rejoin(ctx context.Context, name string, masterCfg ServerConfig) {
 	sc := e.server(name)
-	cctx, cancel := context.WithTimeout(ctx, e.set.Timeouts.Rejoin)
+	cctx, cancel := context.WithTimeout(ctx, e.cfg().Timeouts.Rejoin)
 	defer cancel()
 	// Read-only first: a returning master must never take writes.
 	if err := e.act.Fence(cctx, sc.Addr, false); err != nil {
@@ -70,22 +70,22 @@ func (e *Engine) rejoin(ctx context.Context, name string, masterCfg ServerConfig
 	}
 	if errant := Errant(srv.Current, mst.Current); len(errant) > 0 {
 		note := fmt.Sprintf("diverged: holds transactions the master %s lacks: %s", masterCfg.Name, strings.Join(errant, ", "))
-		e.cluster.SetNote(name, true, note)
+		e.cluster.Topo.SetNote(name, true, note)
 		e.log.Error("not rejoining a diverged server (kept read-only, out of routing)", zap.String("backend", name), zap.String("detail", note))
 		return
 	}
 	err := e.act.Follow(cctx, sc.Addr, masterCfg.Addr, true)
 	if err == nil {
-		err = e.act.Verify(cctx, sc.Addr, e.set.Timeouts.Verify)
+		err = e.act.Verify(cctx, sc.Addr, e.cfg().Timeouts.Verify)
 	}
 	if err != nil {
 		var re *ReplicationError
 		diverged := errors.As(err, &re) && re.Diverged()
-		e.cluster.SetNote(name, diverged, "rejoin failed: "+err.Error())
+		e.cluster.Topo.SetNote(name, diverged, "rejoin failed: "+err.Error())
 		e.log.Error("rejoin failed", zap.String("backend", name), zap.Error(err))
 		return
 	}
-	e.cluster.SetNote(name, false, "rejoined as a replica of "+masterCfg.Name)
+	e.cluster.Topo.SetNote(name, false, "rejoined as a replica of "+masterCfg.Name)
 	e.log.Warn("former master rejoined as a replica", zap.String("backend", name), zap.String("master", masterCfg.Name))
 }
 
@@ -101,6 +101,6 @@ func (e *Engine) noticeRepair(name string, st *backend.ServerState, masterCfg Se
 	if errant := Errant(st.Current, masterPos); len(errant) > 0 {
 		return
 	}
-	e.cluster.SetNote(name, false, "repaired: replicates from "+masterCfg.Name)
+	e.cluster.Topo.SetNote(name, false, "repaired: replicates from "+masterCfg.Name)
 	e.log.Warn("diverged server repaired: back in routing", zap.String("backend", name), zap.String("master", masterCfg.Name))
 }

@@ -48,7 +48,7 @@ type authenticator struct {
 var impossiblePassword = string(mysql.RandomBuf(32))
 
 func (a *authenticator) GetCredential(username string) (server.Credential, bool, error) {
-	u, ok := a.sess.settings.Users[username]
+	u, ok := a.sess.cmd.set.Users[username]
 	if !ok {
 		return server.Credential{Passwords: []string{impossiblePassword}, AuthPluginName: mysql.AUTH_NATIVE_PASSWORD}, true, nil
 	}

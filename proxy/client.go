@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
 
+	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/internal/sockio"
 )
 
@@ -24,6 +26,9 @@ type clientConn struct {
 	pc  *packet.Conn // framing; writes go through out
 	out *flushConn
 	in  limitWriter // the command being read, reused
+	// flushFn is flush as a func value, made once (no allocation per
+	// backend connection taken).
+	flushFn func()
 }
 
 // adopt takes over the packet connection go-mysql's handshake left.
@@ -31,6 +36,7 @@ func (c *clientConn) adopt(pc *packet.Conn) {
 	c.pc = pc
 	c.out = newFlushConn(sockio.Wrap(pc.Conn))
 	pc.Conn = c.out
+	c.flushFn = func() { _ = c.flush() }
 }
 
 // readCommand reads the next command packet (at most max bytes); the
@@ -171,12 +177,6 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 
 // errPacketFor builds an ERR packet (with header gap) in the framing the
 // client negotiated: without CLIENT_PROTOCOL_41 there is no SQLSTATE.
-// errPacket is the session's error packet for e: in its client's framing
-// and with the codes of its servers' family.
-func (s *session) errPacket(e *mysql.MyError) []byte {
-	return errPacketFor(forFlavor(e, s.flavor), s.caps)
-}
-
 func errPacketFor(e *mysql.MyError, caps uint32) []byte {
 	b := make([]byte, 0, 13+len(e.Message))
 	b = append(b, 0, 0, 0, 0, mysql.ERR_HEADER, byte(e.Code), byte(e.Code>>8))
@@ -189,4 +189,35 @@ func errPacketFor(e *mysql.MyError, caps uint32) []byte {
 		b = append(b, state...)
 	}
 	return append(b, e.Message...)
+}
+
+// flushHook is what backend connections call before they block on a
+// read: what is buffered for the client leaves first.
+func (c *clientConn) flushHook() func() { return c.flushFn }
+
+// reauthenticate runs COM_CHANGE_USER's authentication: an auth switch to
+// mysql_native_password with a fresh scramble, the client's answer
+// checked against the user's configured password (and its TLS demand).
+// A refusal is closeWith (1045): the connection ends, as on MariaDB.
+func (c *clientConn) reauthenticate(users map[string]conf.User, name string) (conf.User, error) {
+	salt := mysql.RandomBuf(20)
+	sw := []byte{0, 0, 0, 0, mysql.EOF_HEADER}
+	sw = append(sw, mysql.AUTH_NATIVE_PASSWORD...)
+	sw = append(sw, 0)
+	sw = append(sw, salt...)
+	sw = append(sw, 0)
+	if err := c.write(sw); err != nil {
+		return conf.User{}, err
+	}
+	reply, err := c.pc.ReadPacket()
+	if err != nil {
+		return conf.User{}, err
+	}
+	u, known := users[name]
+	ok := known && (u.Password.Value() == "" && len(reply) == 0 ||
+		u.Password.Value() != "" && subtle.ConstantTimeCompare(reply, mysql.CalcNativePassword(salt, []byte(u.Password.Value()))) == 1)
+	if !ok || (u.RequireTLS && !c.isTLS()) {
+		return conf.User{}, closeWith{errAccessDenied(name, hostOf(c.raw.RemoteAddr()), len(reply) > 0)}
+	}
+	return u, nil
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"syscall"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -63,6 +64,58 @@ func errInternal(what string) *mysql.MyError {
 	return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000",
 		Message: "Switchyard internal error (the statement was not completed; see the proxy log): " + shortText(what)}
 }
+
+// errNoMaster: a statement for the master waited hold_timeout and no
+// master came; the message says why when the proxy knows (a failover
+// that is blocked, writes held, the master unreachable).
+func errNoMaster(t *backend.Topology, err error) *mysql.MyError {
+	why := ""
+	switch {
+	case t.Master == "":
+		why = "no master is known"
+	case t.FailoverBlocked != "":
+		why = "master " + t.Master + " is down and no failover will replace it: " + t.FailoverBlocked
+	case t.Holding:
+		why = "writes are held for a topology change"
+	default:
+		why = "master " + t.Master + " cannot be reached (" + shortErr(err) + ")"
+	}
+	return &mysql.MyError{Code: mysql.ER_OPTION_PREVENTS_STATEMENT, State: "HY000",
+		Message: "Switchyard: no writable master within failover.hold_timeout: " + why + "; reads are served by the replicas"}
+}
+
+// errReadYourWrites: a read must see the session's last write, no replica
+// has applied it yet, and there is no master to read it from.
+func errReadYourWrites(gtid string, t *backend.Topology) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_UNKNOWN_ERROR, State: "HY000",
+		Message: "Switchyard: this read must see the session's last write (" + gtid + "), no replica has applied it within " +
+			"routing.gtid_wait_timeout, and there is no master to read it from (" + masterState(t) + ")"}
+}
+
+func masterState(t *backend.Topology) string {
+	switch {
+	case t.Master == "":
+		return "no master is known"
+	case t.FailoverBlocked != "":
+		return "master " + t.Master + " is down: " + t.FailoverBlocked
+	}
+	return "master " + t.Master + " is down"
+}
+
+// errNoServer: a login found no server of its cluster that answers.
+func errNoServer(cluster string, err error) *mysql.MyError {
+	return &mysql.MyError{Code: 2003, State: "HY000",
+		Message: fmt.Sprintf("Switchyard: no server of cluster %s answers (waited failover.hold_timeout): %v", cluster, shortErr(err))}
+}
+
+// errCrossCluster: a statement or transaction would span two clusters.
+func errCrossCluster(err error) *mysql.MyError {
+	return &mysql.MyError{Code: mysql.ER_NOT_SUPPORTED_YET, State: "42000", Message: "Switchyard: " + err.Error()}
+}
+
+// isRefused: nothing listens at the server's address (it is down, not
+// merely slow): evidence worth a health check now.
+func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 
 func errNoBackend(err error) *mysql.MyError {
 	if me, ok := backend.AsMyError(err); ok {

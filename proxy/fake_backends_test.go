@@ -25,6 +25,8 @@ import (
 type fakeBackends struct {
 	*backend.Cluster
 	servers map[string]*fakeServer
+	// suspected lists the servers sessions reported refusing connections.
+	suspected []string
 	// cutAtBegin: the next statement counted on this server finds its
 	// connection killed (as the monitor does), after it was placed and
 	// before it is sent.
@@ -37,13 +39,32 @@ type fakeBackends struct {
 	onEnter func()
 }
 
-func (f *fakeBackends) EnterMaster(timeout time.Duration, bypass bool) (string, uint64, error) {
-	if h := f.onEnter; h != nil {
-		f.onEnter = nil
+// SetMaster names a new master (a failover, as far as sessions can tell).
+func (f *fakeBackends) SetMaster(name string) { f.Topo.SetMaster(name) }
+
+// OpenTransactions is what the write gate counts.
+func (f *fakeBackends) OpenTransactions() int { return f.Gate.OpenTransactions() }
+
+// backends is the cluster as sessions use it: the real topology, gate
+// (with the onEnter hook) and counters, and scripted connections.
+func (f *fakeBackends) backends() *Backends {
+	return &Backends{Name: "default", Topo: f.Topo, Gate: fakeGate{f}, Conns: f, Count: f,
+		Suspect: func(server string) { f.suspected = append(f.suspected, server) }}
+}
+
+// fakeGate is the real write gate with the onEnter hook.
+type fakeGate struct{ f *fakeBackends }
+
+func (g fakeGate) Enter(timeout time.Duration, inTx bool) (string, uint64, error) {
+	if h := g.f.onEnter; h != nil {
+		g.f.onEnter = nil
 		h()
 	}
-	return f.Cluster.EnterMaster(timeout, bypass)
+	return g.f.Gate.Enter(timeout, inTx)
 }
+func (g fakeGate) Leave()    { g.f.Gate.Leave() }
+func (g fakeGate) TxOpened() { g.f.Gate.TxOpened() }
+func (g fakeGate) TxClosed() { g.f.Gate.TxClosed() }
 
 // newFakeBackends builds a topology: master m and replicas r1, r2 (up,
 // replicating, no lag), each served by a fakeServer.
@@ -55,10 +76,10 @@ func newFakeBackends() *fakeBackends {
 		list = append(list, backend.Server{Name: n, Addr: n + ":3306", Weight: 1})
 		f.servers[n] = &fakeServer{name: n, id: i + 1}
 	}
-	f.Cluster = backend.NewCluster(list, "m", backend.PoolOptions{}, nil)
+	f.Cluster = backend.NewCluster("default", list, "m", backend.PoolOptions{}, nil)
 	zero := int64(0)
 	for _, n := range names[1:] {
-		f.SetHealth(n, backend.Health{Up: true, Replica: &backend.ReplicaStatus{IORunning: true, SQLRunning: true, SecondsBehind: &zero}})
+		f.Topo.SetHealth(n, backend.Health{Up: true, Replica: &backend.ReplicaStatus{IORunning: true, SQLRunning: true, SecondsBehind: &zero}})
 	}
 	return f
 }
@@ -92,7 +113,7 @@ func (f *fakeBackends) Begin(server string) *backend.StatementCount {
 		fs.last.Kill()
 		fs.mu.Unlock()
 	}
-	return f.Cluster.Begin(server)
+	return f.Counters.Begin(server)
 }
 
 func (f *fakeBackends) Return(bc *backend.Conn)         { _ = bc.Close() }
@@ -307,15 +328,27 @@ type fakeSession struct {
 
 func newFakeSession(t *testing.T, f *fakeBackends) fakeSession {
 	t.Helper()
-	srv := testServer(t, f)
+	srv := testServer(t, f.backends())
 	out := &clientOutput{}
-	s := newSession(srv, srv.settings.Load(), discardClient{})
+	s := newSession(srv, discardClient{})
 	s.client.adopt(packet.NewConn(captureClient{out: &out.Buffer}))
-	s.caps = mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS | mysql.CLIENT_SESSION_TRACK
+	s.login = login{user: srv.settings.Load().Users["app"], caps: mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS | mysql.CLIENT_SESSION_TRACK}
+	s.relay.login = &s.login
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
-	s.user = srv.settings.Load().Users["app"]
-	t.Cleanup(s.releaseAll)
+	s.home = s.views.get(srv, "default")
+	t.Cleanup(s.conns.releaseAll)
 	return fakeSession{session: s, out: out}
+}
+
+// setCluster changes the cluster's settings for this session's next
+// commands.
+func (fs fakeSession) setCluster(change func(*ClusterSettings)) {
+	set := *fs.srv.settings.Load()
+	cs := *set.Clusters["default"]
+	change(&cs)
+	set.Clusters = map[string]*ClusterSettings{"default": &cs}
+	fs.srv.settings.Store(&set)
+	fs.cmd.set = &set
 }
 
 // run sends one COM_QUERY as the loop would and returns the last packet
@@ -323,11 +356,12 @@ func newFakeSession(t *testing.T, f *fakeBackends) fakeSession {
 func (fs fakeSession) run(t *testing.T, sql string) []byte {
 	t.Helper()
 	fs.client.pc.Sequence = 1 // as after reading the command
+	fs.cmd.set = fs.srv.settings.Load()
 	if fs.answer(append([]byte{mysql.COM_QUERY}, sql...)) {
 		t.Fatalf("%s: the session ended", sql)
 	}
 	_ = fs.client.flush()
 	fs.giveBackConns()
-	fs.returnBuffers()
+	fs.relay.returnBuffers()
 	return fs.out.last()
 }

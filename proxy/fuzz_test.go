@@ -50,24 +50,27 @@ func FuzzWirePackets(f *testing.F) {
 // fuzzServer is a proxy with no reachable backend: handshakes that get as
 // far as authentication fail cleanly; everything before is parsing.
 func fuzzServer(tb testing.TB) *Server {
-	cluster := backend.NewCluster([]backend.Server{{Name: "m", Addr: "127.0.0.1:1", Weight: 1}}, "m",
+	cluster := backend.NewCluster("default", []backend.Server{{Name: "m", Addr: "127.0.0.1:1", Weight: 1}}, "m",
 		backend.PoolOptions{MaxOpen: 1, ConnectTimeout: 100 * time.Millisecond, IOTimeout: 100 * time.Millisecond}, nil)
-	return testServer(tb, cluster)
+	return testServer(tb, Cluster(cluster, nil))
 }
 
 // testServer is a proxy in front of b with the default settings (a
 // handshake must finish within a second) and two users, app (native
 // password) and sha (caching_sha2_password), both app on the servers.
-func testServer(tb testing.TB, b Backends) *Server {
+func testServer(tb testing.TB, b *Backends) *Server {
 	users := map[string]conf.User{}
 	for _, u := range []conf.User{{Name: "app", Password: conf.NewSecret("app"), Auth: "mysql_native_password", BackendUser: "app", BackendPassword: conf.NewSecret("app")},
 		{Name: "sha", Password: conf.NewSecret("sha"), Auth: "caching_sha2_password", BackendUser: "app", BackendPassword: conf.NewSecret("app")}} {
 		users[u.Name] = u
 	}
 	set := &Settings{Users: users, MaxAllowedPacket: 64 << 20, HandshakeTimeout: time.Second, MaxConnections: 100,
-		IOTimeout: time.Second, AcquireTimeout: time.Second, GTIDWait: time.Second, AvoidFor: 2 * time.Second, HoldTimeout: 2 * time.Second,
-		Policy: router.Policy{Split: true, ReadYourWrites: true, MaxLag: 10 * time.Second, ReplicaFallbackToMaster: true}}
-	s, err := New(b, set, "5.5.5-10.11.0-MariaDB-switchyard", nil, zap.NewNop())
+		Routes: router.ClusterMap{Default: b.Name},
+		Clusters: map[string]*ClusterSettings{b.Name: {
+			IOTimeout: time.Second, AcquireTimeout: time.Second, GTIDWait: time.Second, AvoidFor: 2 * time.Second, HoldTimeout: 2 * time.Second,
+			Policy:   router.Policy{Split: true, ReadYourWrites: true, MaxLag: 10 * time.Second, ReplicaFallbackToMaster: true},
+			TxReplay: TxReplay{Enabled: true, MaxSize: 1 << 20}}}}
+	s, err := New([]*Backends{b}, set, "5.5.5-10.11.0-MariaDB-switchyard", nil, zap.NewNop())
 	if err != nil {
 		tb.Fatal(err)
 	}

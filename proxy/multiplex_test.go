@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net"
 	"testing"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -11,34 +12,48 @@ import (
 // TestKeepReason: every kind of session state keeps the backend
 // connections; a clean session gives them back.
 func TestKeepReason(t *testing.T) {
-	srv := fuzzServer(t)
+	f := newFakeBackends()
 	cases := []struct {
 		name  string
-		setup func(s *session)
+		setup func(s fakeSession)
 		want  string // "" = may give back
 	}{
-		{"clean", func(s *session) {}, ""},
-		{"transaction flag", func(s *session) { s.status |= mysql.SERVER_STATUS_IN_TRANS }, "transaction"},
-		{"transaction seen by router", func(s *session) { s.route.InTx = true }, "transaction"},
-		{"autocommit off", func(s *session) { s.route.AutocommitOff = true }, "autocommit off"},
-		{"temporary table", func(s *session) { s.route.TempTables = map[string]bool{"t": true} }, "temporary tables"},
-		{"session variable", func(s *session) { s.state.setVar("sql_mode", "ANSI") }, "session variables"},
-		{"only connection-bound variables", func(s *session) { s.state.setVar("last_insert_id", "5") }, ""},
-		{"prepared statement", func(s *session) { s.stmts.add(&preparedStmt{}) }, "prepared statements"},
-		{"cursor", func(s *session) { s.status |= mysql.SERVER_STATUS_CURSOR_EXISTS }, "open cursor"},
-		{"recent insert id", func(s *session) { s.mux.keepFor = keepAfterInsertID }, "result of a recent statement"},
-		{"pinned by a statement", func(s *session) {
+		{"clean", func(s fakeSession) {}, ""},
+		{"transaction flag", func(s fakeSession) { s.status |= mysql.SERVER_STATUS_IN_TRANS }, "transaction"},
+		{"transaction open", func(s fakeSession) { s.tx.begin("m", s.home, true) }, "transaction"},
+		{"autocommit off", func(s fakeSession) { s.state.setVar("autocommit", "OFF") }, "autocommit off"},
+		{"temporary table", func(s fakeSession) {
+			s.home.route.Observe(router.Class{TempCreated: []string{"t"}}, router.Outcome{OK: true})
+		}, "temporary tables"},
+		{"session variable", func(s fakeSession) { s.state.setVar("sql_mode", "ANSI") }, "session variables"},
+		{"only connection-bound variables", func(s fakeSession) { s.state.setVar("last_insert_id", "5") }, ""},
+		{"prepared statement", func(s fakeSession) { s.stmts.add(&preparedStmt{}) }, "prepared statements"},
+		{"cursor", func(s fakeSession) { s.status |= mysql.SERVER_STATUS_CURSOR_EXISTS }, "open cursor"},
+		{"recent insert id", func(s fakeSession) { s.mux.keepFor = keepAfterInsertID }, "result of a recent statement"},
+		{"pinned by a statement", func(s fakeSession) {
 			s.mux.notePin(router.Class{Pin: true, Reason: "user variable"})
 		}, "connection state (user variable)"},
-		{"read does not pin", func(s *session) { s.mux.notePin(router.Class{Kind: router.KindRead}) }, ""},
+		{"read does not pin", func(s fakeSession) { s.mux.notePin(router.Class{Kind: router.KindRead}) }, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newSession(srv, srv.settings.Load(), discardClient{})
-			s.status = mysql.SERVER_STATUS_AUTOCOMMIT
+			s := newFakeSession(t, f)
+			set := *s.cmd.set
+			set.Multiplexing = true
+			s.cmd.set = &set
+			proxySide, serverSide := net.Pipe()
+			defer serverSide.Close()
+			s.conns.held["m"] = &heldConn{bc: wrapFor(proxySide), view: s.home, synced: s.state.version}
 			tc.setup(s)
-			if got := s.keepReason(); got != tc.want {
-				t.Errorf("keepReason() = %q, want %q", got, tc.want)
+			s.giveBackConns()
+			if got := loadString(&s.info.heldBecause); got != tc.want {
+				t.Errorf("held because %q, want %q", got, tc.want)
+			}
+			if kept := len(s.conns.held) == 1; kept != (tc.want != "") {
+				t.Errorf("connection kept: %v, want %v", kept, tc.want != "")
+			}
+			if s.tx.open() {
+				s.tx.end()
 			}
 		})
 	}
@@ -47,28 +62,27 @@ func TestKeepReason(t *testing.T) {
 // TestStateTagFollowsState: the tag changes with everything a parked
 // connection carries, so a connection is never reused in another state.
 func TestStateTagFollowsState(t *testing.T) {
-	srv := fuzzServer(t)
-	s := newSession(srv, srv.settings.Load(), discardClient{})
-	s.caps = mysql.CLIENT_MULTI_STATEMENTS
-	s.state.collationID = 45
+	var st sessionState
+	st.collationID = 45
 	seen := map[string]string{}
+	multi := true
 	note := func(what string) {
-		tag := s.stateTag()
+		tag := st.tagFor(multi)
 		if prev, dup := seen[tag]; dup {
 			t.Errorf("%s: tag %q same as after %s", what, tag, prev)
 		}
 		seen[tag] = what
 	}
 	note("start")
-	s.state.db = "app"
-	s.stateChanged("m")
+	st.db = "app"
+	st.version++
 	note("USE app")
-	s.state.multiOff = true
+	multi = false
 	note("multi-statements off")
-	s.state.collationID = 33
-	s.stateChanged("m")
+	st.collationID = 33
+	st.version++
 	note("another collation")
-	if s.stateTag() != s.stateTag() {
+	if st.tagFor(multi) != st.tagFor(multi) {
 		t.Error("tag not stable between changes")
 	}
 }

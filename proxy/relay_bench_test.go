@@ -47,13 +47,14 @@ func frame(seq byte, payloads ...[]byte) []byte {
 // is a scripted server.
 func benchSession(b testing.TB, reply []byte) *session {
 	srv := fuzzServer(b)
-	s := newSession(srv, srv.settings.Load(), discardClient{})
+	s := newSession(srv, discardClient{})
 	s.client.adopt(packet.NewConn(discardClient{}))
-	s.caps = mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS
+	s.login = login{user: srv.settings.Load().Users["app"], caps: mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS}
+	s.relay.login = &s.login
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
-	s.user = srv.settings.Load().Users["app"]
-	s.epoch = srv.backends.Topology().Epoch
-	s.conns["m"] = &heldConn{bc: wrapFor(&scriptedServer{reply: reply}), synced: s.state.version}
+	s.home = s.views.get(srv, "default")
+	s.home.epoch = s.home.b.topology().Epoch
+	s.conns.held["m"] = &heldConn{bc: wrapFor(&scriptedServer{reply: reply}), view: s.home, synced: s.state.version}
 	return s
 }
 
@@ -87,8 +88,6 @@ func BenchmarkRelay100Rows(b *testing.B) {
 func BenchmarkRelaySmallResultInTransaction(b *testing.B) {
 	inTx := []byte{mysql.EOF_HEADER, 0, 0, byte(mysql.SERVER_STATUS_AUTOCOMMIT | mysql.SERVER_STATUS_IN_TRANS), 0}
 	s := benchSession(b, resultWith([][]byte{rowPacket(11, 'h')}, inTx))
-	s.route.InTx = true // a transaction's reads go to the master
-	s.settings.TxReplay = TxReplay{Enabled: true, MaxSize: 1 << 20}
 	cmd := append([]byte{mysql.COM_QUERY}, "SELECT c FROM t WHERE id = 42"...)
 	begin := append([]byte{mysql.COM_QUERY}, "BEGIN"...) // the scripted server answers it with the row too
 	logged := 0
@@ -103,11 +102,11 @@ func BenchmarkRelaySmallResultInTransaction(b *testing.B) {
 		if s.answer(next) {
 			b.Fatal("the session ended")
 		}
-		s.returnBuffers()
+		s.relay.returnBuffers()
 		_ = s.client.flush()
 		if i%20 == 19 { // COMMIT: the log starts again
 			logged += len(s.tx.log)
-			s.endTx()
+			s.tx.end()
 		}
 	}
 	b.StopTimer()
@@ -127,10 +126,10 @@ func benchRelay(b *testing.B, sql string, reply []byte, wantRows uint64) {
 		if s.answer(cmd) {
 			b.Fatal("the session ended")
 		}
-		s.returnBuffers()
+		s.relay.returnBuffers()
 		_ = s.client.flush()
 	}
-	if r := s.cmd.reply; !r.ok || r.rows != wantRows {
+	if r := s.relay.scratch; !r.ok || r.rows != wantRows {
 		b.Fatalf("relay did not see the %d-row result (ok %v, rows %d)", wantRows, r.ok, r.rows)
 	}
 }

@@ -95,7 +95,7 @@ func TestRelayForwardsResultsUnchanged(t *testing.T) {
 				srv.chunk = len(reply)
 			}
 			s := benchSession(t, nil)
-			h := s.conns["m"]
+			h := s.conns.get("m")
 			h.bc = wrapFor(srv)
 			var got bytes.Buffer
 			s.client.adopt(packet.NewConn(captureClient{out: &got}))
@@ -107,7 +107,7 @@ func TestRelayForwardsResultsUnchanged(t *testing.T) {
 			if !bytes.Equal(got.Bytes(), reply) {
 				t.Fatalf("client got %d bytes, server sent %d; first difference at %d", got.Len(), len(reply), firstDiff(got.Bytes(), reply))
 			}
-			if r := s.cmd.reply; r.ok != tc.wantOK {
+			if r := s.relay.scratch; r.ok != tc.wantOK {
 				t.Errorf("reply ok = %v, want %v", r.ok, tc.wantOK)
 			} else if tc.wantOK && r.rows != uint64(len(tc.rows)) {
 				t.Errorf("rows counted %d, want %d", r.rows, len(tc.rows))
@@ -136,7 +136,7 @@ func TestPrepareWithMostParameters(t *testing.T) {
 	}
 	payloads = append(payloads, eofPacket)
 	s := benchSession(t, nil)
-	s.conns["m"].bc = wrapFor(&scriptedServer{reply: frame(1, payloads...)})
+	s.conns.get("m").bc = wrapFor(&scriptedServer{reply: frame(1, payloads...)})
 	var got bytes.Buffer
 	s.client.adopt(packet.NewConn(captureClient{out: &got}))
 	s.client.pc.Sequence = 1
@@ -150,7 +150,7 @@ func TestPrepareWithMostParameters(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("PREPARE with 65,535 parameters hangs")
 	}
-	st := s.stmts.get(1)
+	st := s.stmts.stmts[1]
 	if st == nil || st.numParams != n {
 		t.Fatalf("statement not registered with %d parameters: %+v", n, st)
 	}
@@ -164,7 +164,7 @@ func TestCursorFlagOnQueryResult(t *testing.T) {
 	col := (&mysql.Field{Name: []byte("c"), Charset: 33, Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
 	reply := frame(1, []byte{1}, col, cursorEOF, rowPacket(3, 'a'), eofPacket)
 	s := benchSession(t, nil)
-	s.conns["m"].bc = wrapFor(&scriptedServer{reply: reply})
+	s.conns.get("m").bc = wrapFor(&scriptedServer{reply: reply})
 	var got bytes.Buffer
 	s.client.adopt(packet.NewConn(captureClient{out: &got}))
 	s.client.pc.Sequence = 1
@@ -172,7 +172,7 @@ func TestCursorFlagOnQueryResult(t *testing.T) {
 		t.Fatal("the session ended")
 	}
 	_ = s.client.flush()
-	if !bytes.Equal(got.Bytes(), reply) || s.cmd.reply.rows != 1 {
-		t.Fatalf("client got %d of the server's %d bytes, %d rows", got.Len(), len(reply), s.cmd.reply.rows)
+	if !bytes.Equal(got.Bytes(), reply) || s.relay.scratch.rows != 1 {
+		t.Fatalf("client got %d of the server's %d bytes, %d rows", got.Len(), len(reply), s.relay.scratch.rows)
 	}
 }

@@ -23,18 +23,8 @@ func withConnectionID(sql string, id uint32) string {
 		case c == '\'' || c == '"' || c == '`':
 			i = skipQuoted(sql, i)
 			prev = "literal"
-		case c == '/' && strings.HasPrefix(sql[i:], "/*"):
-			if end := strings.Index(sql[i+2:], "*/"); end >= 0 {
-				i += end + 4
-			} else {
-				i = len(sql)
-			}
-		case c == '#' || (c == '-' && strings.HasPrefix(sql[i:], "-- ")):
-			if end := strings.IndexByte(sql[i:], '\n'); end >= 0 {
-				i += end + 1
-			} else {
-				i = len(sql)
-			}
+		case isCommentStart(sql, i):
+			i = skipComment(sql, i)
 		case isIdentByte(c):
 			j := i
 			for j < len(sql) && isIdentByte(sql[j]) {
@@ -72,6 +62,25 @@ func withConnectionID(sql string, id uint32) string {
 	}
 	out.WriteString(sql[last:])
 	return out.String()
+}
+
+// isCommentStart: a comment (/* */, #, -- ) starts at sql[i].
+func isCommentStart(sql string, i int) bool {
+	return strings.HasPrefix(sql[i:], "/*") || sql[i] == '#' || strings.HasPrefix(sql[i:], "-- ")
+}
+
+// skipComment returns the index after the comment starting at sql[i].
+func skipComment(sql string, i int) int {
+	if strings.HasPrefix(sql[i:], "/*") {
+		if end := strings.Index(sql[i+2:], "*/"); end >= 0 {
+			return i + end + 4
+		}
+		return len(sql)
+	}
+	if end := strings.IndexByte(sql[i:], '\n'); end >= 0 {
+		return i + end + 1
+	}
+	return len(sql)
 }
 
 func isIdentByte(c byte) bool {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -16,38 +15,14 @@ import (
 	"github.com/go-mysql-org/go-mysql/server"
 	"go.uber.org/zap"
 
-	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/internal/acceptloop"
 	"github.com/switchyard/switchyard/router"
 )
-
-// Settings are what the proxy reads on each new session; cmd builds them
-// from the config, and they are swapped whole on reload.
-type Settings struct {
-	Users            map[string]conf.User // by name
-	MaxAllowedPacket int
-	HandshakeTimeout time.Duration
-	MaxConnections   int
-	LoadDataLocal    bool
-	IOTimeout        time.Duration // proxy's own backend round trips
-	QueryTimeout     time.Duration // a relayed statement; 0 = none
-	AcquireTimeout   time.Duration
-	Multiplexing     bool // give backend connections back between statements
-	Policy           router.Policy
-	GTIDWait         time.Duration // read-your-writes wait on a replica
-	AvoidFor         time.Duration // how long a session avoids a failed replica
-	HoldTimeout      time.Duration // how long master statements wait for a new master
-	TxReplay         TxReplay      // transactions replayed when their connection is lost
-}
-
-func (s *Server) policy() router.Policy      { return s.settings.Load().Policy }
-func (s *Server) gtidWait() time.Duration    { return s.settings.Load().GTIDWait }
-func (s *Server) holdTimeout() time.Duration { return s.settings.Load().HoldTimeout }
-func (s *Server) avoidFor() time.Duration    { return s.settings.Load().AvoidFor }
 
 // Server accepts client connections and runs one session goroutine each.
 type Server struct {
 	log        *zap.Logger
-	backends   Backends
+	clusters   map[string]*Backends // fixed at New
 	classifier *router.Classifier
 	mysql      *server.Server
 	tls        bool
@@ -59,24 +34,26 @@ type Server struct {
 	// handshaking are connections not yet logged in (no id yet): a
 	// shutdown that cannot wait closes them too.
 	handshaking map[*session]struct{}
-	draining    bool
-	wg          sync.WaitGroup
+	// perUser counts each user's sessions, logins in progress included.
+	perUser  map[string]int
+	draining bool
+	wg       sync.WaitGroup
+	// admitted counts client connections from accept to their end: the
+	// max_client_connections limit holds while thousands log in at once.
+	admitted atomic.Int64
 
 	stats   Stats
 	digests *digestTable
-	// outcomes: per topology epoch, transactions replayed and aborted.
+	// outcomes: per cluster and topology epoch, transactions replayed
+	// and aborted.
 	outcomesMu sync.Mutex
-	outcomes   map[uint64]*TxOutcome
-	// serverDefaults: session tracking and timeouts sessions start from
-	// (read once).
-	serverDefaults atomic.Pointer[serverDefaults]
+	outcomes   map[epochKey]*TxOutcome
+	// defaults: per cluster, the session tracking and timeouts sessions
+	// start from (read once from a server of that cluster).
+	defaults sync.Map
 	// observe, when set (before Serve), is told about every statement.
-	observe func(kind string, toMaster, ok bool, d time.Duration)
+	observe func(cluster, kind string, toMaster, ok bool, d time.Duration)
 }
-
-// SetObserver installs a per-statement callback (metrics). Call it before
-// Serve.
-func (s *Server) SetObserver(f func(kind string, toMaster, ok bool, d time.Duration)) { s.observe = f }
 
 // Stats are cumulative counters (read with atomic loads).
 type Stats struct {
@@ -84,15 +61,19 @@ type Stats struct {
 	AuthFailures  atomic.Uint64
 	Queries       atomic.Uint64 // COM_QUERY and COM_STMT_EXECUTE
 	BackendErrors atomic.Uint64 // backend lost or unreachable
-	Rejected      atomic.Uint64 // over max connections or during drain
+	Rejected      atomic.Uint64 // over a connection limit or during drain
+	// AcceptErrors counts failed accepts (out of file descriptors …):
+	// the listener backs off and goes on.
+	AcceptErrors atomic.Uint64
 	// Transactions whose connection was lost: replayed on the (new)
 	// master; replay attempted and failed; aborted (client told, class 40).
 	TxReplayed, TxReplayFailed, TxAborted atomic.Uint64
 }
 
-// New builds a proxy server in front of b. version is the server version
-// sent in the handshake; tlsConf enables TLS for clients when non-nil.
-func New(b Backends, set *Settings, version string, tlsConf *tls.Config, log *zap.Logger) (*Server, error) {
+// New builds a proxy server in front of clusters. version is the server
+// version sent in the handshake; tlsConf enables TLS for clients when
+// non-nil (give it a GetCertificate to change certificates at runtime).
+func New(clusters []*Backends, set *Settings, version string, tlsConf *tls.Config, log *zap.Logger) (*Server, error) {
 	// The RSA key lets caching_sha2_password clients send their password
 	// over a non-TLS connection (full authentication).
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -107,13 +88,24 @@ func New(b Backends, set *Settings, version string, tlsConf *tls.Config, log *za
 	if err := advertise(ms, extra); err != nil {
 		return nil, err
 	}
-	s := &Server{log: log, backends: b, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{}, handshaking: map[*session]struct{}{},
-		classifier: router.NewClassifier(10000), digests: newDigestTable()}
+	s := &Server{log: log, clusters: map[string]*Backends{}, mysql: ms, tls: tlsConf != nil, sessions: map[uint32]*session{},
+		handshaking: map[*session]struct{}{}, perUser: map[string]int{}, classifier: router.NewClassifier(10000),
+		digests: newDigestTable()}
+	for _, b := range clusters {
+		s.clusters[b.Name] = b
+	}
 	s.settings.Store(set)
 	return s, nil
 }
 
-// Reload swaps users and limits; existing sessions keep their login.
+// SetObserver installs a per-statement callback (metrics). Call it before
+// Serve.
+func (s *Server) SetObserver(f func(cluster, kind string, toMaster, ok bool, d time.Duration)) {
+	s.observe = f
+}
+
+// Reload swaps users, limits and routing; existing sessions keep their
+// login and use the new settings from their next command.
 func (s *Server) Reload(set *Settings) { s.settings.Store(set) }
 
 // StatsRef exposes the counters.
@@ -138,33 +130,24 @@ func (s *Server) Addr() net.Addr {
 	return s.listener.Addr()
 }
 
-// Serve accepts clients until the listener is closed.
+// Serve accepts clients until the listener is closed (nil) or fails for
+// good (the error: the process must not go on without its listener).
+// Running out of file descriptors or buffers is not for good: the loop
+// backs off, logs (at most once a second), counts it and accepts again.
 func (s *Server) Serve() error {
 	s.mu.Lock()
 	l := s.listener
 	s.mu.Unlock()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
+	return acceptloop.Serve(l, &s.wg, s.handle, func(err error, backoff time.Duration, log bool) {
+		s.stats.AcceptErrors.Add(1)
+		if log {
+			s.log.Error("cannot accept client connections; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.handle(c)
-		}()
-	}
+	})
 }
 
-// handle runs the handshake and then the session's command loop.
+// handle runs the handshake and then the session's command loop. The
+// connection counts against max_client_connections from here on.
 func (s *Server) handle(c net.Conn) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -172,14 +155,14 @@ func (s *Server) handle(c net.Conn) {
 			c.Close()
 		}
 	}()
-	set := s.settings.Load()
-	if !s.admit() {
+	defer s.admitted.Add(-1)
+	if n := s.admitted.Add(1); n > int64(s.settings.Load().MaxConnections) || s.isDraining() {
 		s.stats.Rejected.Add(1)
 		writeRawError(c, errTooManyConnections())
 		c.Close()
 		return
 	}
-	sess := newSession(s, set, c)
+	sess := newSession(s, c)
 	s.mu.Lock()
 	s.handshaking[sess] = struct{}{}
 	s.mu.Unlock()
@@ -187,11 +170,24 @@ func (s *Server) handle(c net.Conn) {
 	sess.run()
 }
 
-// admit reserves a session slot; false over the limit or while draining.
-func (s *Server) admit() bool {
+// admitUser reserves a slot for user under its own limit (users[].
+// max_connections, 0: none); release it with leaveUser.
+func (s *Server) admitUser(user string, limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return !s.draining && len(s.sessions) < s.settings.Load().MaxConnections
+	if limit > 0 && s.perUser[user] >= limit {
+		return false
+	}
+	s.perUser[user]++
+	return true
+}
+
+func (s *Server) leaveUser(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser[user]--; s.perUser[user] <= 0 {
+		delete(s.perUser, user)
+	}
 }
 
 func (s *Server) register(sess *session) {
@@ -232,32 +228,42 @@ func (s *Server) Shutdown(ctx context.Context) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		s.mu.Lock()
-		for _, sess := range s.sessions {
-			sess.closeIfIdle()
-		}
-		s.mu.Unlock()
+		s.eachSession(func(sess *session) { sess.ctl.closeIfIdle(&sess.client) })
 		select {
 		case <-done:
 			return
 		case <-ctx.Done():
-			s.mu.Lock()
-			for _, sess := range s.sessions {
-				sess.abort()
-			}
-			for sess := range s.handshaking {
-				sess.client.close()
-			}
-			n := len(s.sessions) + len(s.handshaking)
-			s.mu.Unlock()
-			select {
-			case <-done:
-			case <-time.After(abortWait):
-				s.log.Error("sessions still running after their sockets were closed; stopping without them", zap.Int("sessions", n))
-			}
+			s.abortAll(done)
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// abortAll closes every session's sockets and waits briefly for them.
+func (s *Server) abortAll(done <-chan struct{}) {
+	s.mu.Lock()
+	for _, sess := range s.sessions {
+		sess.ctl.abort(&sess.client)
+	}
+	for sess := range s.handshaking {
+		sess.client.close()
+	}
+	n := len(s.sessions) + len(s.handshaking)
+	s.mu.Unlock()
+	select {
+	case <-done:
+	case <-time.After(abortWait):
+		s.log.Error("sessions still running after their sockets were closed; stopping without them", zap.Int("sessions", n))
+	}
+}
+
+// eachSession calls f for every logged-in session, under the lock.
+func (s *Server) eachSession(f func(*session)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		f(sess)
 	}
 }
 
@@ -268,4 +274,11 @@ func (s *Server) isDraining() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.draining
+}
+
+// session returns a logged-in session by id, or nil.
+func (s *Server) session(id uint32) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions[id]
 }

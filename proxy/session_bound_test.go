@@ -73,7 +73,7 @@ func TestBoundStateAcrossMasterChange(t *testing.T) {
 			}
 			newMaster := "r1"
 			if tc.cut {
-				s.conns["m"].bc.Kill()
+				s.conns.get("m").bc.Kill()
 				newMaster = "m"
 			} else {
 				f.SetMaster("r1")

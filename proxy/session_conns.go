@@ -1,177 +1,175 @@
 package proxy
 
 import (
-	"context"
-	"fmt"
-	"sort"
+	"errors"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"go.uber.org/zap"
 
 	"github.com/switchyard/switchyard/backend"
 )
 
-// heldConn is a backend connection a session holds (one per server it
-// uses) and the version of session state applied on it.
-type heldConn struct {
-	bc     *backend.Conn
-	synced uint64
-}
-
-// notSynced marks a connection that has never had the session's state.
-const notSynced = ^uint64(0)
-
-// connTo returns the session's connection to a server, taking one from
-// the pool if needed, brought up to date with the session's state
-// (database, character set, variables), and for the master with the
-// state bound to the master connection (carryBound).
-func (s *session) connTo(server string) (*backend.Conn, error) {
-	bc, err := s.acquire(server)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.sync(server); err != nil {
-		return bc, err
-	}
-	if server == s.backends.Topology().Master {
-		return bc, s.carryBound(bc)
-	}
-	return bc, nil
-}
-
-// acquire returns the held connection to server or takes one from the
-// pool, without bringing it up to date (see sync).
-func (s *session) acquire(server string) (*backend.Conn, error) {
-	if h := s.conns[server]; h != nil {
-		// A connection the server closed while the session was idle
-		// (wait_timeout, a restart) is replaced before anything is sent.
-		if h.bc.Alive(backend.AliveCheckAfter) {
-			return h.bc, nil
-		}
-		s.release(server)
-	}
-	tag := ""
-	if s.settings.Multiplexing {
-		tag = s.stateTag()
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.settings.AcquireTimeout)
-	bc, err := s.backends.Acquire(ctx, server, s.account(), s.variant(), tag)
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-	bc.SetBeforeRead(s.flushClient)
-	// A connection parked by a session in the same state (multiplexing)
-	// needs no replay; any other gets the full state on first use.
-	synced := notSynced
-	if tag != "" && bc.StateTag() == tag && s.state.replayedVars() == 0 {
-		synced = s.state.version
-	}
-	s.conns[server] = &heldConn{bc: bc, synced: synced}
-	s.publishThreads()
-	return bc, nil
-}
-
-// publishThreads lists the backend threads the session holds, for SHOW
-// SESSIONS (a DBA matches them to PROCESSLIST rows).
-func (s *session) publishThreads() {
-	names := make([]string, 0, len(s.conns))
-	for name := range s.conns {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var b strings.Builder
-	for _, name := range names {
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%s:%d", name, s.conns[name].bc.ThreadID())
-	}
-	storeIfChanged(&s.info.threads, b.String())
-}
-
-// flushClient is the backend connections' before-read hook: what is
-// buffered for the client leaves before the proxy blocks on a server.
-func (s *session) flushClient() { _ = s.client.flush() }
-
-// sync replays the session state on the held connection to server if it
-// is behind. An idle pooled connection may have died with its server
-// (restart): then the idle ones are dropped and one fresh try is made.
-func (s *session) sync(server string) error {
+// connTo returns the session's connection to a server of cluster v,
+// taking one from the pool if needed, brought up to date with the
+// session's state (database, character set, variables), and for the
+// master with the state bound to the master connection. An idle pooled
+// connection may have died with its server (a restart): then the idle
+// ones are dropped and one fresh try is made.
+func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
+	set := s.cmd.set.cluster(v.b.Name)
+	args := s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook())
+	// The transaction's connection is never swapped for another under it
+	// (only its replay, once it is known lost, takes a new one).
+	args.keep = s.tx.open() && s.tx.on == server && s.tx.lost == ""
 	for attempt := 0; ; attempt++ {
-		h := s.conns[server]
-		if h == nil {
-			return fmt.Errorf("no connection to %s", server)
+		bc, err := s.conns.acquire(v, server, args)
+		if errors.Is(err, errHeldConnGone) {
+			s.tx.lose("the connection to " + server + " was lost")
 		}
+		if err != nil {
+			return nil, err
+		}
+		h := s.conns.get(server)
 		if h.synced == s.state.version {
-			return nil
+			return bc, v.carryBound(server, bc, set.IOTimeout, s.log)
 		}
 		fresh := h.synced == notSynced
-		err := s.applyState(h.bc)
+		onReplica := server != v.b.topology().Master
+		dropped, err := s.state.apply(bc, s.login.multiStatements(&s.state), onReplica, set.IOTimeout)
 		if err == nil {
 			h.synced = s.state.version
-			return nil
+			if len(dropped) > 0 {
+				s.log.Warn("session variables could not be set on a new connection", zap.Strings("dropped", dropped))
+				return bc, errStateLost("the session variables " + strings.Join(dropped, ", ") + " could not be set on " + server)
+			}
+			return bc, v.carryBound(server, bc, set.IOTimeout, s.log)
 		}
 		if _, isServerErr := backend.AsMyError(err); isServerErr {
 			if fresh {
-				s.release(server)
+				s.conns.release(server)
 			}
-			return err
+			return nil, err
 		}
-		h.bc.MarkBroken()
-		s.release(server)
+		bc.MarkBroken()
+		s.conns.release(server)
 		if !fresh || attempt > 0 {
-			return err
+			return nil, err
 		}
-		s.backends.CloseIdle(server)
-		if _, err := s.acquire(server); err != nil {
-			return err
-		}
+		v.b.Conns.CloseIdle(server)
 	}
 }
 
-// release gives one server's connection back to its pool (which resets
-// it, or discards it when broken).
-func (s *session) release(server string) {
-	h := s.conns[server]
-	if h == nil {
+// carryBound gives a new master connection of the cluster the state
+// bound to the old one (user variables set again), or reports what did
+// not survive (and drops it).
+func (v *clusterView) carryBound(server string, bc *backend.Conn, timeout time.Duration, log *zap.Logger) error {
+	if server != v.b.topology().Master {
+		return nil
+	}
+	lost, replayed := v.bound.carry(bc, v.route.TempTables(), timeout)
+	if replayed > 0 {
+		log.Info("user variables set again on a new master connection", zap.Int("statements", replayed))
+	}
+	if lost == "" {
+		return nil
+	}
+	v.bound.dropUnmovable()
+	v.route.DropTempTables()
+	log.Warn("session state lost with its master connection", zap.String("lost", lost))
+	return errStateLost(lost)
+}
+
+// acquireArgs is how a session of this login in state st takes
+// connections on a cluster.
+func (l *login) acquireArgs(set *ClusterSettings, top *Settings, st *sessionState, flush func()) acquireArgs {
+	a := acquireArgs{account: l.account(), timeout: set.AcquireTimeout, flush: flush,
+		variant: backend.Variant{
+			FoundRows:      l.caps&mysql.CLIENT_FOUND_ROWS != 0,
+			LocalInfile:    top.LoadDataLocal && l.caps&mysql.CLIENT_LOCAL_FILES != 0,
+			NoMultiResults: l.caps&mysql.CLIENT_MULTI_RESULTS == 0,
+			NoSchema:       st.db == "",
+		}}
+	if top.Multiplexing {
+		a.tag = st.tagFor(l.multiStatements(st))
+	}
+	return a
+}
+
+// account is the backend login for this user's traffic.
+func (l *login) account() backend.Account {
+	return backend.Account{User: l.user.BackendUser, Password: l.user.BackendPassword.Value()}
+}
+
+// multiStatements: the client negotiated multi-statements and has not
+// turned them off.
+func (l *login) multiStatements(st *sessionState) bool {
+	return !st.multiOff && l.caps&mysql.CLIENT_MULTI_STATEMENTS != 0
+}
+
+// queryTimeout is the bound on one statement: the user's own, else
+// pool.query_timeout (0: none).
+func (l *login) queryTimeout(set *ClusterSettings) time.Duration {
+	if l.user.QueryTimeout > 0 {
+		return l.user.QueryTimeout.D()
+	}
+	return set.QueryTimeout
+}
+
+// applyReply takes in what a reply from target said about the session:
+// status flags, changes of schema or variables (target's connection has
+// them already), a collation to read back, and a new home cluster when
+// the database changed.
+func (s *session) applyReply(target string, bc *backend.Conn, r *reply) {
+	if r.statusSeen {
+		s.status = r.status
+	}
+	s.mux.noteReply(r)
+	db := s.state.db
+	if s.state.take(r.changes) {
+		s.conns.synced(target, s.state.version)
+	}
+	if r.charsetChanged {
+		v := s.conns.get(target)
+		if v != nil && s.state.learnCollation(bc, s.cmd.set.cluster(v.view.b.Name).IOTimeout) {
+			s.conns.synced(target, s.state.version)
+		}
+	}
+	if s.state.db == db {
 		return
 	}
-	delete(s.conns, server)
-	h.bc.NoteSchema(s.state.db)
-	h.bc.SetBeforeRead(nil)
-	s.stmts.forgetConn(h.bc)
-	s.backends.Return(h.bc)
-	s.publishThreads()
-}
-
-// releaseAll gives back every connection (session end, reset, change
-// user, a new topology).
-func (s *session) releaseAll() {
-	for name := range s.conns {
-		s.release(name)
+	// A new database may move the session to another cluster (when no
+	// transaction holds it where it is).
+	storeIfChanged(&s.info.db, s.state.db)
+	if v := s.views.get(s.srv, s.cmd.set.Routes.Home(s.state.db, s.login.user.Name)); v != nil && !s.tx.open() {
+		s.home = v
+		storeIfChanged(&s.info.cluster, v.b.Name)
 	}
 }
 
-// nameOf returns the server a held connection belongs to.
-func (s *session) nameOf(bc *backend.Conn) string {
-	for name, h := range s.conns {
-		if h.bc == bc {
-			return name
+// giveBackConns parks the session's backend connections in their pools
+// when multiplexing is on and nothing ties the session to them, and
+// publishes what it keeps (for SHOW SESSIONS).
+func (s *session) giveBackConns() {
+	why := ""
+	switch {
+	case len(s.conns.held) == 0:
+	case !s.cmd.set.Multiplexing:
+		why = "multiplexing off"
+	default:
+		why = s.mux.keepReason(keepers{
+			inTx:          s.status&mysql.SERVER_STATUS_IN_TRANS != 0 || s.tx.open(),
+			autocommitOff: s.state.autocommitOff(),
+			tempTables:    s.views.hasTempTables(),
+			variables:     s.state.replayedVars() > 0,
+			statements:    s.stmts.count() > 0,
+			cursor:        s.status&mysql.SERVER_STATUS_CURSOR_EXISTS != 0,
+		})
+		if why == "" {
+			s.conns.park(s.state.tagFor(s.login.multiStatements(&s.state)))
 		}
 	}
-	return bc.BackendName()
-}
-
-func (s *session) account() backend.Account {
-	return backend.Account{User: s.user.BackendUser, Password: s.user.BackendPassword.Value()}
-}
-
-func (s *session) variant() backend.Variant {
-	return backend.Variant{
-		FoundRows:      s.caps&mysql.CLIENT_FOUND_ROWS != 0,
-		LocalInfile:    s.settings.LoadDataLocal && s.caps&mysql.CLIENT_LOCAL_FILES != 0,
-		NoMultiResults: s.caps&mysql.CLIENT_MULTI_RESULTS == 0,
-		NoSchema:       s.state.db == "",
-	}
+	s.info.heldConns.Store(int32(len(s.conns.held)))
+	storeIfChanged(&s.info.heldBecause, why)
 }

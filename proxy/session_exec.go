@@ -18,6 +18,7 @@ type command struct {
 	class   router.Class
 	payload []byte        // the client's command packet (without header)
 	stmt    *preparedStmt // statement commands: the backend's id goes in per connection
+	stmtID  uint32        // COM_STMT_PREPARE: the id the client will know the statement by
 	route   routeKind
 	reply   replyKind
 }
@@ -43,161 +44,226 @@ const (
 	replyPrepare                    // COM_STMT_PREPARE: statement OK and definitions
 )
 
-// maxResends bounds how often a command is placed again after its
-// connection was lost (errRunAgain, errTxLost).
-const maxResends = 2
+// runs reports whether the command runs a statement (COM_QUERY or
+// COM_STMT_EXECUTE): one that can start, continue or end a transaction.
+func (c *command) runs() bool {
+	return len(c.payload) > 0 && (c.payload[0] == mysql.COM_QUERY || c.payload[0] == mysql.COM_STMT_EXECUTE)
+}
 
-// errRunAgain: the command's connection was lost but running it again is
-// safe: it never reached a server (its write failed), or it changes
-// nothing and none of its reply reached the client.
-var errRunAgain = errors.New("connection lost; the command may run again")
+// changesNothing: running the statement twice is the same as once.
+func changesNothing(cl router.Class) bool {
+	return cl.Kind == router.KindBegin || cl.Kind == router.KindBeginReadOnly || (cl.Kind == router.KindRead && cl.DML)
+}
 
 // exec runs one command and relays its reply:
 //
+//	cluster  which cluster it belongs to (its databases, else the session's)
+//	checkTx  a transaction whose connection is gone is replayed first
 //	place    decide where it runs, pass the write gate, get a connection in the session's state
-//	send     the command's bytes (rewritten for prepared statements)
-//	relay    the reply, to the client
-//	observe  what it did: session state, the router's view, statistics
+//	runOn    send, relay the reply to the client, observe what it did
 //
-// Until the bytes have left, a failure is invisible to the client: a
-// replica that cannot serve is avoided and the decision taken again, an
-// unreachable master is waited for (hold_timeout), a connection cut under
-// the session is replaced. After that, a lost connection is an error for
-// the client.
+// A failure comes back as a *failure and the retry policy (nextStep)
+// decides what it becomes; all waits share one deadline, hold_timeout
+// from now.
 func (s *session) exec(c *command) error {
+	v, err := s.clusterOf(c)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(s.cmd.set.cluster(v.b.Name).HoldTimeout)
 	for tries := 0; ; tries++ {
 		if tries > 0 && s.info.killed.Load() {
 			return errConnectionKilled() // KILL CONNECTION or a shutdown: no second try
 		}
-		if handled, err := s.checkTx(c); handled {
+		if handled, err := s.checkTx(c, v, deadline); handled {
 			return err
 		}
-		p, err := s.place(c)
+		p, err := s.place(c, v, deadline)
 		if err == nil {
 			err = s.runOn(c, p)
-			p.leave(s)
+			p.leave()
 		}
-		again := errors.Is(err, errRunAgain) || errors.Is(err, errTxLost)
-		switch {
-		case again && tries < maxResends:
-			continue
-		case errors.Is(err, errRunAgain):
-			return errBackendLost(p.target, err)
-		case errors.Is(err, errTxLost):
-			return s.abortTx(s.tx.lost + ", again after replaying")
+		var f *failure
+		if !errors.As(err, &f) {
+			return err // done: nil, the client's error, or the client is gone
 		}
-		return err
+		if err := s.recover(v, f, tries, deadline); err != nil {
+			return err
+		}
 	}
+}
+
+// clusterOf returns the cluster a command runs on: a transaction's own,
+// else the one its databases belong to (ClusterMap.Pick). A statement
+// that would span two clusters is refused.
+func (s *session) clusterOf(c *command) (*clusterView, error) {
+	name, err := s.cmd.set.Routes.Pick(c.class, s.home.b.Name)
+	if c.route == routeMaster || c.route == routeStmtLast {
+		name, err = s.home.b.Name, nil
+	}
+	if c.stmt != nil && c.stmt.cluster != "" {
+		name, err = c.stmt.cluster, nil // a prepared statement stays where it was prepared
+	}
+	if err != nil {
+		return nil, errCrossCluster(err)
+	}
+	if t := s.tx.view; s.tx.open() && t.b.Name != name {
+		return nil, errCrossCluster(&router.CrossClusterError{Clusters: []string{t.b.Name, name}, InTransaction: true})
+	}
+	v := s.views.get(s.srv, name)
+	if v == nil {
+		return nil, errRouting(errors.New("unknown cluster " + name))
+	}
+	return v, nil
+}
+
+// recover carries out the retry policy's step for a failure; nil means
+// try the command again.
+func (s *session) recover(v *clusterView, f *failure, tries int, deadline time.Time) error {
+	set := s.cmd.set.cluster(v.b.Name)
+	switch nextStep(f, tries, time.Now().After(deadline)) {
+	case stepRetry:
+		return nil
+	case stepAvoid:
+		s.log.Info("backend cannot serve this statement now; routing elsewhere", zap.String("backend", f.server), zap.Error(f))
+		v.route.Avoid(f.server, set.AvoidFor)
+		return nil
+	case stepWait:
+		waitForChange(v, f.epoch, deadline)
+		return nil
+	case stepReplay:
+		s.tx.lose(f.Error())
+		return nil
+	case stepAbortTx:
+		return s.abortTx(f.Error() + " while its result was being sent")
+	case stepUnknown:
+		s.abortTx("the connection was lost during a statement that may have committed it: its outcome is unknown")
+		s.log.Warn("transaction outcome unknown: connection lost during a committing statement", zap.Error(f))
+		return errCommitUnknown(f.Error())
+	}
+	s.srv.stats.BackendErrors.Add(1)
+	if f.kept && s.tx.open() {
+		// A kept transaction that could not be replayed in time is over:
+		// the client hears it as one (class 40), never as a lone error.
+		return s.abortTx(f.Error() + ", and the transaction could not be replayed in time")
+	}
+	return failedError(v, f)
+}
+
+// failedError is the client's error for a command the policy gave up on.
+func failedError(v *clusterView, f *failure) error {
+	switch {
+	case f.kind == lostInFlight || (f.tx != txNone && !f.kept):
+		return errBackendLost(f.server, f.err)
+	case f.kind == replicaRefused:
+		return asClientError(f.err)
+	case f.toMaster || f.kind == masterMoved:
+		return errNoMaster(v.b.topology(), f.err)
+	}
+	return errNoBackend(f.err)
+}
+
+// masterRetryEvery is how often an unreachable master is tried again.
+const masterRetryEvery = 250 * time.Millisecond
+
+// waitForChange waits, after the master could not be reached, for the
+// next topology or for a moment (the same master may come back: a
+// restart, a pause), never past deadline.
+func waitForChange(v *clusterView, epoch uint64, deadline time.Time) {
+	left := time.Until(deadline)
+	if left <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(left, masterRetryEvery))
+	defer cancel()
+	_, _ = v.b.Topo.WaitChange(ctx, epoch)
 }
 
 // placement is where one command runs.
 type placement struct {
+	view   *clusterView
 	target string
 	bc     *backend.Conn
-	gated  bool // passed the write gate: LeaveMaster is owed
+	gated  bool // passed the write gate: Leave is owed
+	epoch  uint64
 }
 
-func (p placement) leave(s *session) {
+func (p placement) leave() {
 	if p.gated {
-		s.backends.LeaveMaster()
+		p.view.b.Gate.Leave()
 	}
 }
-
-// maxRefusals bounds how many replicas refusing the session's state one
-// statement tries before the refusal reaches the client.
-const maxRefusals = 8
 
 // place chooses the server and returns a connection to it in the
 // session's state. Statements for the master pass the write gate: during
-// a failover or switchover they wait for the new master.
-func (s *session) place(c *command) (placement, error) {
-	var deadline time.Time // set when the master first cannot be reached
-	for try := 0; ; try++ {
-		s.followEpoch()
-		if s.tx.open && s.txConnGone() {
-			return placement{}, errTxLost // checkTx replays it first
+// a failover or switchover they wait there for the new master.
+func (s *session) place(c *command, v *clusterView, deadline time.Time) (placement, error) {
+	s.followEpoch(v)
+	topo := v.b.topology()
+	if s.tx.open() && s.tx.lost != "" {
+		// The transaction's connection is gone: nothing runs before it is
+		// replayed (or aborted), or the command would run outside it.
+		return placement{}, &failure{kind: notSent, server: s.tx.on, err: errors.New(s.tx.lost), epoch: topo.Epoch,
+			tx: s.tx.phase, kept: s.tx.kept}
+	}
+	d, err := s.decide(c, v, topo)
+	if err != nil {
+		return placement{}, errRouting(err)
+	}
+	if d.WaitGTID != "" && !s.waitReplica(v, d.Target, d.WaitGTID) {
+		if !router.MasterAvailable(topo) {
+			return placement{}, errReadYourWrites(d.WaitGTID, topo)
 		}
-		d, err := s.decide(c)
+		d = router.Decision{Target: d.Fallback, Reason: "replica behind the session's last write"}
+	}
+	p := placement{view: v, target: d.Target, epoch: topo.Epoch}
+	toMaster := d.Target == topo.Master
+	if toMaster {
+		master, _, err := v.b.Gate.Enter(max(time.Until(deadline), 0), s.tx.open())
 		if err != nil {
-			return placement{}, errRouting(err)
+			return placement{}, errHeld(err)
 		}
-		if d.WaitGTID != "" && !s.waitReplica(d.Target, d.WaitGTID) {
-			d = router.Decision{Target: d.Fallback, Reason: "replica behind the session's last write"}
-		}
-		topo := s.backends.Topology()
-		toMaster := d.Target == topo.Master
-		p := placement{target: d.Target}
-		if toMaster {
-			master, _, err := s.backends.EnterMaster(s.srv.holdTimeout(), s.route.InTx)
-			if err != nil {
-				return placement{}, errHeld(err)
-			}
-			p.gated = true
-			if master != d.Target {
-				p.leave(s)
-				continue // the master changed while we waited: decide again
-			}
-		}
-		if p.bc, err = s.connTo(d.Target); err == nil {
-			return p, nil
-		}
-		p.leave(s)
-		if err := s.connectFailed(err, d.Target, toMaster, try, topo.Epoch, &deadline); err != nil {
-			return placement{}, err
+		p.gated = true
+		if master != d.Target {
+			p.leave()
+			return placement{}, &failure{kind: masterMoved, server: d.Target, toMaster: true, epoch: topo.Epoch}
 		}
 	}
+	if p.bc, err = s.connTo(v, d.Target); err != nil {
+		p.leave()
+		if isRefused(err) {
+			v.b.suspect(d.Target)
+		}
+		f := &failure{kind: notSent, server: d.Target, err: err, toMaster: toMaster, epoch: topo.Epoch, tx: s.tx.phase, kept: s.tx.kept}
+		return placement{}, connectFailure(f)
+	}
+	return p, nil
 }
 
-// connectFailed decides what place does when no connection in the
-// session's state could be had on target (nothing was sent yet): nil to
-// decide again, or the error for the client. deadline bounds the wait for
-// an unreachable master (set on its first failure).
-func (s *session) connectFailed(err error, target string, toMaster bool, try int, epoch uint64, deadline *time.Time) error {
+// connectFailure classifies a failure to get a connection in the
+// session's state (nothing was sent for the command yet): f, or an
+// error for the client.
+func connectFailure(f *failure) error {
 	var lost stateLost
-	if errors.As(err, &lost) {
-		return lost.MyError
-	}
-	if refuses := (replicaRefuses{}); errors.As(err, &refuses) && try < maxRefusals {
-		// Each refusing replica is avoided in turn, then the policy for
-		// "no replica" applies (by default: the master). Bounded: a
-		// statement prepared on that replica has nowhere else to go.
-		s.log.Info("replica cannot take the session's state; routing elsewhere", zap.Error(err))
-		s.route.Avoid(target, s.srv.avoidFor())
-		return nil
-	}
-	me, serverErr := backend.AsMyError(err)
+	var refuses replicaRefuses
+	me, serverErr := backend.AsMyError(f.err)
 	switch {
-	case serverErr && (toMaster || try >= 2):
-		return me
-	case toMaster:
-		// The master is unreachable: wait (hold_timeout) for it to come
-		// back or for the failover engine to name another.
-		if deadline.IsZero() {
-			*deadline = time.Now().Add(s.srv.holdTimeout())
-		}
-		if s.retryMaster(epoch, *deadline) {
-			return nil
-		}
-		s.srv.stats.BackendErrors.Add(1)
-		return errNoBackend(err)
-	case try >= 2:
-		s.srv.stats.BackendErrors.Add(1)
-		return errNoBackend(err)
-	default:
-		// A replica that cannot serve this session (down, or lacking its
-		// database so far) is avoided.
-		s.log.Warn("replica cannot serve the session; routing elsewhere", zap.String("backend", target), zap.Error(err))
-		s.route.Avoid(target, s.srv.avoidFor())
-		return nil
+	case errors.As(f.err, &lost):
+		return lost.MyError
+	case errors.As(f.err, &refuses):
+		f.kind = replicaRefused
+	case serverErr && f.toMaster:
+		return me // the server's own answer (unknown database, access denied …)
 	}
+	return f
 }
 
 // decide applies the command's routing rule.
-func (s *session) decide(c *command) (router.Decision, error) {
+func (s *session) decide(c *command, v *clusterView, topo *backend.Topology) (router.Decision, error) {
 	switch c.route {
 	case routeMaster:
-		if m := s.backends.Topology().Master; m != "" {
-			return router.Decision{Target: m}, nil
+		if topo.Master != "" {
+			return router.Decision{Target: topo.Master}, nil
 		}
 		return router.Decision{}, router.ErrNoMaster
 	case routeStmtLast:
@@ -210,65 +276,134 @@ func (s *session) decide(c *command) (router.Decision, error) {
 			return router.Decision{Target: c.stmt.longDataOn}, nil
 		}
 	}
-	return router.Decide(c.class, s.route, s.backends.Topology(), s.srv.policy())
+	ctx := router.Context{TxOn: s.tx.server(), LastTarget: s.cmd.target,
+		AutocommitOff: s.state.autocommitOff(), ReadsOnMaster: s.state.readsOnMaster()}
+	return router.Decide(c.class, ctx, v.route, topo, s.cmd.set.cluster(v.b.Name).Policy)
 }
 
-// runOn sends the command on p and relays the reply.
+// runOn sends the command on p and relays the reply. An I/O failure
+// drops the connection and comes back as a *failure.
 func (s *session) runOn(c *command, p placement) error {
 	s.cmd.target = p.target
 	storeIfChanged(&s.info.lastBackend, p.target)
-	send, err := s.commandBytes(c, p)
+	set := s.cmd.set.cluster(p.view.b.Name)
+	send, err := s.relay.commandBytes(c, p.bc, p.target, set.IOTimeout)
 	if err != nil {
 		if me, ok := err.(*mysql.MyError); ok {
 			return me
 		}
-		return s.lostConnection(p.target, p.bc, err)
+		return s.lost(c, p, &reply{}, false, err)
 	}
 	if send == nil {
 		return nil // nothing to send (a command without reply)
 	}
-	count := s.backends.Begin(p.target)
+	count := p.view.b.Count.Begin(p.target)
 	defer count.End()
 	start := time.Now()
-	r := s.newReply()
-	if s.txRecording(c, p.target) {
-		s.checksummed(r)
+	toMaster := p.target == p.view.b.topology().Master
+	r := s.relay.newReply()
+	if s.tx.recording(c, toMaster, set.TxReplay.Enabled, s.state.autocommitOff()) {
+		s.relay.checksum(r)
 	}
-	inTx := s.route.InTx // a lost connection clears it
-	sent, err := s.sendAndRelay(c, p, send, r)
-	switch {
-	case err != nil && !sent:
-		// The write failed (the connection was cut under the session, or
-		// its server is gone): the server runs only complete command
-		// packets, so this one never ran. It is sent again elsewhere, its
-		// transaction replayed first; only a read-only transaction on a
-		// replica, which the proxy does not keep, ends here.
-		lost := s.lostConnection(p.target, p.bc, err)
-		switch {
-		case s.tx.open:
-			s.tx.lost = lost.Error()
-			return errTxLost
-		case inTx:
-			return lost
+	s.tx.sending(c)
+	sent, err := s.sendAndRelay(c, p, send, r, set)
+	if err != nil {
+		return s.lost(c, p, r, sent, err)
+	}
+	return s.observe(c, p, r, time.Since(start), toMaster)
+}
+
+// lost turns an I/O failure under a command into a *failure, after
+// dropping the connection (and with it the transaction it carried). A
+// failed write to the client ends the session instead.
+func (s *session) lost(c *command, p placement, r *reply, sent bool, err error) error {
+	if errors.Is(err, errClientWrite) {
+		return err
+	}
+	f := &failure{kind: notSent, server: p.target, err: err, epoch: p.epoch, toMaster: p.gated,
+		relayed: r.sent, harmless: changesNothing(c.class), tx: s.tx.phase, kept: s.tx.kept}
+	if sent {
+		f.kind = lostInFlight
+	}
+	s.srv.stats.BackendErrors.Add(1)
+	s.log.Warn("backend connection lost", zap.String("backend", p.target), zap.Error(err))
+	p.bc.MarkBroken()
+	s.dropConn(p.target)
+	return f
+}
+
+// dropConn gives a failed connection back (discarded) and loses the
+// transaction it carried: a kept one waits for its replay, any other is
+// over.
+func (s *session) dropConn(server string) {
+	s.conns.release(server)
+	if s.tx.server() != server {
+		return
+	}
+	if s.tx.kept {
+		s.tx.lose("the connection to " + server + " was lost")
+		return
+	}
+	s.tx.end()
+	s.status &^= mysql.SERVER_STATUS_IN_TRANS
+	s.info.inTx.Store(false)
+}
+
+// sendAndRelay sends the command and relays its reply, published as the
+// session's running statement (KILL, the query timeout); sent is false
+// when the command's write failed.
+func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply, set *ClusterSettings) (sent bool, err error) {
+	timeout := s.login.queryTimeout(set)
+	run := s.ctl.start(p.view.b, p.target, p.bc, s.login.account(), timeout)
+	defer func() {
+		if why := s.ctl.stop(run); why != "" && r.serverErr != nil {
+			r.serverErr = errQueryKilled(why)
 		}
-		return errRunAgain
-	case err != nil:
-		return s.afterLoss(c, r, inTx, err)
+	}()
+	if err := s.relay.send(p.bc, send, timeout, set.IOTimeout); err != nil {
+		return false, err
 	}
-	s.observe(c, p, r, time.Since(start))
-	s.noteTx(c, p.target, r)
-	s.noteBound(c, p.target, r.ok)
+	return true, s.relay.reply(c, p.bc, r, s.cmd.set)
+}
+
+// observe takes in what a relayed reply said: session state, the
+// transaction, the router's view, connection-bound state, statistics.
+// It returns the server's error for the client, if the reply was one.
+func (s *session) observe(c *command, p placement, r *reply, took time.Duration, toMaster bool) error {
+	set := s.cmd.set.cluster(p.view.b.Name)
+	s.applyReply(p.target, p.bc, r)
+	cl := c.class
+	if c.reply == replyPrepare {
+		cl = router.Class{Kind: router.KindRead} // preparing is not running
+		if r.prepared != nil {
+			r.prepared.cluster = p.view.b.Name
+			s.stmts.add(r.prepared)
+		}
+	}
+	p.view.route.Observe(cl, router.Outcome{Target: p.target, OK: r.ok, LastGTID: r.gtid})
+	s.tx.follow(c, r, s.status&mysql.SERVER_STATUS_IN_TRANS != 0, p.target, p.view, toMaster, set.TxReplay.MaxSize)
+	s.info.inTx.Store(s.tx.open())
+	p.view.bound.note(c, toMaster, r.ok, s.conns.get(p.target), p.view.route.HasTempTables())
+	storeIfChanged(&s.info.db, s.state.db)
+	s.srv.digests.record(cl.Digest, took, r.rows, toMaster)
+	if s.srv.observe != nil {
+		s.srv.observe(p.view.b.Name, cl.Kind.String(), toMaster, r.ok, took)
+	}
+	// The client's own session tracking, or a server's globals, changed
+	// what the proxy keeps.
 	if c.class.SetsTracking && r.ok {
-		if err := s.learnTracking(p.bc); err != nil {
-			return s.lostConnection(p.target, p.bc, err)
+		t, err := s.state.learnTracking(p.bc, set.IOTimeout)
+		if err != nil {
+			return s.lost(c, p, r, true, err)
 		}
+		s.login.track = t
 	}
 	if c.class.SetsGlobal && r.ok {
 		// New sessions start from the new globals, as they would on the
 		// server: idle connections (reset before the change) are dropped,
 		// and the defaults the proxy keeps are read again.
-		s.backends.CloseIdle(p.target)
-		s.srv.serverDefaults.Store(nil)
+		p.view.b.Conns.CloseIdle(p.target)
+		s.srv.defaults.Delete(p.view.b.Name)
 	}
 	if r.serverErr != nil {
 		return r.serverErr
@@ -276,244 +411,50 @@ func (s *session) runOn(c *command, p placement) error {
 	return nil
 }
 
-// sendAndRelay sends the command and relays its reply, published as the
-// session's running statement (KILL, the query timeout); sent is false
-// when the command's write failed.
-func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply) (sent bool, err error) {
-	s.startRunning(p.target, p.bc)
-	timer := s.statementTimer(s.queryTimeout())
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-		if why := s.stopRunning(); why != "" && r.serverErr != nil {
-			r.serverErr = errQueryKilled(why)
-		}
-	}()
-	if err := s.send(p.bc, send); err != nil {
-		return false, err
-	}
-	return true, s.relay(c, p.bc, r)
-}
-
-// queryTimeout is the bound on one statement: the user's own, else
-// pool.query_timeout (0: none).
-func (s *session) queryTimeout() time.Duration {
-	if s.user.QueryTimeout > 0 {
-		return s.user.QueryTimeout.D()
-	}
-	return s.settings.QueryTimeout
-}
-
-// afterLoss decides what a connection lost under a command becomes.
-// Inside a transaction the proxy keeps: a replay or an abort (lostInTx).
-// Outside any transaction (inTx: before the command), a command that
-// changes nothing (a read, BEGIN) is sent again when none of its reply
-// reached the client; any other keeps its error (1927): it may have run.
-func (s *session) afterLoss(c *command, r *reply, inTx bool, err error) error {
-	var lost *connLost
-	switch {
-	case !errors.As(err, &lost):
-		return err
-	case s.tx.open:
-		return s.lostInTx(c, r, lost.Error())
-	case !r.sent && !inTx && changesNothing(c.class):
-		return errRunAgain
-	}
-	return err
-}
-
-// changesNothing: running the statement twice is the same as once.
-func changesNothing(cl router.Class) bool {
-	return cl.Kind == router.KindBegin || cl.Kind == router.KindBeginReadOnly || (cl.Kind == router.KindRead && cl.DML)
-}
-
-// txConnGone: the connection carrying the open transaction is gone.
-func (s *session) txConnGone() bool {
-	h := s.conns[s.tx.on]
-	return s.tx.lost != "" || h == nil || !h.bc.Alive(backend.AliveCheckAfter)
-}
-
-// commandBytes returns what to send on p's connection: the client's
-// packet, or for a prepared statement the packet with the backend's id
-// (preparing it there first if needed).
-func (s *session) commandBytes(c *command, p placement) ([]byte, error) {
-	if c.stmt == nil {
-		return c.payload, nil
-	}
-	id, err := s.prepareOn(p.bc, c.stmt)
-	if err != nil {
-		return nil, err
-	}
-	c.stmt.lastOn = p.target
-	if c.payload[0] != mysql.COM_STMT_EXECUTE {
-		return withID(c.payload, id), nil
-	}
-	pkt, err := c.stmt.bindPacket(c.payload, id)
-	if err != nil {
-		return nil, errMalformed(err.Error())
-	}
-	return pkt, nil
-}
-
-// relay copies the reply for c's kind to the client.
-func (s *session) relay(c *command, bc *backend.Conn, r *reply) error {
-	switch c.reply {
-	case replyRows:
-		return s.relayRows(bc, r)
-	case replyFieldList:
-		return s.relayFieldList(bc, r)
-	case replyOnePacket:
-		return s.relayPacket(bc, r)
-	case replyPrepare:
-		return s.relayPrepare(bc, c, r)
-	}
-	// COM_STMT_EXECUTE: flags (byte 5) other than 0 ask for a cursor.
-	r.cursor = c.payload[0] == mysql.COM_STMT_EXECUTE && len(c.payload) > 5 && c.payload[5] != 0
-	return s.relayResult(bc, r)
-}
-
-// observe takes in what a relayed reply said: session state, the
-// router's view of the session, statistics.
-func (s *session) observe(c *command, p placement, r *reply, took time.Duration) {
-	s.applyReply(p.target, r)
-	if r.charsetChanged {
-		s.learnCollation(p.target, p.bc)
-	}
-	cl := c.class
-	if c.reply == replyPrepare {
-		cl = router.Class{Kind: router.KindRead} // preparing is not running
-	}
-	s.route.Observe(cl, router.Outcome{Target: p.target, OK: r.ok, InTx: s.status&mysql.SERVER_STATUS_IN_TRANS != 0,
-		LastGTID: r.gtid, Autocommit: r.autocommit})
-	s.info.inTx.Store(s.route.InTx)
-	storeIfChanged(&s.info.db, s.state.db)
-	toMaster := p.target == s.backends.Topology().Master
-	s.srv.digests.record(cl.Digest, took, r.rows, toMaster)
-	if s.srv.observe != nil {
-		s.srv.observe(cl.Kind.String(), toMaster, r.ok, took)
-	}
-}
-
-// send writes one command packet to the backend. With a query timeout,
-// a socket deadline past it (by io_timeout) is the backstop when killing
-// the statement fails (a hung server).
-func (s *session) send(bc *backend.Conn, cmd []byte) error {
-	if d := s.queryTimeout(); d > 0 {
-		bc.SetDeadline(time.Now().Add(d + s.settings.IOTimeout))
-	} else {
-		bc.SetDeadline(time.Time{})
-	}
-	bc.Sent()
-	bp := bc.Packets()
-	bp.ResetSequence()
-	buf := append(append(s.cmd.cmdBuf[:0], 0, 0, 0, 0), cmd...)
-	if cap(buf) <= maxKeptBuffer {
-		s.cmd.cmdBuf = buf // reused for the next command
-	}
-	return bp.WritePacket(buf)
-}
-
-// connLost is a backend connection lost under a command: the client gets
-// errBackendLost (mid-result too: an ERR packet may end a result set)
-// unless the transaction it carried is replayed.
-type connLost struct {
-	target string
-	err    error
-}
-
-func (e *connLost) Error() string {
-	return "the connection to " + e.target + " was lost (" + shortErr(e.err) + ")"
-}
-
-// lostConnection handles an I/O failure on a backend connection: it is
-// dropped and the session goes on with other connections. A transaction
-// the proxy keeps (txState) survives for replay; any other is over.
-func (s *session) lostConnection(target string, bc *backend.Conn, err error) error {
-	if errors.Is(err, errClientWrite) {
-		return err
-	}
-	s.srv.stats.BackendErrors.Add(1)
-	s.log.Warn("backend connection lost", zap.String("backend", target), zap.Error(err))
-	bc.MarkBroken()
-	s.release(target)
-	if target != s.backends.Topology().Master {
-		s.route.Avoid(target, s.srv.avoidFor())
-	}
-	if !s.tx.open {
-		s.connectionLost()
-	}
-	return &connLost{target: target, err: err}
-}
-
-// connectionLost forgets a transaction that died with its connection.
-func (s *session) connectionLost() {
-	s.status &^= mysql.SERVER_STATUS_IN_TRANS
-	s.route.Observe(router.Class{Kind: router.KindWrite}, router.Outcome{})
-	s.info.inTx.Store(false)
-}
-
-// followEpoch drops every held connection when the topology epoch
-// changed: the master may be another server now. A transaction the proxy
-// keeps is replayed there (checkTx); any other died with the old master.
-func (s *session) followEpoch() {
-	epoch := s.backends.Topology().Epoch
-	if s.epoch == epoch {
+// followEpoch drops the connections held to a cluster whose topology
+// epoch changed: the master may be another server now. A transaction the
+// proxy keeps is replayed there (checkTx); any other died with its
+// connection.
+func (s *session) followEpoch(v *clusterView) {
+	epoch := v.b.topology().Epoch
+	if v.epoch == epoch {
 		return
 	}
-	if s.epoch != 0 {
-		if s.tx.open && s.tx.lost == "" {
-			s.tx.lost = "the master changed"
+	if v.epoch != 0 {
+		if s.tx.view == v {
+			s.tx.lose("the master changed")
 		}
-		s.releaseAll()
-		if s.route.InTx && !s.tx.open {
-			s.connectionLost()
+		for _, server := range s.conns.serversOf(v) {
+			s.dropConn(server)
 		}
 	}
-	s.epoch = epoch
-}
-
-// masterRetryEvery is how often an unreachable master is tried again.
-const masterRetryEvery = 250 * time.Millisecond
-
-// retryMaster waits, after the master could not be reached, for the next
-// topology or for a moment (the same master may come back: a restart, a
-// pause), never past deadline; false once the deadline has passed.
-func (s *session) retryMaster(epoch uint64, deadline time.Time) bool {
-	left := time.Until(deadline)
-	if left <= 0 {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), min(left, masterRetryEvery))
-	defer cancel()
-	_, _ = s.backends.WaitChange(ctx, epoch)
-	return true
+	v.epoch = epoch
 }
 
 // waitReplica makes a read-your-writes read wait on the replica until it
 // has applied the session's last write (MASTER_GTID_WAIT on MariaDB,
-// WAIT_FOR_EXECUTED_GTID_SET on MySQL, bounded by gtid_wait_timeout). It runs before the session state is replayed, so a
-// database created by that write exists there. False sends the read to
-// the master instead.
-func (s *session) waitReplica(replica, gtid string) bool {
-	bc, err := s.acquire(replica)
+// WAIT_FOR_EXECUTED_GTID_SET on MySQL, bounded by gtid_wait_timeout). It
+// runs before the session state is replayed, so a database created by
+// that write exists there. False sends the read elsewhere.
+func (s *session) waitReplica(v *clusterView, replica, gtid string) bool {
+	set := s.cmd.set.cluster(v.b.Name)
+	bc, err := s.conns.acquire(v, replica, s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook()))
 	if err != nil {
 		return false
 	}
-	wait := s.srv.gtidWait()
-	ctx, cancel := context.WithTimeout(context.Background(), wait+s.settings.IOTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), set.GTIDWait+set.IOTimeout)
 	defer cancel()
-	r, err := bc.Exec(ctx, bc.Flavor().WaitGTIDSQL(gtid, wait))
+	r, err := bc.Exec(ctx, bc.Flavor().WaitGTIDSQL(gtid, set.GTIDWait))
 	if err != nil {
-		s.log.Warn("read-your-writes wait failed; reading from the master", zap.String("backend", replica), zap.Error(err))
+		s.log.Warn("read-your-writes wait failed", zap.String("backend", replica), zap.Error(err))
 		if _, isServerErr := backend.AsMyError(err); !isServerErr {
-			s.release(replica)
+			s.conns.release(replica)
 		}
 		return false
 	}
 	if r.Resultset == nil || len(r.Values) == 0 || r.Values[0][0].Value() == nil || r.Values[0][0].AsInt64() != 0 {
 		return false
 	}
-	s.route.CaughtUp(replica)
+	v.route.CaughtUp(replica)
 	return true
 }

@@ -27,7 +27,7 @@ func TestSessionPaths(t *testing.T) {
 			name: "replica refuses: the read goes elsewhere, the client never knows",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
 				f.servers["r1"].refuse.Store(true)
-				s.route.Avoid("r2", time.Hour) // r1 is the only replica to draw
+				s.home.route.Avoid("r2", time.Hour) // r1 is the only replica to draw
 			},
 			sql:   "SELECT c FROM t WHERE id = 1",
 			ranOn: []string{"m"}, notOn: []string{"r1", "r2"},
@@ -65,8 +65,8 @@ func TestSessionPaths(t *testing.T) {
 			name: "a read lost in flight, nothing relayed yet: run again, the client never knows",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
 				f.servers["m"].closeOnceOn("FROM t WHERE id = 7")
-				s.route.Avoid("r1", time.Hour)
-				s.route.Avoid("r2", time.Hour) // the read goes to the master
+				s.home.route.Avoid("r1", time.Hour)
+				s.home.route.Avoid("r2", time.Hour) // the read goes to the master
 			},
 			sql:   "SELECT c FROM t WHERE id = 7",
 			ranOn: []string{}, // received twice: lost, then answered
@@ -74,7 +74,7 @@ func TestSessionPaths(t *testing.T) {
 		{
 			name: "a read lost in flight inside a read-only transaction on a replica: an error, not a read outside it",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
-				s.route.Avoid("r2", time.Hour)
+				s.home.route.Avoid("r2", time.Hour)
 				if p := s.run(t, "START TRANSACTION READ ONLY"); errCode(p) != 0 {
 					t.Fatalf("begin: %q", p)
 				}
@@ -97,7 +97,7 @@ func TestSessionPaths(t *testing.T) {
 			name: "read-your-writes: a replica that has not applied the write sends the read to the master",
 			setup: func(t *testing.T, f *fakeBackends, s fakeSession) {
 				f.servers["m"].answer("VALUES (5)", okWithGTID("0-1-77"))
-				s.route.Avoid("r2", time.Hour)
+				s.home.route.Avoid("r2", time.Hour)
 				f.servers["r1"].answer("MASTER_GTID_WAIT", intResult("w", "-1")...)
 				if p := s.run(t, "INSERT INTO t VALUES (5)"); p[0] != mysql.OK_HEADER {
 					t.Fatalf("write: %q", p)
@@ -144,7 +144,7 @@ func TestSessionFollowsNewMaster(t *testing.T) {
 	if p := s.run(t, "INSERT INTO t VALUES (1)"); p[0] != mysql.OK_HEADER {
 		t.Fatalf("first write: %q", p)
 	}
-	held := s.conns["m"]
+	held := s.conns.get("m")
 	if held == nil {
 		t.Fatal("no connection held to the master")
 	}
@@ -155,7 +155,7 @@ func TestSessionFollowsNewMaster(t *testing.T) {
 	if len(f.servers["r2"].received("VALUES (2)")) != 1 || len(f.servers["m"].received("VALUES (2)")) != 0 {
 		t.Error("the write after the change did not run on the new master only")
 	}
-	if s.conns["m"] != nil {
+	if s.conns.get("m") != nil {
 		t.Error("the session still holds a connection to the old master")
 	}
 }

@@ -38,7 +38,7 @@ func TestTransactionAcrossLostConnection(t *testing.T) {
 		},
 		{
 			name:   "the monitor cut the connection while the client thought: replayed on a new connection",
-			before: func(f *fakeBackends, s fakeSession) { s.conns["m"].bc.Kill() },
+			before: func(f *fakeBackends, s fakeSession) { s.conns.get("m").bc.Kill() },
 			steps:  []step{{"INSERT INTO t VALUES (2)", 0}, {"COMMIT", 0}},
 			wantOn: "m", wantSeen: []string{"BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t", "BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t", "INSERT INTO t VALUES (2)", "COMMIT"},
 			replayed: 1,
@@ -50,6 +50,26 @@ func TestTransactionAcrossLostConnection(t *testing.T) {
 			},
 			steps:  []step{{"INSERT INTO t VALUES (2)", 0}, {"COMMIT", 0}},
 			wantOn: "r1", wantSeen: []string{"BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t", "INSERT INTO t VALUES (2)", "COMMIT"},
+			replayed: 1,
+		},
+		{
+			name: "the connection dies while the statement waits at the gate: replayed, never run outside the transaction on a new connection",
+			before: func(f *fakeBackends, s fakeSession) {
+				f.onEnter = func() { s.conns.get("m").bc.Kill() }
+			},
+			steps:  []step{{"INSERT INTO t VALUES (2)", 0}, {"COMMIT", 0}},
+			wantOn: "m", wantSeen: []string{"BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t", "BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t", "INSERT INTO t VALUES (2)", "COMMIT"},
+			replayed: 1,
+		},
+		{
+			name: "the master changes again while the replay waits at the gate: replayed once, where the master is then",
+			before: func(f *fakeBackends, s fakeSession) {
+				f.servers["r2"].answer("SELECT v", intResult("v", "10")...)
+				f.SetMaster("r1")
+				f.onEnter = func() { f.SetMaster("r2") }
+			},
+			steps:  []step{{"INSERT INTO t VALUES (2)", 0}, {"COMMIT", 0}},
+			wantOn: "r2", wantSeen: []string{"BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t", "INSERT INTO t VALUES (2)", "COMMIT"},
 			replayed: 1,
 		},
 		{
@@ -85,8 +105,8 @@ func TestTransactionAcrossLostConnection(t *testing.T) {
 		{
 			name: "too large to keep: aborted when its connection is lost",
 			before: func(f *fakeBackends, s fakeSession) {
-				s.settings.TxReplay.MaxSize = 10
-				s.tx.unreplayable = "larger than max_size" // as logTx found after the first statement
+				s.setCluster(func(c *ClusterSettings) { c.TxReplay.MaxSize = 10 })
+				s.tx.unreplayable = "larger than max_size" // as record found after the first statement
 				f.SetMaster("r1")
 			},
 			steps:   []step{{"INSERT INTO t VALUES (2)", mysql.ER_LOCK_DEADLOCK}, {"ROLLBACK", 0}},
@@ -100,16 +120,13 @@ func TestTransactionAcrossLostConnection(t *testing.T) {
 			f.servers["m"].answer("SELECT v", intResult("v", "10")...)
 			f.servers["r1"].answer("SELECT v", intResult("v", "10")...)
 			s := newFakeSession(t, f)
-			set := *s.settings
-			set.TxReplay = TxReplay{Enabled: true, MaxSize: 1 << 20}
-			s.settings = &set
 			for _, q := range []string{"BEGIN", "INSERT INTO t VALUES (1)", "SELECT v FROM t"} {
 				if p := s.run(t, q); errCode(p) != 0 {
 					t.Fatalf("%s: %q", q, p)
 				}
 			}
-			if !s.tx.open || len(s.tx.log) != 3 || f.OpenTransactions() != 1 {
-				t.Fatalf("transaction not followed: open %v, %d statements kept, %d open at the gate", s.tx.open, len(s.tx.log), f.OpenTransactions())
+			if !s.tx.open() || len(s.tx.log) != 3 || f.OpenTransactions() != 1 {
+				t.Fatalf("transaction not followed: open %v, %d statements kept, %d open at the gate", s.tx.open(), len(s.tx.log), f.OpenTransactions())
 			}
 			tc.before(f, s)
 			for _, st := range tc.steps {
@@ -126,8 +143,8 @@ func TestTransactionAcrossLostConnection(t *testing.T) {
 			if st.TxReplayed.Load() != tc.replayed || st.TxAborted.Load() != tc.aborted {
 				t.Errorf("replayed %d aborted %d, want %d and %d", st.TxReplayed.Load(), st.TxAborted.Load(), tc.replayed, tc.aborted)
 			}
-			if s.tx.open || f.OpenTransactions() != 0 {
-				t.Errorf("transaction still counted open (%v, gate %d) after it ended", s.tx.open, f.OpenTransactions())
+			if s.tx.open() || f.OpenTransactions() != 0 {
+				t.Errorf("transaction still counted open (%v, gate %d) after it ended", s.tx.open(), f.OpenTransactions())
 			}
 		})
 	}
@@ -143,7 +160,7 @@ func TestAutocommitStatementsAreNotKept(t *testing.T) {
 			t.Fatalf("%s: %q", q, p)
 		}
 	}
-	if s.tx.open || len(s.tx.log) != 0 || f.OpenTransactions() != 0 || s.cmd.reply.sum != nil {
-		t.Fatalf("autocommit statements kept: open %v log %d gate %d checksummed %v", s.tx.open, len(s.tx.log), f.OpenTransactions(), s.cmd.reply.sum != nil)
+	if s.tx.open() || len(s.tx.log) != 0 || f.OpenTransactions() != 0 || s.relay.scratch.sum != nil {
+		t.Fatalf("autocommit statements kept: open %v log %d gate %d checksummed %v", s.tx.open(), len(s.tx.log), f.OpenTransactions(), s.relay.scratch.sum != nil)
 	}
 }

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -82,27 +81,37 @@ type TxOutcome struct {
 	Replayed, Aborted int
 }
 
+// epochKey is one cluster's topology epoch.
+type epochKey struct {
+	cluster string
+	epoch   uint64
+}
+
 // maxEpochsKept bounds the per-epoch outcome table.
 const maxEpochsKept = 100
 
-// noteTxOutcome records a transaction replayed (or aborted) in epoch.
-func (s *Server) noteTxOutcome(epoch uint64, replayed bool) {
+// noteTxOutcome records a transaction replayed (or aborted) in a
+// cluster's epoch.
+func (s *Server) noteTxOutcome(cluster string, epoch uint64, replayed bool) {
 	s.outcomesMu.Lock()
 	defer s.outcomesMu.Unlock()
 	if s.outcomes == nil {
-		s.outcomes = map[uint64]*TxOutcome{}
+		s.outcomes = map[epochKey]*TxOutcome{}
 	}
-	o := s.outcomes[epoch]
+	k := epochKey{cluster, epoch}
+	o := s.outcomes[k]
 	if o == nil {
 		if len(s.outcomes) >= maxEpochsKept {
-			oldest := epoch
+			oldest := k
 			for e := range s.outcomes {
-				oldest = min(oldest, e)
+				if oldest.epoch == 0 || e.epoch < oldest.epoch {
+					oldest = e
+				}
 			}
 			delete(s.outcomes, oldest)
 		}
 		o = &TxOutcome{}
-		s.outcomes[epoch] = o
+		s.outcomes[k] = o
 	}
 	if replayed {
 		o.Replayed++
@@ -112,11 +121,11 @@ func (s *Server) noteTxOutcome(epoch uint64, replayed bool) {
 }
 
 // TxOutcomes returns what became of transactions that lost their
-// connection in epoch.
-func (s *Server) TxOutcomes(epoch uint64) TxOutcome {
+// connection in a cluster's epoch.
+func (s *Server) TxOutcomes(cluster string, epoch uint64) TxOutcome {
 	s.outcomesMu.Lock()
 	defer s.outcomesMu.Unlock()
-	if o := s.outcomes[epoch]; o != nil {
+	if o := s.outcomes[epochKey{cluster, epoch}]; o != nil {
 		return *o
 	}
 	return TxOutcome{}
@@ -132,6 +141,7 @@ func (s *Server) ResetQueryStats() { s.digests.reset() }
 type SessionInfo struct {
 	ID            uint32
 	User, Client  string
+	Cluster       string // the cluster the session sits on
 	DB            string
 	InTransaction bool
 	Backend       string
@@ -150,27 +160,16 @@ type SessionInfo struct {
 // Sessions lists the live sessions. Fields owned by a session's goroutine
 // are read through atomics, so the list is a consistent-enough snapshot.
 func (s *Server) Sessions() []SessionInfo {
-	s.mu.Lock()
-	list := make([]*session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		list = append(list, sess)
-	}
-	s.mu.Unlock()
+	var list []*session
+	s.eachSession(func(sess *session) { list = append(list, sess) })
 	out := make([]SessionInfo, 0, len(list))
 	for _, sess := range list {
 		in := &sess.info
-		info := SessionInfo{ID: sess.id, User: sess.user.Name, Client: sess.client.raw.RemoteAddr().String(),
+		info := SessionInfo{ID: sess.id, User: in.userName(), Cluster: loadString(&in.cluster), Client: sess.client.raw.RemoteAddr().String(),
 			Age: time.Since(in.started), InTransaction: in.inTx.Load(), BackendConns: int(in.heldConns.Load()),
 			LastStatement: loadString(&in.lastStmt), Backend: loadString(&in.lastBackend), DB: loadString(&in.db),
 			HeldBecause: loadString(&in.heldBecause), BackendThreads: loadString(&in.threads)}
 		out = append(out, info)
 	}
 	return out
-}
-
-func loadString(p *atomic.Pointer[string]) string {
-	if v := p.Load(); v != nil {
-		return *v
-	}
-	return ""
 }

@@ -256,3 +256,28 @@ func parseErrPacket(p []byte) *mysql.MyError {
 	e.Message = string(rest)
 	return e
 }
+
+// sessionChange is one entry of an OK packet's session-state block.
+type sessionChange struct {
+	kind  byte // mysql.SESSION_TRACK_*
+	name  string
+	value string
+}
+
+// noteSessionState reads an OK packet's session-state block into r:
+// schema and variable changes, and the GTID of a commit.
+func (r *reply) noteSessionState(block []byte) {
+	for _, ch := range parseSessionState(block) {
+		switch {
+		case ch.kind == mysql.SESSION_TRACK_SCHEMA:
+			r.changes = append(r.changes, ch)
+		case ch.name == "last_gtid", ch.kind == mysql.SESSION_TRACK_GTIDS:
+			r.gtid = ch.value
+		case ch.kind == mysql.SESSION_TRACK_SYSTEM_VARIABLES:
+			if strings.HasPrefix(ch.name, "character_set_") {
+				r.charsetChanged = true
+			}
+			r.changes = append(r.changes, ch)
+		}
+	}
+}

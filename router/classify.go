@@ -49,6 +49,12 @@ type Class struct {
 	// Tables are the lower-cased names of the tables referenced
 	// (unqualified), to spot reads of the session's temporary tables.
 	Tables []string
+	// Schemas are the lower-cased databases the statement names (tables
+	// qualified with one, USE, CREATE/DROP DATABASE); Unqualified: it
+	// names a table without a database (the current one). Together they
+	// choose the cluster (ClusterMap.Pick).
+	Schemas     []string
+	Unqualified bool
 	// TempCreated / TempDropped name temporary tables created or dropped.
 	TempCreated []string
 	TempDropped []string
@@ -207,6 +213,7 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	var out Class
 	for i, st := range stmts {
 		cl := classifyStmt(st)
+		cl.Schemas, cl.Unqualified = scope(st)
 		cl.Pin = pins(st)
 		cl.State = connState(st)
 		cl.ConnectionID = callsConnectionID(st)
@@ -250,6 +257,10 @@ func (c *Classifier) parse(sql string, ansiQuotes bool) (stmts []ast.StmtNode, e
 // wins, and anything but all-reads goes to the master.
 func merge(a, b Class) Class {
 	a.Tables = append(a.Tables, b.Tables...)
+	for _, db := range b.Schemas {
+		a.Schemas = addOnce(a.Schemas, db)
+	}
+	a.Unqualified = a.Unqualified || b.Unqualified
 	a.TempCreated = append(a.TempCreated, b.TempCreated...)
 	a.TempDropped = append(a.TempDropped, b.TempDropped...)
 	a.Pin = a.Pin || b.Pin
@@ -297,6 +308,20 @@ func classifyStmt(st ast.StmtNode) Class {
 			return inner
 		}
 		return Class{Kind: KindWrite, Reason: "EXPLAIN of a write", Tables: inner.Tables}
+	case *ast.InsertStmt, *ast.UpdateStmt, *ast.DeleteStmt, *ast.LoadDataStmt:
+		return Class{Kind: KindWrite, Reason: "write", Tables: collect(st).tables, DML: true}
+	case *ast.CallStmt:
+		return Class{Kind: KindWrite, Reason: "CALL"}
+	case *ast.LockTablesStmt, *ast.UnlockTablesStmt:
+		return Class{Kind: KindWrite, Reason: "table locks"}
+	}
+	return classifyControl(st)
+}
+
+// classifyControl classifies transaction control, session statements and
+// DDL; anything else is a write.
+func classifyControl(st ast.StmtNode) Class {
+	switch n := st.(type) {
 	case *ast.BeginStmt:
 		if n.ReadOnly && n.AsOf == nil {
 			return Class{Kind: KindBeginReadOnly}
@@ -307,19 +332,7 @@ func classifyStmt(st ast.StmtNode) Class {
 	case *ast.RollbackStmt:
 		return Class{Kind: KindEnd, Reason: "transaction", Rollback: n.SavepointName == ""}
 	case *ast.SetStmt:
-		cl := Class{Kind: KindSession, Reason: "session state"}
-		for _, v := range n.Variables {
-			if v.IsGlobal {
-				return Class{Kind: KindWrite, Reason: "SET GLOBAL", SetsGlobal: true}
-			}
-			if !v.IsSystem && v.Name != ast.SetNames && v.Name != ast.SetCharset {
-				cl.Reason = "user variable"
-			}
-			if name := strings.ToLower(v.Name); v.IsSystem && (name == "session_track_system_variables" || name == "session_track_schema") {
-				cl.SetsTracking = true
-			}
-		}
-		return cl
+		return classifySet(n)
 	case *ast.UseStmt:
 		return Class{Kind: KindSession, Reason: "session state"}
 	case *ast.CreateTableStmt:
@@ -337,19 +350,30 @@ func classifyStmt(st ast.StmtNode) Class {
 			}
 		}
 		return cl
-	case *ast.InsertStmt, *ast.UpdateStmt, *ast.DeleteStmt, *ast.LoadDataStmt:
-		return Class{Kind: KindWrite, Reason: "write", Tables: collect(st).tables, DML: true}
-	case *ast.CallStmt:
-		return Class{Kind: KindWrite, Reason: "CALL"}
-	case *ast.LockTablesStmt, *ast.UnlockTablesStmt:
-		return Class{Kind: KindWrite, Reason: "table locks"}
-	default:
-		if ast.IsReadOnly(st, true) {
-			// e.g. DO SLEEP(1), HELP: nothing to gain, keep session semantics.
-			return Class{Kind: KindWrite, Reason: "utility statement"}
-		}
-		return Class{Kind: KindWrite, Reason: "write"}
 	}
+	if ast.IsReadOnly(st, true) {
+		// e.g. DO SLEEP(1), HELP: nothing to gain, keep session semantics.
+		return Class{Kind: KindWrite, Reason: "utility statement"}
+	}
+	return Class{Kind: KindWrite, Reason: "write"}
+}
+
+// classifySet classifies SET: session state, a user variable, or SET
+// GLOBAL (a write: it changes the server for everyone).
+func classifySet(n *ast.SetStmt) Class {
+	cl := Class{Kind: KindSession, Reason: "session state"}
+	for _, v := range n.Variables {
+		if v.IsGlobal {
+			return Class{Kind: KindWrite, Reason: "SET GLOBAL", SetsGlobal: true}
+		}
+		if !v.IsSystem && v.Name != ast.SetNames && v.Name != ast.SetCharset {
+			cl.Reason = "user variable"
+		}
+		if name := strings.ToLower(v.Name); v.IsSystem && (name == "session_track_system_variables" || name == "session_track_schema") {
+			cl.SetsTracking = true
+		}
+	}
+	return cl
 }
 
 // diagnosticFuncs read what the previous statement left on the
@@ -399,9 +423,49 @@ func classifyRead(st ast.StmtNode) Class {
 	return cl
 }
 
+// scope returns the databases a statement names and whether it names a
+// table of the current database (unqualified, and not a CTE).
+func scope(st ast.StmtNode) (schemas []string, unqualified bool) {
+	switch n := st.(type) {
+	case *ast.UseStmt:
+		return []string{strings.ToLower(n.DBName)}, false
+	case *ast.CreateDatabaseStmt:
+		return []string{n.Name.L}, false
+	case *ast.DropDatabaseStmt:
+		return []string{n.Name.L}, false
+	case *ast.AlterDatabaseStmt:
+		if n.Name.L != "" {
+			return []string{n.Name.L}, false
+		}
+	}
+	v := collect(st)
+	for _, t := range v.bare {
+		if !v.ctes[t] {
+			unqualified = true
+		}
+	}
+	return v.schemas, unqualified
+}
+
+// addOnce appends s unless list holds it.
+func addOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
 // visitor walks an AST and notes what routing cares about.
 type visitor struct {
-	tables      []string
+	tables []string
+	// schemas: databases qualifying a table; bare: tables without one;
+	// ctes: names of common table expressions (bare names that are not
+	// tables).
+	schemas     []string
+	bare        []string
+	ctes        map[string]bool
 	locking     bool
 	into        bool
 	sessionFunc string
@@ -533,7 +597,17 @@ func (v *visitor) Enter(n ast.Node) (ast.Node, bool) {
 		}
 	case *ast.TableName:
 		v.tables = append(v.tables, x.Name.L)
+		if x.Schema.L != "" {
+			v.schemas = addOnce(v.schemas, x.Schema.L)
+		} else {
+			v.bare = append(v.bare, x.Name.L)
+		}
 		v.readsData = true
+	case *ast.CommonTableExpression:
+		if v.ctes == nil {
+			v.ctes = map[string]bool{}
+		}
+		v.ctes[x.Name.L] = true
 	case *ast.ColumnNameExpr, *ast.SubqueryExpr:
 		v.readsData = true
 	case *ast.FuncCallExpr:

@@ -280,9 +280,9 @@ func TestSessionScopedReads(t *testing.T) {
 		}
 	}
 	s := NewSession()
-	s.ReadsOnMaster = "sql_auto_is_null"
 	topo := fixture()
-	if d, err := Decide(c.Classify("SELECT * FROM t WHERE id IS NULL", false), s, topo, Policy{Split: true}); err != nil || d.Target != topo.Master {
+	ctx := Context{ReadsOnMaster: "sql_auto_is_null"}
+	if d, err := Decide(c.Classify("SELECT * FROM t WHERE id IS NULL", false), ctx, s, topo, Policy{Split: true}); err != nil || d.Target != topo.Master {
 		t.Errorf("a read under sql_auto_is_null went to %s (%v)", d.Target, err)
 	}
 }

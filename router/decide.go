@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"math/rand/v2"
+	"sort"
 	"time"
 
 	"github.com/switchyard/switchyard/backend"
@@ -44,29 +45,19 @@ var ErrNoReplica = errors.New("no replica is available for this read (routing.no
 // ErrNoMaster is returned when no master is known.
 var ErrNoMaster = errors.New("no writable master is available")
 
-// Session is the per-client routing state. It is owned by the session's
-// goroutine; Decide reads it and Observe updates it after each statement.
+// Session is one client's routing memory for one cluster: the replica it
+// reads from, replicas it avoids for a while, the temporary tables it
+// created on that cluster's master, and its last write there
+// (read-your-writes). It is owned by the session's goroutine; Decide reads
+// it and Observe and CaughtUp update it. What the session itself owns
+// (its transaction, its variables) reaches Decide through Context.
 type Session struct {
-	// InTx mirrors the server's in-transaction status flag.
-	InTx bool
-	// AutocommitOff: every statement opens or continues a transaction.
-	AutocommitOff bool
-	// ReadOnlyTxOn is the replica serving a START TRANSACTION READ ONLY.
-	ReadOnlyTxOn string
-	// TxOn is where the open transaction runs.
-	TxOn string
-	// ReadsOnMaster, when set, says why every read of the session must
-	// run where its writes ran (e.g. sql_auto_is_null: "WHERE id IS NULL"
-	// reads the session's last insert id).
-	ReadsOnMaster string
-	// TempTables created in this session (lower-case names).
-	TempTables map[string]bool
-	// LastTarget is where the previous statement ran.
-	LastTarget string
-	// LastWrite is the GTID of the session's last committed write.
-	LastWrite backend.GTID
+	// tempTables created in this session on the master (lower-case names).
+	tempTables map[string]bool
+	// lastWrite is the GTID of the session's last committed write.
+	lastWrite backend.GTID
 	hasWrite  bool
-	// caughtUp remembers which replicas are known to have LastWrite.
+	// caughtUp remembers which replicas are known to have lastWrite.
 	caughtUp map[string]bool
 	// avoid holds replicas that failed for this session, until a time.
 	avoid map[string]time.Time
@@ -75,13 +66,39 @@ type Session struct {
 	rnd     *rand.Rand
 }
 
-// NewSession returns an empty routing state.
+// NewSession returns an empty routing memory.
 func NewSession() *Session {
 	return &Session{rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 }
 
+// Context is what Decide needs from the session beyond its routing
+// memory; the session owns each of these and passes them in.
+type Context struct {
+	// TxOn is the server running the session's open transaction ("" when
+	// none is open): everything goes there until it ends.
+	TxOn string
+	// LastTarget is where the previous statement ran (SHOW WARNINGS).
+	LastTarget string
+	// AutocommitOff: every statement opens or continues a transaction.
+	AutocommitOff bool
+	// ReadsOnMaster, when set, says why every read must run where the
+	// session's writes ran (sql_auto_is_null: "WHERE id IS NULL" reads
+	// the session's last insert id).
+	ReadsOnMaster string
+}
+
+// MasterAvailable reports whether the topology has a master that takes
+// writes now: named, up, and not known to be unreplaceable.
+func MasterAvailable(topo *backend.Topology) bool {
+	if topo.Master == "" || topo.FailoverBlocked != "" {
+		return false
+	}
+	m := topo.Server(topo.Master)
+	return m != nil && m.Up
+}
+
 // Decide picks the backend for a statement of class c.
-func Decide(c Class, s *Session, topo *backend.Topology, p Policy) (Decision, error) {
+func Decide(c Class, ctx Context, s *Session, topo *backend.Topology, p Policy) (Decision, error) {
 	master := topo.Master
 	toMaster := func(reason string) (Decision, error) {
 		if master == "" {
@@ -90,28 +107,19 @@ func Decide(c Class, s *Session, topo *backend.Topology, p Policy) (Decision, er
 		return Decision{Target: master, Reason: reason}, nil
 	}
 	// An open transaction stays where it started.
-	if s.InTx && s.TxOn != "" {
-		return Decision{Target: s.TxOn, Reason: "in transaction"}, nil
+	if ctx.TxOn != "" {
+		return Decision{Target: ctx.TxOn, Reason: "in transaction"}, nil
 	}
-	if c.Kind == KindLastBackend && s.LastTarget != "" {
-		return Decision{Target: s.LastTarget, Reason: c.Reason}, nil
+	if c.Kind == KindLastBackend && ctx.LastTarget != "" {
+		return Decision{Target: ctx.LastTarget, Reason: c.Reason}, nil
 	}
 	if !p.Split {
 		return toMaster("read/write split off")
 	}
-	switch {
-	case c.Hint == HintMaster:
-		return toMaster("hint")
-	case s.ReadsOnMaster != "":
-		return toMaster(s.ReadsOnMaster)
-	case s.AutocommitOff:
-		return toMaster("autocommit off")
-	case c.Kind == KindBeginReadOnly:
-		// A read-only transaction runs on one replica, start to end.
-	case c.Kind != KindRead:
-		return toMaster(nonEmpty(c.Reason, c.Kind.String()))
-	case s.readsTempTable(c):
-		return toMaster("temporary table")
+	if reason := masterReason(c, ctx, s); reason != "" {
+		if reason != readOnlyService || MasterAvailable(topo) {
+			return toMaster(reason)
+		}
 	}
 	replica, err := s.pickReplica(topo, p)
 	if err != nil {
@@ -122,16 +130,46 @@ func Decide(c Class, s *Session, topo *backend.Topology, p Policy) (Decision, er
 	}
 	d := Decision{Target: replica}
 	if p.ReadYourWrites && s.hasWrite && !s.caughtUp[replica] {
-		if st := topo.Server(replica); st == nil || !st.Applied.Contains(s.LastWrite) {
-			d.WaitGTID, d.Fallback = s.LastWrite.String(), master
+		if st := topo.Server(replica); st == nil || !st.Applied.Contains(s.lastWrite) {
+			d.WaitGTID, d.Fallback = s.lastWrite.String(), master
 		}
 	}
 	return d, nil
 }
 
+// readOnlyService is the reason of statements that go to the master when
+// there is one and may run on a replica while there is none: session
+// settings (replayed on every connection anyway) and reads under
+// autocommit off.
+const readOnlyService = "session setting"
+
+// masterReason says why a statement must go to the master ("" when a
+// replica may serve it).
+func masterReason(c Class, ctx Context, s *Session) string {
+	switch {
+	case c.Hint == HintMaster:
+		return "hint"
+	case ctx.ReadsOnMaster != "":
+		return ctx.ReadsOnMaster
+	case ctx.AutocommitOff && c.Kind == KindRead:
+		return readOnlyService
+	case ctx.AutocommitOff:
+		return "autocommit off"
+	case c.Kind == KindBeginReadOnly:
+		return "" // a read-only transaction runs on one replica, start to end
+	case c.Kind == KindSession && !c.State.UserVars:
+		return readOnlyService
+	case c.Kind != KindRead:
+		return nonEmpty(c.Reason, c.Kind.String())
+	case s.readsTempTable(c):
+		return "temporary table"
+	}
+	return ""
+}
+
 func (s *Session) readsTempTable(c Class) bool {
 	for _, t := range c.Tables {
-		if s.TempTables[t] {
+		if s.tempTables[t] {
 			return true
 		}
 	}
@@ -219,44 +257,54 @@ type Outcome struct {
 	Target string
 	// OK: the statement succeeded (last packet OK/EOF, not ERR).
 	OK bool
-	// InTx is the server's in-transaction flag after the statement.
-	InTx bool
 	// LastGTID is the GTID the server reported for a commit, if any.
 	LastGTID string
-	// Autocommit as tracked by the server, when it changed (nil: same).
-	Autocommit *bool
 }
 
-// Observe updates the session after a statement of class c ran.
+// Observe updates the routing memory after a statement of class c ran.
 func (s *Session) Observe(c Class, o Outcome) {
-	s.LastTarget = o.Target
-	if o.Autocommit != nil {
-		s.AutocommitOff = !*o.Autocommit
-	}
 	if o.OK {
 		for _, t := range c.TempCreated {
-			if s.TempTables == nil {
-				s.TempTables = map[string]bool{}
+			if s.tempTables == nil {
+				s.tempTables = map[string]bool{}
 			}
-			s.TempTables[t] = true
+			s.tempTables[t] = true
 		}
 		for _, t := range c.TempDropped {
-			delete(s.TempTables, t)
+			delete(s.tempTables, t)
 		}
 	}
 	if o.LastGTID != "" {
-		if g, err := backend.ParseGTID(o.LastGTID); err == nil && (!s.hasWrite || g != s.LastWrite) {
-			s.LastWrite, s.hasWrite = g, true
+		if g, err := backend.ParseGTID(o.LastGTID); err == nil && (!s.hasWrite || g != s.lastWrite) {
+			s.lastWrite, s.hasWrite = g, true
 			s.caughtUp = nil
 		}
 	}
-	s.InTx = o.InTx
-	switch {
-	case o.InTx && s.TxOn == "":
-		s.TxOn = o.Target
-	case !o.InTx:
-		s.TxOn = ""
+}
+
+// TempTables lists the temporary tables the session created (sorted).
+func (s *Session) TempTables() []string {
+	out := make([]string, 0, len(s.tempTables))
+	for t := range s.tempTables {
+		out = append(out, t)
 	}
+	sort.Strings(out)
+	return out
+}
+
+// HasTempTables reports whether the session created temporary tables.
+func (s *Session) HasTempTables() bool { return len(s.tempTables) > 0 }
+
+// DropTempTables forgets the temporary tables (their connection is gone,
+// or the session was reset).
+func (s *Session) DropTempTables() { s.tempTables = nil }
+
+// LastWrite is the GTID of the session's last write ("" when none).
+func (s *Session) LastWrite() string {
+	if !s.hasWrite {
+		return ""
+	}
+	return s.lastWrite.String()
 }
 
 // CaughtUp records that replica has applied the session's last write.
@@ -270,7 +318,7 @@ func (s *Session) CaughtUp(replica string) {
 // Reset forgets everything (COM_RESET_CONNECTION, COM_CHANGE_USER).
 // The last write is kept: it still must be visible to this client.
 func (s *Session) Reset() {
-	w, has := s.LastWrite, s.hasWrite
+	w, has := s.lastWrite, s.hasWrite
 	*s = *NewSession()
-	s.LastWrite, s.hasWrite = w, has
+	s.lastWrite, s.hasWrite = w, has
 }

@@ -32,54 +32,70 @@ func TestDecideRoutes(t *testing.T) {
 	tests := []struct {
 		name    string
 		class   Class
+		ctx     Context
 		session func(*Session)
 		topo    func(*backend.Topology)
 		policy  func(*Policy)
 		want    string // "replica" = r1 or r2
 		wantErr error
 	}{
-		{"plain read", read, nil, nil, nil, "replica", nil},
-		{"write", Class{Kind: KindWrite}, nil, nil, nil, "m1", nil},
-		{"begin", Class{Kind: KindBegin}, nil, nil, nil, "m1", nil},
-		{"session statement", Class{Kind: KindSession}, nil, nil, nil, "m1", nil},
-		{"read in transaction", read, func(s *Session) { s.InTx, s.TxOn = true, "m1" }, nil, nil, "m1", nil},
-		{"read-only transaction stays on its replica", read, func(s *Session) { s.InTx, s.TxOn = true, "r2" }, nil, nil, "r2", nil},
-		{"begin read only", Class{Kind: KindBeginReadOnly}, nil, nil, nil, "replica", nil},
-		{"autocommit off", read, func(s *Session) { s.AutocommitOff = true }, nil, nil, "m1", nil},
-		{"temp table read", read, func(s *Session) { s.TempTables = map[string]bool{"t": true} }, nil, nil, "m1", nil},
-		{"other table with temp tables around", Class{Kind: KindRead, Tables: []string{"u"}}, func(s *Session) { s.TempTables = map[string]bool{"t": true} }, nil, nil, "replica", nil},
-		{"master hint", Class{Kind: KindRead, Hint: HintMaster}, nil, nil, nil, "m1", nil},
-		{"replica hint on a write is ignored", Class{Kind: KindWrite, Hint: HintReplica}, nil, nil, nil, "m1", nil},
-		{"diagnostics follow the last statement", Class{Kind: KindLastBackend}, func(s *Session) { s.LastTarget = "r1" }, nil, nil, "r1", nil},
-		{"split off", read, nil, nil, func(p *Policy) { p.Split = false }, "m1", nil},
-		{"no replica: master", read, nil, func(t *backend.Topology) {
+		{"plain read", read, Context{}, nil, nil, nil, "replica", nil},
+		{"write", Class{Kind: KindWrite}, Context{}, nil, nil, nil, "m1", nil},
+		{"begin", Class{Kind: KindBegin}, Context{}, nil, nil, nil, "m1", nil},
+		{"session statement", Class{Kind: KindSession}, Context{}, nil, nil, nil, "m1", nil},
+		{"read in transaction", read, Context{TxOn: "m1"}, nil, nil, nil, "m1", nil},
+		{"read-only transaction stays on its replica", read, Context{TxOn: "r2"}, nil, nil, nil, "r2", nil},
+		{"begin read only", Class{Kind: KindBeginReadOnly}, Context{}, nil, nil, nil, "replica", nil},
+		{"autocommit off", read, Context{AutocommitOff: true}, nil, nil, nil, "m1", nil},
+		{"temp table read", read, Context{}, func(s *Session) { s.tempTables = map[string]bool{"t": true} }, nil, nil, "m1", nil},
+		{"other table with temp tables around", Class{Kind: KindRead, Tables: []string{"u"}}, Context{}, func(s *Session) { s.tempTables = map[string]bool{"t": true} }, nil, nil, "replica", nil},
+		{"master hint", Class{Kind: KindRead, Hint: HintMaster}, Context{}, nil, nil, nil, "m1", nil},
+		{"replica hint on a write is ignored", Class{Kind: KindWrite, Hint: HintReplica}, Context{}, nil, nil, nil, "m1", nil},
+		{"diagnostics follow the last statement", Class{Kind: KindLastBackend}, Context{LastTarget: "r1"}, nil, nil, nil, "r1", nil},
+		{"split off", read, Context{}, nil, nil, func(p *Policy) { p.Split = false }, "m1", nil},
+		{"no replica: master", read, Context{}, nil, func(t *backend.Topology) {
 			for i := 1; i < len(t.Servers); i++ {
 				t.Servers[i].Up = false
 			}
 		}, nil, "m1", nil},
-		{"no replica: error", read, nil, func(t *backend.Topology) {
+		{"no replica: error", read, Context{}, nil, func(t *backend.Topology) {
 			for i := 1; i < len(t.Servers); i++ {
 				t.Servers[i].Offline = true
 			}
 		}, func(p *Policy) { p.ReplicaFallbackToMaster = false }, "", ErrNoReplica},
-		{"sql thread stopped excluded", read, nil, func(t *backend.Topology) {
+		{"sql thread stopped excluded", read, Context{}, nil, func(t *backend.Topology) {
 			t.Servers[1].Replica = &backend.ReplicaStatus{IORunning: true}
 			t.Servers[2].Offline = true
 		}, nil, "m1", nil},
-		{"no master", Class{Kind: KindWrite}, nil, func(t *backend.Topology) { t.Master = "" }, nil, "", ErrNoMaster},
-		{"master down: reconnecting replicas still serve reads", read, nil, func(t *backend.Topology) {
+		{"no master", Class{Kind: KindWrite}, Context{}, nil, func(t *backend.Topology) { t.Master = "" }, nil, "", ErrNoMaster},
+		{"master down: reconnecting replicas still serve reads", read, Context{}, nil, func(t *backend.Topology) {
 			t.Servers[0].Up = false
 			for i := 1; i < len(t.Servers); i++ {
 				t.Servers[i].Replica = &backend.ReplicaStatus{IOState: "Connecting", SQLRunning: true}
 			}
 			t.Servers[3].Offline = true
 		}, nil, "replica", nil},
-		{"master up: IO thread stopped excludes", read, nil, func(t *backend.Topology) {
+		{"master up: IO thread stopped excludes", read, Context{}, nil, func(t *backend.Topology) {
 			for i := 1; i < len(t.Servers); i++ {
 				t.Servers[i].Replica = &backend.ReplicaStatus{IOState: "No", SQLRunning: true}
 			}
 		}, nil, "m1", nil},
-		{"avoided replicas", read, func(s *Session) { s.Avoid("r1", time.Minute); s.Avoid("r2", time.Minute) }, nil, nil, "m1", nil},
+		{"master down, failover blocked: a session setting runs on a replica", Class{Kind: KindSession, Reason: "session state", Pin: true}, Context{}, nil, func(t *backend.Topology) {
+			t.Servers[0].Up = false
+			t.FailoverBlocked = "failover disabled"
+			t.Servers[3].Offline = true
+		}, nil, "replica", nil},
+		{"master down: a read under autocommit off runs on a replica", read, Context{AutocommitOff: true}, nil, func(t *backend.Topology) {
+			t.Servers[0].Up = false
+			t.Servers[3].Offline = true
+		}, nil, "replica", nil},
+		{"master down: a user variable still waits for the master", Class{Kind: KindSession, Reason: "user variable", State: ConnState{UserVars: true}}, Context{}, nil, func(t *backend.Topology) {
+			t.Servers[0].Up = false
+		}, nil, "m1", nil},
+		{"master down: a write still goes to the master (to wait there)", Class{Kind: KindWrite}, Context{}, nil, func(t *backend.Topology) {
+			t.Servers[0].Up = false
+		}, nil, "m1", nil},
+		{"avoided replicas", read, Context{}, func(s *Session) { s.Avoid("r1", time.Minute); s.Avoid("r2", time.Minute) }, nil, nil, "m1", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +111,7 @@ func TestDecideRoutes(t *testing.T) {
 			if tt.policy != nil {
 				tt.policy(&p)
 			}
-			d, err := Decide(tt.class, s, topo, p)
+			d, err := Decide(tt.class, tt.ctx, s, topo, p)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -136,7 +152,7 @@ func checkWeights(t *testing.T, p Policy, next func(*Session) *Session) {
 	const n = 40000
 	for i := 0; i < n; i++ {
 		s = next(s)
-		d, err := Decide(Class{Kind: KindRead}, s, fixture(), p)
+		d, err := Decide(Class{Kind: KindRead}, Context{}, s, fixture(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,29 +172,29 @@ func checkWeights(t *testing.T, p Policy, next func(*Session) *Session) {
 func TestSessionKeepsItsReplica(t *testing.T) {
 	s := NewSession()
 	topo := fixture()
-	first, err := Decide(Class{Kind: KindRead}, s, topo, policy)
+	first, err := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 200; i++ {
-		if d, _ := Decide(Class{Kind: KindRead}, s, topo, policy); d.Target != first.Target {
+		if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != first.Target {
 			t.Fatalf("read %d went to %s, the session's replica is %s", i, d.Target, first.Target)
 		}
 	}
 	other := map[string]string{"r1": "r2", "r2": "r1"}[first.Target]
 	s.Avoid(first.Target, time.Minute)
-	if d, _ := Decide(Class{Kind: KindRead}, s, topo, policy); d.Target != other {
+	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != other {
 		t.Fatalf("after the session's replica failed, read went to %s, want %s", d.Target, other)
 	}
 	// The new one is kept, even once the first is usable again.
 	s.avoid = nil
-	if d, _ := Decide(Class{Kind: KindRead}, s, topo, policy); d.Target != other {
+	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != other {
 		t.Fatalf("session moved back to %s", d.Target)
 	}
 	// A replica that goes down is left at once.
 	down := fixture()
 	down.Server(other).Up = false
-	if d, _ := Decide(Class{Kind: KindRead}, s, down, policy); d.Target != first.Target {
+	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, down, policy); d.Target != first.Target {
 		t.Fatalf("replica down: read went to %s, want %s", d.Target, first.Target)
 	}
 }
@@ -188,13 +204,13 @@ func TestReadYourWrites(t *testing.T) {
 	topo := fixture()
 	// A write committed as 0-1-101: replicas are at 100, so a read must wait.
 	s.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
-	d, _ := Decide(Class{Kind: KindRead}, s, topo, policy)
+	d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy)
 	if d.WaitGTID != "0-1-101" || d.Fallback != "m1" {
 		t.Fatalf("want a wait for 0-1-101 with fallback m1, got %+v", d)
 	}
 	s.CaughtUp(d.Target)
 	for i := 0; i < 50; i++ {
-		d2, _ := Decide(Class{Kind: KindRead}, s, topo, policy)
+		d2, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy)
 		if d2.Target == d.Target && d2.WaitGTID != "" {
 			t.Fatalf("replica known caught up still waits: %+v", d2)
 		}
@@ -209,7 +225,7 @@ func TestReadYourWrites(t *testing.T) {
 	}
 	s2 := NewSession()
 	s2.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
-	if d, _ := Decide(Class{Kind: KindRead}, s2, topo, policy); d.WaitGTID != "" {
+	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s2, topo, policy); d.WaitGTID != "" {
 		t.Fatalf("unneeded wait: %+v", d)
 	}
 	// eventual consistency never waits.
@@ -217,36 +233,26 @@ func TestReadYourWrites(t *testing.T) {
 	p.ReadYourWrites = false
 	s3 := NewSession()
 	s3.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-999"})
-	if d, _ := Decide(Class{Kind: KindRead}, s3, fixture(), p); d.WaitGTID != "" {
+	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s3, fixture(), p); d.WaitGTID != "" {
 		t.Fatalf("eventual waited: %+v", d)
 	}
 }
 
-func TestObserveTransactionsAndTempTables(t *testing.T) {
+func TestObserveTempTables(t *testing.T) {
 	s := NewSession()
-	s.Observe(Class{Kind: KindBegin}, Outcome{Target: "m1", OK: true, InTx: true})
-	if !s.InTx || s.TxOn != "m1" {
-		t.Fatalf("after BEGIN: %+v", s)
-	}
-	s.Observe(Class{Kind: KindEnd}, Outcome{Target: "m1", OK: true})
-	if s.InTx || s.TxOn != "" {
-		t.Fatalf("after COMMIT: %+v", s)
-	}
 	s.Observe(Class{Kind: KindWrite, TempCreated: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
-	if !s.TempTables["tmp"] {
+	if !s.tempTables["tmp"] {
 		t.Fatal("temp table not recorded")
 	}
 	s.Observe(Class{Kind: KindWrite, TempCreated: []string{"failed"}}, Outcome{Target: "m1", OK: false})
-	if s.TempTables["failed"] {
+	if s.tempTables["failed"] {
 		t.Fatal("temp table recorded although CREATE failed")
 	}
-	s.Observe(Class{Kind: KindWrite, TempDropped: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
-	if s.TempTables["tmp"] {
-		t.Fatal("dropped temp table still recorded")
+	if got := s.TempTables(); len(got) != 1 || got[0] != "tmp" {
+		t.Fatalf("TempTables() = %v", got)
 	}
-	off := false
-	s.Observe(Class{Kind: KindSession}, Outcome{Target: "m1", OK: true, Autocommit: &off})
-	if !s.AutocommitOff {
-		t.Fatal("autocommit=0 not noticed")
+	s.Observe(Class{Kind: KindWrite, TempDropped: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
+	if s.tempTables["tmp"] {
+		t.Fatal("dropped temp table still recorded")
 	}
 }

@@ -28,9 +28,23 @@ sed -i -e 's|^  state_file: ""  .*|  state_file: /var/lib/switchyard/state.json 
 grep -q '^  state_file: /var/lib/switchyard/state.json' "$root/etc/switchyard/switchyard.yaml"
 grep -q '^  file: /var/log/switchyard/switchyard.log' "$root/etc/switchyard/switchyard.yaml"
 install -D -m 0755 conf/hooks/move-vip.sh "$root/usr/share/switchyard/hooks/move-vip.sh"
-for f in README.md docs/*.md; do
+for f in README.md docs/*.md NOTICE; do
 	install -D -m 0644 "$f" "$root/usr/share/doc/switchyard/$(basename "$f")"
 done
+# Debian's machine-readable copyright file: Apache-2.0, whose text every
+# Debian system has in /usr/share/common-licenses.
+cat > "$root/usr/share/doc/switchyard/copyright" <<'COPYRIGHT'
+Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: switchyard
+Source: https://github.com/switchyard/switchyard
+
+Files: *
+Copyright: 2026 The Switchyard developers
+License: Apache-2.0
+ On Debian systems, the full text of the Apache License, Version 2.0 is in
+ /usr/share/common-licenses/Apache-2.0. Attribution notices of the works
+ the binary includes are in /usr/share/doc/switchyard/NOTICE.
+COPYRIGHT
 install -d "$root/usr/share/switchyard/deploy"
 cp -r deploy/grafana deploy/prometheus "$root/usr/share/switchyard/deploy/"
 

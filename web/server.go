@@ -39,6 +39,7 @@ type Sources struct {
 type Server struct {
 	src Sources
 	srv *http.Server
+	l   net.Listener
 	log *zap.Logger
 }
 
@@ -119,17 +120,26 @@ func noCache(h http.Handler) http.Handler {
 	})
 }
 
-// Listen binds addr; Serve then runs in its own goroutine until Close.
+// Listen binds addr.
 func (s *Server) Listen(addr string) error {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("http listen on %s: %w", addr, err)
 	}
-	go func() {
-		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http listener stopped", zap.Error(err))
-		}
-	}()
+	s.l = l
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() net.Addr { return s.l.Addr() }
+
+// Serve answers requests until Close (nil) or a failure for good (the
+// error). net/http itself backs off and goes on when it runs out of file
+// descriptors.
+func (s *Server) Serve() error {
+	if err := s.srv.Serve(s.l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
 	return nil
 }
 

@@ -18,7 +18,8 @@ import (
 func testServer(pprofOn bool) *Server {
 	return New(Sources{
 		Status: func() admin.Status {
-			return admin.Status{Master: "db1", Epoch: 7, Backends: []admin.BackendStatus{{Name: "db1", Role: "master"}}}
+			return admin.Status{Master: "db1", Epoch: 7, Clusters: []admin.ClusterStatus{{Name: "default", Master: "db1", Epoch: 7,
+				Backends: []admin.BackendStatus{{Cluster: "default", Name: "db1", Role: "master"}}}}}
 		},
 		Metrics: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "switchyard_up 1\n") }),
 		Ready:   func() (bool, string) { return false, "master db1 is down" },
@@ -79,7 +80,7 @@ func TestStatusIsTheSourcesPicture(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Master != "db1" || st.Epoch != 7 || len(st.Backends) != 1 || st.Backends[0].Role != "master" {
+	if st.Master != "db1" || st.Epoch != 7 || len(st.Clusters) != 1 || len(st.Clusters[0].Backends) != 1 || st.Clusters[0].Backends[0].Role != "master" {
 		t.Fatalf("%+v", st)
 	}
 	if rec.Header().Get("Cache-Control") != "no-store" || rec.Header().Get("Content-Type") != "application/json" {

@@ -20,6 +20,7 @@ func cmdAdmin(name string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	path := fs.String("config", "switchyard.yaml", "config file of the running Switchyard")
 	to := fs.String("to", "", "target backend name")
+	cluster := fs.String("cluster", "", "the cluster (when the proxy fronts several)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,15 +35,16 @@ func cmdAdmin(name string, args []string) error {
 	switch name {
 	case "switchover", "failover":
 		stmt = strings.ToUpper(name)
+		if *cluster != "" {
+			stmt += " '" + strings.ReplaceAll(*cluster, "'", "") + "'"
+		}
 		if *to != "" {
 			stmt += " TO '" + strings.ReplaceAll(*to, "'", "") + "'"
 		}
 	case "status":
 		stmt = "SHOW BACKENDS"
 	}
-	dsn := mysql.NewConfig()
-	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = cfg.Admin.User, cfg.Admin.Password.Value(), "tcp", cfg.Admin.Listen
-	db, err := sql.Open("mysql", dsn.FormatDSN())
+	db, err := adminDB(cfg)
 	if err != nil {
 		return err
 	}
@@ -52,6 +54,19 @@ func cmdAdmin(name string, args []string) error {
 		return fmt.Errorf("%s: %w", stmt, err)
 	}
 	defer rows.Close()
+	return printRows(rows)
+}
+
+// adminDB opens the running proxy's admin port with the config's
+// credentials.
+func adminDB(cfg *conf.Config) (*sql.DB, error) {
+	dsn := mysql.NewConfig()
+	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr = cfg.Admin.User, cfg.Admin.Password.Value(), "tcp", cfg.Admin.Listen
+	return sql.Open("mysql", dsn.FormatDSN())
+}
+
+// printRows prints a result as an aligned table.
+func printRows(rows *sql.Rows) error {
 	cols, _ := rows.Columns()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(cols, "\t"))

@@ -1,5 +1,3 @@
-// Command switchyard is a MySQL-protocol proxy with read/write split and
-// in-process failover for MariaDB/MySQL master–replica clusters.
 package main
 
 import (
@@ -20,11 +18,11 @@ Usage:
                     [--mycat-schema schema.xml [--mycat-server server.xml]]
                     [--amoeba-dbservers dbServers.xml [--amoeba amoeba.xml]] [--out FILE]
                                                 write a switchyard.yaml from MHA, Mycat or Amoeba configs
-  switchyard sandbox up [--dir D] [--base-port P] [--replicas N]
+  switchyard sandbox up [--dir D] [--base-port P] [--replicas N] [--clusters N] [--flavor mariadb|mysql]
   switchyard sandbox down [--dir D] [--purge]
   switchyard sandbox status [--dir D]
-  switchyard switchover [--config FILE] [--to NAME]   planned master change (via the admin port)
-  switchyard failover   [--config FILE] [--to NAME]   forced failover (via the admin port)
+  switchyard switchover [--config FILE] [--cluster C] [--to NAME]   planned master change (via the admin port)
+  switchyard failover   [--config FILE] [--cluster C] [--to NAME]   forced failover (via the admin port)
   switchyard status     [--config FILE]               SHOW BACKENDS of the running proxy
   switchyard version
 `

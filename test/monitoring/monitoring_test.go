@@ -46,7 +46,7 @@ func promtool(t *testing.T, args ...string) string {
 
 func TestAlertRules(t *testing.T) {
 	out := promtool(t, "check", "rules", deploy("prometheus", "switchyard-alerts.yml"))
-	if !strings.Contains(out, "SUCCESS: 11 rules found") {
+	if !strings.Contains(out, "SUCCESS: 13 rules found") {
 		t.Fatalf("promtool check rules:\n%s", out)
 	}
 	promtool(t, "test", "rules", deploy("prometheus", "switchyard-alerts.test.yml"))
@@ -75,7 +75,7 @@ func dashboardQueries(t *testing.T) []string {
 	if err := json.Unmarshal(data, &dash); err != nil {
 		t.Fatalf("dashboard JSON: %v", err)
 	}
-	vars := strings.NewReplacer("$__rate_interval", "1m", "$job", "switchyard", "$instance", ".*")
+	vars := strings.NewReplacer("$__rate_interval", "1m", "$job", "switchyard", "$instance", ".*", "$cluster", ".*")
 	var exprs []string
 	for _, p := range dash.Panels {
 		for _, tg := range p.Targets {

@@ -247,7 +247,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	// check of the rejoined server can time out once. The gauges are
 	// checked against a settled topology, not against that moment.
 	harness.WaitFor(t, "both replicas usable", 20*time.Second, func() bool {
-		return proxy.Scrape(t)["switchyard_replicas_usable"] == 2
+		return proxy.Scrape(t)["switchyard_replicas_usable,cluster=default"] == 2
 	})
 	before := proxy.Scrape(t)
 	app, _ := sql.Open("mysql", proxy.DSN("app", "app", "", ""))
@@ -258,23 +258,23 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	_, _ = app.Exec("CREATE DATABASE IF NOT EXISTS op_metrics")
 	after := proxy.Scrape(t)
-	if d := after["switchyard_queries_total,kind=read,route=replica"] - before["switchyard_queries_total,kind=read,route=replica"]; d < 20 {
+	if d := after["switchyard_queries_total,cluster=default,kind=read,route=replica"] - before["switchyard_queries_total,cluster=default,kind=read,route=replica"]; d < 20 {
 		t.Errorf("replica reads counter moved by %v", d)
 	}
-	if after["switchyard_queries_total,kind=write,route=master"] <= before["switchyard_queries_total,kind=write,route=master"] {
+	if after["switchyard_queries_total,cluster=default,kind=write,route=master"] <= before["switchyard_queries_total,cluster=default,kind=write,route=master"] {
 		t.Error("master writes counter did not move")
 	}
-	if after["switchyard_query_duration_seconds,route=replica,count"] < 20 {
+	if after["switchyard_query_duration_seconds,cluster=default,route=replica,count"] < 20 {
 		t.Error("latency histogram empty")
 	}
-	if after["switchyard_backend_up,backend=master"] != 1 || after["switchyard_backend_master,backend=master"]+after["switchyard_backend_master,backend=replica1"] != 1 {
+	if after["switchyard_backend_up,backend=master,cluster=default"] != 1 || after["switchyard_backend_master,backend=master,cluster=default"]+after["switchyard_backend_master,backend=replica1,cluster=default"] != 1 {
 		t.Errorf("backend gauges: %v", after)
 	}
-	if _, ok := after["switchyard_backend_replication_lag_seconds,backend=replica2"]; !ok {
+	if _, ok := after["switchyard_backend_replication_lag_seconds,backend=replica2,cluster=default"]; !ok {
 		t.Error("no lag gauge for replica2")
 	}
-	if after["switchyard_replicas_usable"] != 2 {
-		t.Errorf("usable replicas: %v", after["switchyard_replicas_usable"])
+	if after["switchyard_replicas_usable,cluster=default"] != 2 {
+		t.Errorf("usable replicas: %v", after["switchyard_replicas_usable,cluster=default"])
 	}
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 401, "/": 401, "/api/status": 401} {
 		resp, err := http.Get("http://" + proxy.HTTPAddr + path)

@@ -104,6 +104,8 @@ func checkFiles(t *testing.T) {
 		{"/var/lib/switchyard", 0o750 | fs.ModeDir, "switchyard:switchyard"},
 		{"/var/log/switchyard", 0o750 | fs.ModeDir, "switchyard:switchyard"},
 		{"/usr/share/doc/switchyard/README.md", 0o644, "root:root"},
+		{"/usr/share/doc/switchyard/copyright", 0o644, "root:root"},
+		{"/usr/share/doc/switchyard/NOTICE", 0o644, "root:root"},
 	}
 	for _, w := range want {
 		fi, err := os.Stat(w.path)
@@ -118,6 +120,9 @@ func checkFiles(t *testing.T) {
 		if got := strings.TrimSpace(run(t, "stat", "-c", "%U:%G", w.path)); got != w.owner {
 			t.Errorf("%s: owner %s (uid %d), want %s", w.path, got, st.Uid, w.owner)
 		}
+	}
+	if c, err := os.ReadFile("/usr/share/doc/switchyard/copyright"); err != nil || !strings.Contains(string(c), "License: Apache-2.0") {
+		t.Errorf("the copyright file does not name the license: %q %v", c, err)
 	}
 	if shell := strings.TrimSpace(run(t, "getent", "passwd", "switchyard")); !strings.HasSuffix(shell, "/usr/sbin/nologin") {
 		t.Errorf("the switchyard user can log in: %s", shell)

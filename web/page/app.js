@@ -47,7 +47,7 @@ function look(b) {
 }
 
 // Levels: the master first, then who replicates from it, and so on;
-// servers with no known source go last.
+// servers with no known source go last. st is one cluster.
 function levels(st) {
   const byName = new Map(st.backends.map(b => [b.name, b]));
   const placed = new Set();
@@ -65,7 +65,20 @@ function levels(st) {
 
 const NODE_W = 210, NODE_H = 96, GAP_X = 40, GAP_Y = 70;
 
+// drawTopology draws every cluster, each in a figure of its own.
 function drawTopology(st) {
+  const many = st.clusters.length > 1;
+  document.getElementById("topology").replaceChildren(...st.clusters.map(c => {
+    const fig = el("figure", { class: "cluster", "data-cluster": c.name });
+    if (many) fig.append(el("figcaption", {}, `cluster ${c.name} · master ${c.master || "(none)"} · epoch ${c.epoch}`));
+    if (c.failover_blocked) fig.append(el("p", { class: "banner" }, `Failover blocked (${c.failover_blocked_kind}): ${c.failover_blocked}`));
+    fig.append(clusterSVG(c));
+    return fig;
+  }));
+}
+
+// clusterSVG draws one cluster's servers and replication arrows.
+function clusterSVG(st) {
   const { rows } = levels(st);
   const widest = Math.max(1, ...rows.map(r => r.length));
   const width = widest * NODE_W + (widest + 1) * GAP_X;
@@ -111,15 +124,17 @@ function drawTopology(st) {
     g.append(el("svg:text", { x: 12, y: 42 }, b.address));
     const lag = b.lag_seconds === null ? "" : ` · lag ${b.lag_seconds}s`;
     g.append(el("svg:text", { x: 12, y: 60 }, `${b.read_only ? "read-only" : "writable"}${lag}`));
-    g.append(el("svg:text", { x: 12, y: 78 }, `pool ${b.pool_open - b.pool_idle} busy / ${b.pool_idle} idle` + (b.pool_waiting ? ` / ${b.pool_waiting} waiting` : "")));
+    g.append(el("svg:text", { x: 12, y: 78 }, `pool ${b.pool_open - b.pool_idle} busy / ${b.pool_idle} idle` + (b.pool_waiting ? ` / ${b.pool_waiting} waiting` : "")
+      + (b.apply_backlog ? ` · backlog ${b.apply_backlog}` : "")));
     svg.append(g);
   }
-  document.getElementById("topology").replaceChildren(svg);
+  return svg;
 }
 
 function drawTimeline(st) {
   const box = document.getElementById("timeline");
-  const changes = (st.failovers || []).slice().reverse();
+  const many = st.clusters.length > 1;
+  const changes = st.clusters.flatMap(c => c.failovers || []).sort((a, b) => new Date(b.started) - new Date(a.started));
   if (!changes.length) {
     box.replaceChildren(el("p", { class: "empty" }, "none yet"));
     return;
@@ -138,9 +153,9 @@ function drawTimeline(st) {
       return el("span", {}, dot, `${s.name} ${duration(s.duration_ms)}`);
     }));
     const tx = `transactions: ${f.transactions_drained} drained, ${f.transactions_replayed} replayed, ${f.transactions_aborted} aborted`;
-    return el("div", { class: "change" + (f.succeeded ? "" : " failed"), "data-kind": f.kind, "data-new-master": f.new_master || "" },
+    return el("div", { class: "change" + (f.succeeded ? "" : " failed"), "data-kind": f.kind, "data-new-master": f.new_master || "", "data-cluster": f.cluster },
       el("div", { class: "head" },
-        el("span", { class: "kind" }, f.kind),
+        el("span", { class: "kind" }, many ? `${f.cluster}: ${f.kind}` : f.kind),
         el("span", {}, `${f.old_master} → ${f.new_master || "(none)"}`),
         el("span", {}, duration(f.duration_ms)),
         el("span", { class: f.succeeded ? "" : "err" }, f.succeeded ? `epoch ${f.epoch}` : "failed: " + f.error),
@@ -156,22 +171,29 @@ function rows(id, items, cells) {
 }
 
 function draw(st) {
-  text("master", st.master || "(none)");
-  text("epoch", st.epoch);
-  text("writes", st.holding_writes ? "held" : "flowing");
-  text("coordination", st.coordination);
+  const clusters = st.clusters || [];
+  const each = f => clusters.map(c => clusters.length > 1 ? `${c.name}: ${f(c)}` : String(f(c))).join(", ");
+  text("master", each(c => c.master || "(none)"));
+  text("epoch", each(c => c.epoch));
+  text("writes", each(c => c.holding_writes ? "held" : "flowing"));
+  text("coordination", each(c => c.coordination));
+  const blocked = clusters.filter(c => c.failover_blocked);
+  const banner = document.getElementById("banner");
+  banner.hidden = blocked.length === 0;
+  banner.textContent = blocked.map(c => `Cluster ${c.name}: the master is down and no failover will replace it (${c.failover_blocked_kind}): ${c.failover_blocked}`).join(" · ");
   text("session-count", st.sessions.length);
   text("version", st.version);
   text("uptime", age(st.uptime_seconds));
   drawTopology(st);
   drawTimeline(st);
-  rows("pools", st.backends, b => [b.name, b.role, b.pool_open, b.pool_open - b.pool_idle, b.pool_idle, b.pool_waiting, b.queries_routed, b.weight]);
+  rows("pools", clusters.flatMap(c => c.backends), b => [b.cluster, b.name, b.role, b.pool_open, b.pool_open - b.pool_idle, b.pool_idle,
+    b.pool_waiting, b.queries_routed, b.weight, b.apply_backlog]);
   const counters = Object.entries(st.counters || {}).sort(([a], [b]) => a.localeCompare(b));
   rows("counters", counters, ([k, v]) => [k, v]);
   const members = st.members || [];
-  document.getElementById("members-section").hidden = members.length < 2;
-  rows("members", members, m => [m.id, m.addr, m.leader ? "yes" : "", m.master, m.epoch, m.updated]);
-  rows("sessions", st.sessions.slice(0, 200), s => [s.id, s.user, s.client, s.db, s.in_transaction ? "open" : "",
+  document.getElementById("members-section").hidden = new Set(members.map(m => m.id)).size < 2;
+  rows("members", members, m => [m.id, m.addr, m.cluster, m.leader ? "yes" : "", m.master, m.epoch, m.updated]);
+  rows("sessions", st.sessions.slice(0, 200), s => [s.id, s.user, s.client, s.cluster, s.db, s.in_transaction ? "open" : "",
     s.backend, duration(s.age_ms), s.backend_threads, s.held_because, s.last_statement_digest]);
 }
 

@@ -4,27 +4,28 @@ import (
 	"context"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
-	"go.uber.org/zap"
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/router"
 )
 
 // State bound to the master connection, which session tracking does not
-// report: user variables, named locks, LOCK TABLES, temporary tables.
-// When that connection is replaced (a master change, a connection cut),
-// user variables are set again on the new one by replaying the
-// statements that set them (MaxScale's session command history) — when a
-// replay is sure to give the same values. What cannot be carried over
-// does not vanish silently: the next statement gets errStateLost and the
-// lost state is dropped from the session.
+// report: user variables, named locks, LOCK TABLES (and temporary tables,
+// which the router's memory lists). When that connection is replaced (a
+// master change, a connection cut), user variables are set again on the
+// new one by replaying the statements that set them (MaxScale's session
+// command history) — when a replay is sure to give the same values. What
+// cannot be carried over does not vanish silently: the next statement
+// gets errStateLost and the lost state is dropped from the session.
 
 // maxVarHistory bounds the statements kept to set user variables again.
 const maxVarHistory = 64
 
-// boundState is the connection-bound state of a session.
+// boundState is the one owner of the state bound to a session's master
+// connection in one cluster (each cluster's master has its own).
 type boundState struct {
 	on *backend.Conn // the master connection the state lives on (nil: none yet)
 	// varHistory are the statements that set user variables, in order;
@@ -43,14 +44,13 @@ func (b *boundState) empty() bool {
 	return len(b.varHistory) == 0 && b.varsLost == "" && len(b.locks) == 0 && !b.unknownLocks && !b.tableLocks
 }
 
-// noteBound records what a statement that succeeded on the master left on
-// its connection.
-func (s *session) noteBound(c *command, target string, ok bool) {
+// note records what a statement that succeeded on the master left on its
+// connection held; tempTables: the session has temporary tables there.
+func (b *boundState) note(c *command, toMaster, ok bool, held *heldConn, tempTables bool) {
 	st := c.class.State
-	if !ok || target != s.backends.Topology().Master {
+	if !ok || !toMaster {
 		return
 	}
-	b := &s.bound
 	switch {
 	case st.SetsUserVars && c.stmt != nil:
 		b.varsLost = "a prepared statement set user variables"
@@ -59,6 +59,15 @@ func (s *session) noteBound(c *command, target string, ok bool) {
 	case st.SetsUserVars && c.payload[0] == mysql.COM_QUERY:
 		b.rememberVars(string(c.payload[1:]))
 	}
+	b.noteLocks(c.class)
+	if (!b.empty() || tempTables) && held != nil && b.on == nil {
+		b.on = held.bc
+	}
+}
+
+// noteLocks follows named locks and table locks.
+func (b *boundState) noteLocks(cl router.Class) {
+	st := cl.State
 	for _, l := range st.GetLocks {
 		if b.locks == nil {
 			b.locks = map[string]bool{}
@@ -75,13 +84,8 @@ func (s *session) noteBound(c *command, target string, ok bool) {
 	switch {
 	case st.LockTables:
 		b.tableLocks = true
-	case st.UnlockTables, c.class.Kind == router.KindBegin: // START TRANSACTION releases table locks
+	case st.UnlockTables, cl.Kind == router.KindBegin: // START TRANSACTION releases table locks
 		b.tableLocks = false
-	}
-	if !b.empty() || len(s.route.TempTables) > 0 {
-		if h := s.conns[target]; h != nil && b.on == nil {
-			b.on = h.bc
-		}
 	}
 }
 
@@ -101,53 +105,40 @@ func (b *boundState) rememberVars(sql string) {
 	b.varHistory = append(b.varHistory, sql)
 }
 
-// carryBound runs when a master connection has just been brought to the
+// carry runs when a master connection has just been brought to the
 // session's state: if the bound state lived on another connection, now
-// gone, it is set again here, or the statement at hand gets errStateLost.
-func (s *session) carryBound(conn *backend.Conn) error {
-	b := &s.bound
+// gone, user variables are set again here. It returns what could not be
+// carried over ("" when nothing was lost); the caller drops it.
+func (b *boundState) carry(conn *backend.Conn, tempTables []string, timeout time.Duration) (lost string, replayed int) {
 	if b.on == nil || b.on == conn {
-		if !b.empty() || len(s.route.TempTables) > 0 {
+		if !b.empty() || len(tempTables) > 0 {
 			b.on = conn
 		}
-		return nil
+		return "", 0
 	}
 	b.on = conn
-	lost := s.unmovable()
 	if b.varsLost == "" && len(b.varHistory) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), s.settings.IOTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		for _, q := range b.varHistory {
 			if _, err := conn.Exec(ctx, q); err != nil {
 				b.varsLost = "they could not be set again (" + shortErr(err) + ")"
-				lost = s.unmovable()
 				break
 			}
 		}
 		if b.varsLost == "" {
-			s.log.Info("user variables set again on a new master connection", zap.Int("statements", len(b.varHistory)))
+			replayed = len(b.varHistory)
 		}
 	}
-	if lost == "" {
-		return nil
-	}
-	s.dropUnmovable()
-	s.log.Warn("session state lost with its master connection", zap.String("lost", lost))
-	return errStateLost(lost)
+	return b.unmovable(tempTables), replayed
 }
 
 // unmovable describes the bound state a new connection cannot be given
 // ("" when there is none).
-func (s *session) unmovable() string {
-	b := &s.bound
+func (b *boundState) unmovable(tempTables []string) string {
 	var what []string
-	if len(s.route.TempTables) > 0 {
-		var names []string
-		for t := range s.route.TempTables {
-			names = append(names, t)
-		}
-		sort.Strings(names)
-		what = append(what, "temporary tables ("+strings.Join(names, ", ")+")")
+	if len(tempTables) > 0 {
+		what = append(what, "temporary tables ("+strings.Join(tempTables, ", ")+")")
 	}
 	if len(b.locks) > 0 || b.unknownLocks {
 		var names []string
@@ -166,21 +157,13 @@ func (s *session) unmovable() string {
 	return strings.Join(what, ", ")
 }
 
-// dropBound forgets all bound state (COM_RESET_CONNECTION, change user).
-func (s *session) dropBound() {
-	s.bound = boundState{}
-	s.route.TempTables = nil
-}
-
 // dropUnmovable forgets the state that did not survive a connection: the
 // user variables that were set again stay.
-func (s *session) dropUnmovable() {
-	b := &s.bound
+func (b *boundState) dropUnmovable() {
 	if b.varsLost != "" {
 		b.varHistory, b.varsLost = nil, ""
 	}
 	b.locks, b.unknownLocks, b.tableLocks = nil, false, false
-	s.route.TempTables = nil
 }
 
 // stateLost is session state that did not survive a new backend

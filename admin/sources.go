@@ -1,0 +1,89 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/failover"
+)
+
+// Sources are what the admin port reports on and steers. cmd implements
+// it over the proxy, the clusters, their failover engines and the
+// coordinator; admin imports neither proxy nor cmd.
+type Sources interface {
+	Version() string
+	Started() time.Time
+	// Clusters are the clusters, in config order, as they are now.
+	Clusters() []Cluster
+	// Sessions lists client sessions.
+	Sessions() []SessionInfo
+	// Counters returns named counters for SHOW STATUS.
+	Counters() map[string]uint64
+	// QueryStats returns the digest table; ResetQueryStats clears it.
+	QueryStats() []QueryStat
+	ResetQueryStats()
+	// TxOutcomes says what became of the transactions that lost their
+	// connection in a cluster's topology epoch: replayed, aborted.
+	TxOutcomes(cluster string, epoch uint64) (replayed, aborted int)
+	// Kill interrupts a session's running statement (query) or ends the
+	// session.
+	Kill(session uint32, query bool) error
+	// Config renders the running config without secrets.
+	Config() string
+	// Reload re-reads the config file and applies it whole, or refuses it
+	// whole (the running config is kept).
+	Reload() error
+	// Members lists the Switchyard instances sharing the clusters (one
+	// row per instance and cluster).
+	Members() []Member
+}
+
+// Cluster is one cluster as the admin port sees it.
+type Cluster struct {
+	Name    string
+	Backend *backend.Cluster
+	// Engine is its failover engine (nil when none runs).
+	Engine *failover.Engine
+	// Coordination describes its coordination state; CoordinationOK is
+	// false when coordination is configured and lost.
+	Coordination   string
+	CoordinationOK bool
+}
+
+// Member is one row of SHOW CLUSTER.
+type Member struct {
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Cluster string `json:"cluster"`
+	Master  string `json:"master"`
+	Epoch   uint64 `json:"epoch"`
+	Leader  bool   `json:"leader"`
+	Updated string `json:"updated"`
+}
+
+// SessionInfo is one row of SHOW SESSIONS.
+type SessionInfo struct {
+	ID            uint32
+	User, Client  string
+	Cluster       string
+	DB            string
+	InTransaction bool
+	Backend       string
+	Age           time.Duration
+	LastStatement string
+	// BackendConns is how many backend connections the session holds now;
+	// HeldBecause says why it keeps them between statements ("" when it
+	// gives them back: multiplexing).
+	BackendConns   int
+	HeldBecause    string
+	BackendThreads string
+}
+
+// QueryStat is one row of SHOW QUERY STATS.
+type QueryStat struct {
+	Digest              string
+	Count               uint64
+	Total, Max          time.Duration
+	Rows                uint64
+	ToMaster, ToReplica uint64
+}

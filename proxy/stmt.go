@@ -1,0 +1,145 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/router"
+)
+
+// Prepared statements: the client sees the proxy's own statement ids.
+// Each statement remembers its SQL and the parameter types last bound, so
+// it can be prepared again, lazily, on any backend connection the session
+// comes to use (a new connection after a backend was lost, or another
+// server), and executed there even when the client does not resend types.
+
+type preparedStmt struct {
+	id    uint32
+	query []byte
+	class router.Class
+	// cluster is where it was prepared; it runs there.
+	cluster string
+	// longDataOn is the server that received COM_STMT_SEND_LONG_DATA for
+	// the next execute (which must run there); lastOn where it last ran
+	// (its cursor lives there).
+	longDataOn string
+	lastOn     string
+	numParams  uint16
+	numColumns uint16
+	paramTypes []byte // 2 bytes per parameter, from the last bind
+	// onConn maps a backend connection to the statement's id there.
+	onConn map[*backend.Conn]uint32
+}
+
+// stmtRegistry is the one owner of a session's prepared statements.
+type stmtRegistry struct {
+	next  uint32
+	stmts map[uint32]*preparedStmt
+}
+
+func newStmtRegistry() stmtRegistry { return stmtRegistry{stmts: map[uint32]*preparedStmt{}} }
+
+// nextID is the id the next statement added gets.
+func (r *stmtRegistry) nextID() uint32 { return r.next + 1 }
+
+func (r *stmtRegistry) add(st *preparedStmt) {
+	r.next++
+	st.id = r.next
+	r.stmts[st.id] = st
+}
+
+// lookup resolves the statement id in bytes 1..4 of a command.
+func (r *stmtRegistry) lookup(data []byte) *preparedStmt {
+	if len(data) < 5 {
+		return nil
+	}
+	return r.stmts[stmtID(data)]
+}
+
+func (r *stmtRegistry) remove(id uint32) { delete(r.stmts, id) }
+
+func (r *stmtRegistry) clear() { r.stmts = map[uint32]*preparedStmt{} }
+
+func (r *stmtRegistry) count() int { return len(r.stmts) }
+
+// forgetConn drops backend ids on a connection that is going away.
+func (r *stmtRegistry) forgetConn(bc *backend.Conn) {
+	for _, st := range r.stmts {
+		delete(st.onConn, bc)
+	}
+}
+
+// stmtID reads the 4-byte id after a command byte (0 when too short).
+func stmtID(data []byte) uint32 {
+	if len(data) < 5 {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(data[1:])
+}
+
+// withID returns a copy of a statement command with the backend's id.
+func withID(data []byte, id uint32) []byte {
+	pkt := append([]byte(nil), data...)
+	binary.LittleEndian.PutUint32(pkt[1:], id)
+	return pkt
+}
+
+// bindPacket rewrites an execute packet for the backend statement id,
+// remembering or re-inserting the parameter types.
+//
+// Layout: 0x17, stmt_id(4), flags(1), iterations(4), then when there are
+// parameters: NULL bitmap ((n+7)/8), new_params_bound_flag(1),
+// [types 2n if the flag is 1], values.
+func (st *preparedStmt) bindPacket(data []byte, backendID uint32) ([]byte, error) {
+	out := append([]byte(nil), data...)
+	binary.LittleEndian.PutUint32(out[1:], backendID)
+	if st.numParams == 0 {
+		return out, nil
+	}
+	n := int(st.numParams)
+	flagPos := 10 + (n+7)/8
+	if len(data) <= flagPos {
+		return nil, fmt.Errorf("COM_STMT_EXECUTE too short for %d parameters", n)
+	}
+	if data[flagPos] == 1 {
+		if len(data) < flagPos+1+2*n {
+			return nil, fmt.Errorf("COM_STMT_EXECUTE parameter types truncated")
+		}
+		st.paramTypes = append(st.paramTypes[:0], data[flagPos+1:flagPos+1+2*n]...)
+		return out, nil
+	}
+	if st.paramTypes == nil {
+		return out, nil // nothing bound yet: let the server answer
+	}
+	// Re-insert the remembered types: the backend statement may never
+	// have seen them.
+	fixed := make([]byte, 0, len(data)+2*n)
+	fixed = append(fixed, out[:flagPos]...)
+	fixed = append(fixed, 1)
+	fixed = append(fixed, st.paramTypes...)
+	fixed = append(fixed, out[flagPos+1:]...)
+	return fixed, nil
+}
+
+// close handles COM_STMT_CLOSE (no reply) on every connection where the
+// statement was prepared.
+func (r *stmtRegistry) close(data []byte, rl *relayer) {
+	st := r.lookup(data)
+	if st == nil {
+		return
+	}
+	r.remove(st.id)
+	for bc, id := range st.onConn {
+		if bc.Broken() {
+			continue
+		}
+		pkt := []byte{mysql.COM_STMT_CLOSE, 0, 0, 0, 0}
+		binary.LittleEndian.PutUint32(pkt[1:], id)
+		if err := rl.send(bc, pkt, 0, 0); err != nil {
+			bc.MarkBroken()
+		}
+	}
+}
