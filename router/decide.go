@@ -179,23 +179,37 @@ func (s *Session) readsTempTable(c Class) bool {
 // Eligible reports whether a server may serve reads now: up, not offline,
 // replicating (both threads) from someone, with known lag within MaxLag.
 // While the master itself is down, a replica whose IO thread is only
-// reconnecting still serves reads: it has everything the master sent, and
-// it is the freshest data there is.
+// reconnecting still serves reads when it is among the most advanced:
+// it has everything the master sent it, and the freshest data there is
+// (a replica that missed what another received does not serve).
 func Eligible(st *backend.ServerState, topo *backend.Topology, p Policy) bool {
-	if st.Name == topo.Master || !st.Up || st.Offline || st.Diverged || st.Replica == nil || st.Weight <= 0 {
-		return false
-	}
-	if !st.Replica.SQLRunning {
+	if !readable(st, topo) {
 		return false
 	}
 	if m := topo.Server(topo.Master); m == nil || !m.Up {
-		return true
+		return mostAdvanced(st, topo)
 	}
 	if !st.Replica.IORunning {
 		return false
 	}
 	lag := st.LagSeconds()
 	return lag >= 0 && time.Duration(lag)*time.Second <= p.MaxLag
+}
+
+// readable: a replica that is up, online, applying, and may take reads.
+func readable(st *backend.ServerState, topo *backend.Topology) bool {
+	return st.Name != topo.Master && st.Up && !st.Offline && !st.Diverged && st.Replica != nil && st.Weight > 0 && st.Replica.SQLRunning
+}
+
+// mostAdvanced: no other readable replica applied something st lacks.
+func mostAdvanced(st *backend.ServerState, topo *backend.Topology) bool {
+	for i := range topo.Servers {
+		o := &topo.Servers[i]
+		if o.Name != st.Name && readable(o, topo) && !st.Applied.Covers(o.Applied) {
+			return false
+		}
+	}
+	return true
 }
 
 // pickReplica chooses among eligible replicas at random, in proportion

@@ -80,6 +80,11 @@ func TestDecideRoutes(t *testing.T) {
 				t.Servers[i].Replica = &backend.ReplicaStatus{IOState: "No", SQLRunning: true}
 			}
 		}, nil, "m1", nil},
+		{"master down: a replica that missed what another received does not serve", read, Context{}, nil, func(t *backend.Topology) {
+			t.Servers[0].Up = false
+			behind, _ := backend.ParsePosition("0-1-98")
+			t.Servers[2].Applied, t.Servers[3].Applied = behind, behind
+		}, nil, "r1", nil},
 		{"master down, failover blocked: a session setting runs on a replica", Class{Kind: KindSession, Reason: "session state", Pin: true}, Context{}, nil, func(t *backend.Topology) {
 			t.Servers[0].Up = false
 			t.FailoverBlocked = "failover disabled"

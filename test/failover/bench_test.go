@@ -94,22 +94,5 @@ func adminValue(b *testing.B, adm *sql.DB, name string) string {
 }
 
 func backendRole(b *testing.B, adm *sql.DB, name string) string {
-	rows, err := adm.Query("SHOW BACKENDS")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		_ = rows.Scan(ptrs...)
-		if vals[0].String == name {
-			return vals[2].String
-		}
-	}
-	return ""
+	return harness.Backend(b, adm, name)["role"]
 }

@@ -72,12 +72,38 @@ type Writers struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	acked  []int64
+	ackAt  []int64 // unix nanoseconds of each acknowledgement
+	sentAt []int64 // and of when that write was sent
 	failed atomic.Int64
 	errs   sync.Map
 }
 
-// StartWriters creates db.table if needed and starts n writers.
+// Pattern is how writers use connections, as applications do.
+type Pattern int
+
+const (
+	// ConnPerWriter: each writer keeps one connection (a worker).
+	ConnPerWriter Pattern = iota
+	// SharedPool: all writers share one driver pool (db.Exec with
+	// arguments: a prepared statement per write).
+	SharedPool
+	// ConnPerWrite: a new connection for every write (PHP, Lambda).
+	ConnPerWrite
+)
+
+func (p Pattern) String() string {
+	return [...]string{"connection per writer", "shared driver pool", "new connection per write"}[p]
+}
+
+// StartWriters creates db.table if needed and starts n writers, each
+// with a connection of its own.
 func StartWriters(t testing.TB, p *Proxy, n int, db, table string) *Writers {
+	return StartWritersPattern(t, p, n, db, table, ConnPerWriter)
+}
+
+// StartWritersPattern is StartWriters with the writers using connections
+// in the given pattern.
+func StartWritersPattern(t testing.TB, p *Proxy, n int, db, table string, pattern Pattern) *Writers {
 	t.Helper()
 	setup, _ := sql.Open("mysql", p.DSN("app", "app", "", ""))
 	defer setup.Close()
@@ -89,15 +115,27 @@ func StartWriters(t testing.TB, p *Proxy, n int, db, table string) *Writers {
 	}
 	w := &Writers{}
 	base := time.Now().UnixNano() / 1000 % 1_000_000_000 * 1000
+	dsn := p.DSN("app", "app", db, "timeout=5s&readTimeout=60s")
+	shared, _ := sql.Open("mysql", dsn)
+	shared.SetMaxOpenConns(n)
 	for i := 0; i < n; i++ {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			h, _ := sql.Open("mysql", p.DSN("app", "app", db, "timeout=5s&readTimeout=60s"))
-			defer h.Close()
-			h.SetMaxOpenConns(1)
+			h := shared
+			switch pattern {
+			case ConnPerWriter:
+				h, _ = sql.Open("mysql", dsn)
+				defer h.Close()
+				h.SetMaxOpenConns(1)
+			case ConnPerWrite:
+				h, _ = sql.Open("mysql", dsn)
+				defer h.Close()
+				h.SetMaxIdleConns(-1) // every write logs in anew
+			}
 			for seq := int64(0); !w.stop.Load(); seq++ {
 				id := base + int64(i)<<40 + seq
+				sent := time.Now().UnixNano()
 				if _, err := h.Exec("INSERT INTO "+table+" VALUES (?, @@server_id, NOW(6))", id); err != nil {
 					w.failed.Add(1)
 					w.errs.Store(err.Error(), true)
@@ -106,11 +144,31 @@ func StartWriters(t testing.TB, p *Proxy, n int, db, table string) *Writers {
 				}
 				w.mu.Lock()
 				w.acked = append(w.acked, id)
+				w.ackAt = append(w.ackAt, time.Now().UnixNano())
+				w.sentAt = append(w.sentAt, sent)
 				w.mu.Unlock()
 			}
 		}()
 	}
+	t.Cleanup(func() { shared.Close() })
 	return w
+}
+
+// FirstAckAfter is how long after at the first write sent after it was
+// acknowledged (0 when none was): after a kill, the first new write.
+func (w *Writers) FirstAckAfter(at time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	first := int64(0)
+	for i, ns := range w.ackAt {
+		if w.sentAt[i] > at.UnixNano() && (first == 0 || ns < first) {
+			first = ns
+		}
+	}
+	if first == 0 {
+		return 0
+	}
+	return time.Duration(first - at.UnixNano())
 }
 
 // Acked returns how many writes were acknowledged so far.
