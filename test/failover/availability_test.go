@@ -223,4 +223,3 @@ func apiStatus(t *testing.T, p *harness.Proxy) statusClusters {
 	}
 	return st
 }
-
