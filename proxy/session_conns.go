@@ -37,7 +37,8 @@ func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
 		}
 		fresh := h.synced == notSynced
 		onReplica := server != v.b.topology().Master
-		dropped, err := s.state.apply(bc, s.login.multiStatements(&s.state), onReplica, set.IOTimeout)
+		db := s.cmd.set.Routes.DatabaseOn(s.state.db, v.b.Name)
+		dropped, err := s.state.apply(bc, db, s.login.multiStatements(&s.state), onReplica, set.IOTimeout)
 		if err == nil {
 			h.synced = s.state.version
 			if len(dropped) > 0 {

@@ -179,12 +179,13 @@ func (st *sessionState) namesSQL() string {
 }
 
 // apply brings a backend connection to the session's state: character
-// set, every variable the session changed, the database, and the
+// set, every variable the session changed, the database (db: the
+// session's as seen on the connection's cluster), and the
 // multi-statement option. One SET round trip, plus USE if needed. When
 // the combined SET fails, the variables are set one by one: a replica
 // that refuses one cannot serve the session (replicaRefuses); on the
 // master a refused one is dropped, and dropped lists it.
-func (st *sessionState) apply(bc *backend.Conn, multi, onReplica bool, timeout time.Duration) (dropped []string, err error) {
+func (st *sessionState) apply(bc *backend.Conn, db string, multi, onReplica bool, timeout time.Duration) (dropped []string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	names := st.namesSQL()
@@ -202,8 +203,8 @@ func (st *sessionState) apply(bc *backend.Conn, multi, onReplica bool, timeout t
 			return nil, err
 		}
 	}
-	if st.db != "" {
-		if err := bc.UseDB(ctx, st.db); err != nil {
+	if db != "" {
+		if err := bc.UseDB(ctx, db); err != nil {
 			return dropped, err
 		}
 	}

@@ -47,6 +47,17 @@ func (m ClusterMap) Home(db, user string) string {
 	return m.Default
 }
 
+// DatabaseOn is the session database db as seen on cluster: db itself,
+// or "" when db is mapped to another cluster (a session in db1 running a
+// statement qualified with db2's tables on db2's cluster, where db1 does
+// not exist: the connection there selects no database).
+func (m ClusterMap) DatabaseOn(db, cluster string) string {
+	if c, ok := m.Schemas[strings.ToLower(db)]; ok && c != cluster {
+		return ""
+	}
+	return db
+}
+
 // Pick returns the cluster a statement runs on: the cluster of the
 // databases it names (qualified tables, USE, CREATE/DROP DATABASE), or
 // home (the session's cluster) for unqualified names and statements that

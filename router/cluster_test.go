@@ -61,3 +61,23 @@ func TestClusterPickOneCluster(t *testing.T) {
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
+
+// TestDatabaseOn: a connection on another cluster does not select a
+// database mapped elsewhere (it does not exist there); unmapped databases
+// are selected everywhere.
+func TestDatabaseOn(t *testing.T) {
+	m := ClusterMap{Schemas: map[string]string{"shop": "c1", "crm": "c2"}, Default: "c1"}
+	tests := []struct{ db, cluster, want string }{
+		{"shop", "c1", "shop"},
+		{"shop", "c2", ""},
+		{"CRM", "c1", ""},
+		{"CRM", "c2", "CRM"},
+		{"test", "c2", "test"},
+		{"", "c1", ""},
+	}
+	for _, tt := range tests {
+		if got := m.DatabaseOn(tt.db, tt.cluster); got != tt.want {
+			t.Errorf("DatabaseOn(%q, %q) = %q, want %q", tt.db, tt.cluster, got, tt.want)
+		}
+	}
+}

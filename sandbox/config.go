@@ -17,14 +17,8 @@ listen: %s
 users:
   - name: %s
     password: %s
-backends:
 `, s.Dir, s.ProxyAddr(), AppUser, AppPassword)
-	for i, in := range s.Instances {
-		fmt.Fprintf(&b, "  - name: %s\n    host: %s\n    port: %d\n", in.Name, in.HostOrLoopback(), in.Port)
-		if i == 1 {
-			b.WriteString("    candidate: true\n")
-		}
-	}
+	s.writeClusters(&b)
 	fmt.Fprintf(&b, `monitor:
   user: %s
   password: %s
@@ -47,4 +41,32 @@ log:
 `, MonitorUser, MonitorPassword, ReplUser, ReplPassword, filepath.Join(s.Dir, "switchyard-state.json"),
 		s.AdminAddr(), AdminUser, AdminPassword, s.HTTPAddr())
 	return os.WriteFile(s.ConfigPath(), []byte(b.String()), 0o644)
+}
+
+// writeClusters writes the backends: top-level for one cluster, else a
+// clusters section and the schemas that map dbK to cK.
+func (s *Sandbox) writeClusters(b *strings.Builder) {
+	names := s.ClusterNames()
+	backends := func(indent string, list []Instance) {
+		for i, in := range list {
+			fmt.Fprintf(b, "%s- name: %s\n%s  host: %s\n%s  port: %d\n", indent, in.Name, indent, in.HostOrLoopback(), indent, in.Port)
+			if i == 1 {
+				fmt.Fprintf(b, "%s  candidate: true\n", indent)
+			}
+		}
+	}
+	if len(names) == 1 && names[0] == "" {
+		b.WriteString("backends:\n")
+		backends("  ", s.Instances)
+		return
+	}
+	b.WriteString("schemas:\n")
+	for _, c := range names {
+		fmt.Fprintf(b, "  %s: %s\n", ClusterDatabase(c), c)
+	}
+	b.WriteString("clusters:\n")
+	for _, c := range names {
+		fmt.Fprintf(b, "  - name: %s\n    backends:\n", c)
+		backends("      ", s.ClusterInstances(c))
+	}
 }

@@ -38,7 +38,12 @@ const (
 type Options struct {
 	Dir      string
 	BasePort int // master on BasePort, replicas on BasePort+1..N
-	Replicas int
+	Replicas int // per cluster
+	// Clusters: 0 or 1 is one cluster ("master", "replica1" …); N > 1
+	// makes clusters c1…cN, cluster k's master on BasePort+10(k-1) and
+	// its replicas on the next ports ("c1-master", "c1-replica1" …), and
+	// databases db1…dbN each on its cluster.
+	Clusters int
 	// Flavor is the server software: MariaDB from Debian (the default) or
 	// Oracle MySQL from a Debian sid chroot (scripts/mysql-chroot.sh).
 	Flavor backend.Flavor
@@ -58,7 +63,8 @@ type Placement struct {
 
 // Instance is one server of the topology.
 type Instance struct {
-	Flavor   backend.Flavor `json:"flavor,omitempty"` // empty: MariaDB
+	Flavor   backend.Flavor `json:"flavor,omitempty"`  // empty: MariaDB
+	Cluster  string         `json:"cluster,omitempty"` // empty: the one cluster
 	Name     string         `json:"name"`
 	Port     int            `json:"port"`
 	ServerID int            `json:"server_id"`
@@ -109,8 +115,33 @@ type Sandbox struct {
 // Master returns the instance configured as the initial master.
 func (s *Sandbox) Master() Instance { return s.Instances[0] }
 
-// ReplicaInstances returns the initial replicas.
-func (s *Sandbox) ReplicaInstances() []Instance { return s.Instances[1:] }
+// ReplicaInstances returns the initial replicas (of the first cluster).
+func (s *Sandbox) ReplicaInstances() []Instance {
+	return s.ClusterInstances(s.Instances[0].Cluster)[1:]
+}
+
+// ClusterNames lists the clusters ("" alone for a one-cluster sandbox).
+func (s *Sandbox) ClusterNames() []string {
+	var out []string
+	for _, in := range s.Instances {
+		if len(out) == 0 || out[len(out)-1] != in.Cluster {
+			out = append(out, in.Cluster)
+		}
+	}
+	return out
+}
+
+// ClusterInstances returns a cluster's instances, its initial master
+// first.
+func (s *Sandbox) ClusterInstances(cluster string) []Instance {
+	var out []Instance
+	for _, in := range s.Instances {
+		if in.Cluster == cluster {
+			out = append(out, in)
+		}
+	}
+	return out
+}
 
 // ProxyAddr is the proxy listener written into the generated config.
 func (s *Sandbox) ProxyAddr() string { return fmt.Sprintf("127.0.0.1:%d", s.BasePort+100) }
@@ -138,6 +169,9 @@ func (o *Options) fill() error {
 	}
 	if o.Replicas < 0 || o.Replicas > 9 {
 		return fmt.Errorf("replicas must be between 0 and 9, got %d", o.Replicas)
+	}
+	if o.Clusters < 0 || o.Clusters > 9 {
+		return fmt.Errorf("clusters must be between 1 and 9, got %d", o.Clusters)
 	}
 	if o.BasePort < 1024 || o.BasePort+102 > 65535 {
 		return fmt.Errorf("base port %d out of range (1024..65433)", o.BasePort)
@@ -173,9 +207,9 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 	if err := opts.fill(); err != nil {
 		return nil, err
 	}
-	if prev, err := Open(opts.Dir); err == nil && (prev.BasePort != opts.BasePort || len(prev.Instances) != opts.Replicas+1 || prev.flavor() != opts.Flavor) {
-		return nil, fmt.Errorf("sandbox in %s already exists with base port %d, %d replicas and %s; "+
-			"run 'switchyard sandbox down --dir %s --purge' first", opts.Dir, prev.BasePort, len(prev.Instances)-1, prev.flavor(), opts.Dir)
+	if prev, err := Open(opts.Dir); err == nil && (prev.BasePort != opts.BasePort || len(prev.Instances) != (opts.Replicas+1)*max(opts.Clusters, 1) || prev.flavor() != opts.Flavor) {
+		return nil, fmt.Errorf("sandbox in %s already exists with base port %d, %d servers and %s; "+
+			"run 'switchyard sandbox down --dir %s --purge' first", opts.Dir, prev.BasePort, len(prev.Instances), prev.flavor(), opts.Dir)
 	}
 	s := &Sandbox{Dir: opts.Dir, BasePort: opts.BasePort, opts: opts}
 	if opts.Flavor == backend.MySQL {
@@ -186,17 +220,7 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 		return nil, err
 	}
 	s.server = srv
-	for i := 0; i <= opts.Replicas; i++ {
-		name := "master"
-		if i > 0 {
-			name = fmt.Sprintf("replica%d", i)
-		}
-		pl := opts.Placement[name]
-		s.Instances = append(s.Instances, Instance{
-			Flavor: s.Flavor, Name: name, Port: opts.BasePort + i, ServerID: i + 1, Dir: filepath.Join(opts.Dir, name),
-			Host: pl.Host, Netns: pl.Netns,
-		})
-	}
+	s.Instances = layout(opts, s.Flavor)
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create sandbox dir: %w", err)
 	}
@@ -208,7 +232,7 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 			}
 			fresh[in.Name] = true
 		}
-		if err := s.writeMyCnf(in, in.Name != "master"); err != nil {
+		if err := s.writeMyCnf(in, !isInitialMaster(in)); err != nil {
 			return nil, err
 		}
 	}
@@ -232,19 +256,92 @@ func Up(ctx context.Context, opts Options) (*Sandbox, error) {
 			return nil, err
 		}
 	}
-	for _, in := range s.ReplicaInstances() {
-		if !fresh[in.Name] {
-			continue
+	for _, c := range s.ClusterNames() {
+		in := s.ClusterInstances(c)
+		for _, r := range in[1:] {
+			if !fresh[r.Name] {
+				continue
+			}
+			if err := s.Repoint(ctx, r, in[0]); err != nil {
+				return nil, err
+			}
 		}
-		if err := s.Repoint(ctx, in, s.Master()); err != nil {
-			return nil, err
-		}
+	}
+	if err := s.createClusterDatabases(ctx, fresh); err != nil {
+		return nil, err
 	}
 	if err := s.WriteConfig(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(opts.Log, "sandbox up in %s: %s master %s, %d replica(s)\n", s.Dir, s.flavor(), s.Master().Addr(), len(s.Instances)-1)
+	for _, c := range s.ClusterNames() {
+		in := s.ClusterInstances(c)
+		fmt.Fprintf(opts.Log, "sandbox up in %s: %s %smaster %s, %d replica(s)\n", s.Dir, s.flavor(), clusterLabel(c), in[0].Addr(), len(in)-1)
+	}
 	return s, nil
+}
+
+// layout names and places the servers: one cluster as always, or
+// clusters c1…cN ten ports apart.
+func layout(opts Options, flavor backend.Flavor) []Instance {
+	var out []Instance
+	clusters := max(opts.Clusters, 1)
+	for k := 1; k <= clusters; k++ {
+		cluster, prefix, base := "", "", opts.BasePort+10*(k-1)
+		if opts.Clusters > 1 {
+			cluster = fmt.Sprintf("c%d", k)
+			prefix = cluster + "-"
+		}
+		for i := 0; i <= opts.Replicas; i++ {
+			name := prefix + "master"
+			if i > 0 {
+				name = fmt.Sprintf("%sreplica%d", prefix, i)
+			}
+			pl := opts.Placement[name]
+			out = append(out, Instance{Flavor: flavor, Cluster: cluster, Name: name, Port: base + i, ServerID: 10*(k-1) + i + 1,
+				Dir: filepath.Join(opts.Dir, name), Host: pl.Host, Netns: pl.Netns})
+		}
+	}
+	return out
+}
+
+// isInitialMaster: the instance is its cluster's first.
+func isInitialMaster(in Instance) bool { return strings.HasSuffix(in.Name, "master") }
+
+func clusterLabel(c string) string {
+	if c == "" {
+		return ""
+	}
+	return "cluster " + c + " "
+}
+
+// ClusterDatabase is the database the sandbox maps to cluster c ("db2"
+// for "c2"; "" for a one-cluster sandbox).
+func ClusterDatabase(c string) string {
+	if c == "" {
+		return ""
+	}
+	return "db" + strings.TrimPrefix(c, "c")
+}
+
+// createClusterDatabases creates dbK on cluster cK's fresh master (the
+// replicas get it by replication).
+func (s *Sandbox) createClusterDatabases(ctx context.Context, fresh map[string]bool) error {
+	for _, c := range s.ClusterNames() {
+		m := s.ClusterInstances(c)[0]
+		if c == "" || !fresh[m.Name] {
+			continue
+		}
+		db, err := m.DB()
+		if err != nil {
+			return err
+		}
+		_, err = db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS "+ClusterDatabase(c))
+		db.Close()
+		if err != nil {
+			return fmt.Errorf("%s: create %s: %w", m.Name, ClusterDatabase(c), err)
+		}
+	}
+	return nil
 }
 
 // Open loads the description of an existing sandbox.

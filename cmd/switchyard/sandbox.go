@@ -20,7 +20,8 @@ func cmdSandbox(args []string) error {
 	fs := flag.NewFlagSet("sandbox "+args[0], flag.ContinueOnError)
 	dir := fs.String("dir", "./sandbox", "directory holding the datadirs and generated config")
 	basePort := fs.Int("base-port", 13306, "master port; replicas use the next ports, the proxy base+100")
-	replicas := fs.Int("replicas", 2, "number of replicas")
+	replicas := fs.Int("replicas", 2, "number of replicas (per cluster)")
+	clusters := fs.Int("clusters", 1, "number of clusters: c1…cN, cluster k's master on base-port+10(k-1), database dbK on cluster cK")
 	flavor := fs.String("flavor", "mariadb", "server software: mariadb (Debian's) or mysql (Oracle MySQL 9.7 from a Debian sid chroot, built once under /var/cache/switchyard)")
 	purge := fs.Bool("purge", false, "down: also delete the sandbox directory")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -30,7 +31,8 @@ func cmdSandbox(args []string) error {
 	defer stop()
 	switch args[0] {
 	case "up":
-		s, err := sandbox.Up(ctx, sandbox.Options{Dir: *dir, BasePort: *basePort, Replicas: *replicas, Flavor: backend.Flavor(*flavor), Log: os.Stdout})
+		s, err := sandbox.Up(ctx, sandbox.Options{Dir: *dir, BasePort: *basePort, Replicas: *replicas, Clusters: *clusters,
+			Flavor: backend.Flavor(*flavor), Log: os.Stdout})
 		if err != nil {
 			return err
 		}

@@ -4,7 +4,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
-	"sync/atomic"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,87 +12,94 @@ import (
 	"github.com/switchyard/switchyard/test/harness"
 )
 
-// BenchmarkFailoverTime measures, over 10 SIGKILLs of the master, the time
-// from the kill to the first write acknowledged through the proxy, and
-// prints min/median/max (make bench-failover). b.N is ignored: one run is
-// ten failovers.
+// BenchmarkFailoverTime kills the master (SIGKILL) 5 times under 8
+// writers for each connection pattern (a connection per worker, a shared
+// driver pool, a new connection per write) and prints, per pattern, the
+// median time from the kill to the first write sent after it and
+// acknowledged, the writes that failed, and the median of each failover
+// step (make bench-failover). b.N is ignored: one run is fifteen
+// failovers.
 func BenchmarkFailoverTime(b *testing.B) {
-	p, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Failover: failoverConfig})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer p.Stop()
-	adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", p.AdminAddr))
-	defer adm.Close()
-	db, _ := sql.Open("mysql", p.DSN("app", "app", "", "timeout=5s"))
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	if _, err := db.Exec("CREATE DATABASE IF NOT EXISTS fobench"); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS fobench.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, at BIGINT)"); err != nil {
-		b.Fatal(err)
-	}
-	var times []time.Duration
-	for run := 0; run < 10; run++ {
-		master := adminValue(b, adm, "master")
-		var killedAt, writes atomic.Int64
-		done := make(chan time.Duration, 1)
-		go func() {
-			for {
-				_, err := db.Exec("INSERT INTO fobench.t (at) VALUES (?)", time.Now().UnixNano())
-				if err == nil {
-					writes.Add(1)
-				}
-				if k := killedAt.Load(); k != 0 && err == nil {
-					done <- time.Since(time.Unix(0, k))
-					return
-				}
-				if err != nil {
-					time.Sleep(5 * time.Millisecond)
-				}
+	const kills = 5
+	for i, pattern := range []harness.Pattern{harness.ConnPerWriter, harness.SharedPool, harness.ConnPerWrite} {
+		p, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Failover: failoverConfig})
+		if err != nil {
+			b.Fatal(err)
+		}
+		adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", p.AdminAddr))
+		var firsts []time.Duration
+		var failed []int64
+		steps := map[string][]time.Duration{}
+		for run := 0; run < kills; run++ {
+			w := harness.StartWritersPattern(b, p, 8, "fobench", fmt.Sprintf("p%d", i), pattern)
+			w.WaitMore(b, 100)
+			master := harness.MasterOf(b, adm)
+			killed := time.Now()
+			if err := env.Sandbox.Kill(master, syscall.SIGKILL); err != nil {
+				b.Fatal(err)
 			}
-		}()
-		harness.WaitFor(b, "a write before the kill", 10*time.Second, func() bool { return writes.Load() > 0 })
-		killedAt.Store(time.Now().UnixNano())
-		if err := env.Sandbox.Kill(master, syscall.SIGKILL); err != nil {
-			b.Fatal(err)
+			harness.WaitFor(b, "a new master", 30*time.Second, func() bool { return harness.MasterOf(b, adm) != master })
+			w.WaitMore(b, 50)
+			w.Stop()
+			firsts = append(firsts, w.FirstAckAfter(killed))
+			failed = append(failed, w.Failed())
+			recs := harness.AdminRows(b, adm, "SHOW FAILOVERS")
+			for name, d := range stepsOf(recs[len(recs)-1]["steps"]) {
+				steps[name] = append(steps[name], d)
+			}
+			env.RestartAsReplica(b, adm, master)
+			time.Sleep(1200 * time.Millisecond) // the cooldown used here (1s) is a time, not a condition
 		}
-		select {
-		case d := <-done:
-			times = append(times, d)
-		case <-time.After(30 * time.Second):
-			b.Fatalf("run %d: no write succeeded within 30s", run)
+		adm.Close()
+		p.Stop()
+		fmt.Printf("\n%s (%s): kill -9 under 8 writers, %d runs\n", pattern, harness.Flavor(), kills)
+		fmt.Printf("  first new write after the kill: median %s (min %s, max %s); failed writes per kill %v\n",
+			median(firsts), minOf(firsts), maxOf(firsts), failed)
+		fmt.Printf("  steps (median):")
+		for _, name := range []string{"hold", "pick", "fence", "apply", "promote", "repoint", "retarget", "verify"} {
+			fmt.Printf(" %s=%s", name, median(steps[name]))
 		}
-		if err := env.Sandbox.StartAsReplica(b.Context(), master); err != nil {
-			b.Fatal(err)
-		}
-		harness.WaitFor(b, master+" to rejoin", 30*time.Second, func() bool { return backendRole(b, adm, master) == "replica" })
-		time.Sleep(1200 * time.Millisecond) // the cooldown used here (1s) is a time, not a condition
+		fmt.Println()
+		b.ReportMetric(float64(median(firsts).Milliseconds()), fmt.Sprintf("median-ms-%d", i))
 	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	fmt.Printf("\nfailover: kill -> first acknowledged write through the proxy, %d runs\n", len(times))
-	fmt.Printf("  min %s   median %s   max %s\n", times[0].Round(time.Millisecond),
-		times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond))
-	b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "median-ms")
 }
 
-func adminValue(b *testing.B, adm *sql.DB, name string) string {
-	rows, err := adm.Query("SHOW STATUS")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var k, v string
-		_ = rows.Scan(&k, &v)
-		if k == name {
-			return v
+// stepsOf parses SHOW FAILOVERS' steps column ("hold=5µs pick=1.6ms …").
+func stepsOf(s string) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, f := range strings.Fields(s) {
+		name, val, ok := strings.Cut(f, "=")
+		if i := strings.IndexByte(val, '('); i >= 0 {
+			val = val[:i]
+		}
+		if d, err := time.ParseDuration(val); ok && err == nil {
+			out[name] = d
 		}
 	}
-	return ""
+	return out
 }
 
-func backendRole(b *testing.B, adm *sql.DB, name string) string {
-	return harness.Backend(b, adm, name)["role"]
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2].Round(time.Millisecond)
+}
+
+func minOf(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = min(m, d)
+	}
+	return m.Round(time.Millisecond)
+}
+
+func maxOf(ds []time.Duration) time.Duration {
+	m := ds[0]
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m.Round(time.Millisecond)
 }

@@ -67,8 +67,19 @@ func Setup(replicas, seed int) (*Env, error) {
 	return SetupPlaced(replicas, seed, nil)
 }
 
+// SetupClusters is Setup with n clusters of the given number of
+// replicas each (sandbox up --clusters n).
+func SetupClusters(clusters, replicas, seed int) (*Env, error) {
+	return setup(sandbox.Options{Replicas: replicas, Clusters: clusters}, seed)
+}
+
 // SetupPlaced is Setup with instances placed in network namespaces.
 func SetupPlaced(replicas, seed int, placement map[string]sandbox.Placement) (*Env, error) {
+	return setup(sandbox.Options{Replicas: replicas, Placement: placement}, seed)
+}
+
+// setup builds the binary and brings up a sandbox of opts' shape.
+func setup(opts sandbox.Options, seed int) (*Env, error) {
 	if _, err := exec.LookPath("mariadbd"); err != nil && Flavor() == backend.MariaDB {
 		if _, err2 := os.Stat("/usr/sbin/mariadbd"); err2 != nil {
 			// Never skip silently: a missing server is a broken machine.
@@ -87,14 +98,14 @@ func SetupPlaced(replicas, seed int, placement map[string]sandbox.Placement) (*E
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build switchyard: %v\n%s", err, out)
 	}
-	port, err := sandbox.FreeBasePort(replicas, seed)
+	port, err := sandbox.FreeBasePort(10*(max(opts.Clusters, 1)-1)+opts.Replicas, seed)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute) // MySQL's chroot may be built first
 	defer cancel()
-	sb, err := sandbox.Up(ctx, sandbox.Options{Dir: filepath.Join(dir, "sandbox"), BasePort: port, Replicas: replicas,
-		Placement: placement, Flavor: Flavor(), Log: sandboxLog()})
+	opts.Dir, opts.BasePort, opts.Flavor, opts.Log = filepath.Join(dir, "sandbox"), port, Flavor(), sandboxLog()
+	sb, err := sandbox.Up(ctx, opts)
 	if err != nil {
 		_ = sandbox.Down(filepath.Join(dir, "sandbox"), true, nil)
 		return nil, err
@@ -198,23 +209,8 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		users = "  - name: app\n    password: app\n"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: %s\nusers:\n%sbackends:\n", p.Addr, users)
-	for _, in := range e.Sandbox.Instances {
-		if len(o.Backends) > 0 && !contains(o.Backends, in.Name) {
-			continue
-		}
-		host, port := in.HostOrLoopback(), fmt.Sprint(in.Port)
-		if a, ok := o.Addr[in.Name]; ok {
-			host, port, _ = net.SplitHostPort(a)
-		}
-		fmt.Fprintf(&b, "  - name: %s\n    host: %s\n    port: %s\n", in.Name, host, port)
-		if x, ok := o.BackendExtra[in.Name]; ok {
-			fmt.Fprintf(&b, "    %s\n", x)
-		}
-		if w, ok := o.Weights[in.Name]; ok {
-			fmt.Fprintf(&b, "    weight: %d\n", w)
-		}
-	}
+	fmt.Fprintf(&b, "listen: %s\nusers:\n%s", p.Addr, users)
+	e.writeBackends(&b, o)
 	mu, mp := sandbox.MonitorUser, sandbox.MonitorPassword
 	if o.MonitorUser != "" {
 		mu, mp = o.MonitorUser, o.MonitorPassword
@@ -246,6 +242,45 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 		args = append(args, "--skip-check")
 	}
 	return e.launch(p, o.Environ, args...)
+}
+
+// writeBackends writes the sandbox's servers: top-level backends for one
+// cluster; a clusters section (and schemas dbK → cK) for several.
+func (e *Env) writeBackends(b *strings.Builder, o ProxyOptions) {
+	clusters := e.Sandbox.ClusterNames()
+	multi := len(clusters) > 1
+	indent := "  "
+	if multi {
+		indent = "      "
+		b.WriteString("schemas:\n")
+		for _, c := range clusters {
+			fmt.Fprintf(b, "  %s: %s\n", sandbox.ClusterDatabase(c), c)
+		}
+		b.WriteString("clusters:\n")
+	} else {
+		b.WriteString("backends:\n")
+	}
+	for _, c := range clusters {
+		if multi {
+			fmt.Fprintf(b, "  - name: %s\n    backends:\n", c)
+		}
+		for _, in := range e.Sandbox.ClusterInstances(c) {
+			if len(o.Backends) > 0 && !contains(o.Backends, in.Name) {
+				continue
+			}
+			host, port := in.HostOrLoopback(), fmt.Sprint(in.Port)
+			if a, ok := o.Addr[in.Name]; ok {
+				host, port, _ = net.SplitHostPort(a)
+			}
+			fmt.Fprintf(b, "%s- name: %s\n%s  host: %s\n%s  port: %s\n", indent, in.Name, indent, host, indent, port)
+			if x, ok := o.BackendExtra[in.Name]; ok {
+				fmt.Fprintf(b, "%s  %s\n", indent, x)
+			}
+			if w, ok := o.Weights[in.Name]; ok {
+				fmt.Fprintf(b, "%s  weight: %d\n", indent, w)
+			}
+		}
+	}
 }
 
 // StartConfig runs the binary with a config file written elsewhere (by

@@ -426,7 +426,7 @@ func (e *Env) RestartAsReplica(t testing.TB, adm *sql.DB, name string) {
 				t.Fatalf("%s came back diverged: %s", name, b["last_error"])
 			}
 			t.Logf("%s came back diverged (%s): rebuilding it from the master, as an operator would", name, b["last_error"])
-			master, err := e.instance(MasterOf(t, adm))
+			master, err := e.instance(masterBeside(t, adm, name))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -437,6 +437,18 @@ func (e *Env) RestartAsReplica(t testing.TB, adm *sql.DB, name string) {
 		}
 		return b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != ""
 	})
+}
+
+// masterBeside is the master of the cluster server belongs to.
+func masterBeside(t testing.TB, adm *sql.DB, server string) string {
+	cluster := Backend(t, adm, server)["cluster"]
+	for _, r := range AdminRows(t, adm, "SHOW CLUSTERS") {
+		if r["cluster"] == cluster {
+			return r["master"]
+		}
+	}
+	t.Fatalf("SHOW CLUSTERS has no cluster %q", cluster)
+	return ""
 }
 
 func (e *Env) instance(name string) (sandbox.Instance, error) {
