@@ -50,6 +50,7 @@ func ReadAmoeba(p *Plan, dbServersPath, amoebaPath string) error {
 		}
 		return nil
 	}
+	var c *Cluster
 	for _, name := range order {
 		s := servers[name]
 		if s.virtual {
@@ -65,29 +66,37 @@ func ReadAmoeba(p *Plan, dbServersPath, amoebaPath string) error {
 				return port.errorf(file, "port %q is not a number", port.text)
 			}
 		}
-		if b := p.backend(ip.text, n); b != nil {
+		// Amoeba fronts one cluster: the MHA one holding its servers, if any.
+		if oc, b := p.backend(ip.text, n); b != nil {
 			b.From = append(b.From, s.node.at(file))
 			b.Notes = append(b.Notes, "Amoeba's dbServer "+name)
+			c = oc
 		} else {
-			p.Backends = append(p.Backends, Backend{Name: name, Host: ip.text, Port: n, Weight: 1, From: []origin{s.node.at(file)}})
+			if c == nil {
+				c = p.newCluster("amoeba", file)
+			}
+			c.Backends = append(c.Backends, Backend{Name: name, Host: ip.text, Port: n, Weight: 1, From: []origin{s.node.at(file)}})
 		}
-		if u := prop(name, "user"); u != nil && !p.BackendUser.set() {
-			p.BackendUser = value{u.text, u.at(file), "the account Amoeba used on the servers"}
+		if u := prop(name, "user"); u != nil && !c.BackendUser.set() {
+			c.BackendUser = value{u.text, u.at(file), "the account Amoeba used on the servers"}
 			if pw := prop(name, "password"); pw != nil {
-				p.BackendPassword = value{pw.text, pw.at(file), ""}
+				c.BackendPassword = value{pw.text, pw.at(file), ""}
 			}
 		}
-		if m := prop(name, "maxActive"); m != nil && !p.PoolMaxConnections.set() {
-			p.PoolMaxConnections = value{m.text, m.at(file), "Amoeba's maxActive"}
+		if m := prop(name, "maxActive"); m != nil && !c.PoolMaxConnections.set() {
+			c.PoolMaxConnections = value{m.text, m.at(file), "Amoeba's maxActive"}
 		}
+	}
+	if c == nil {
+		return root.errorf(file, "no dbServer with an address: nothing to import")
 	}
 	if amoebaPath == "" {
 		return nil
 	}
-	return amoebaMain(p, amoebaPath, servers)
+	return amoebaMain(p, c, amoebaPath, servers)
 }
 
-func amoebaMain(p *Plan, path string, servers map[string]*amoebaServer) error {
+func amoebaMain(p *Plan, c *Cluster, path string, servers map[string]*amoebaServer) error {
 	root, file, err := readSource(p, path, "configuration", "Amoeba's <amoeba:configuration>", "Amoeba")
 	if err != nil {
 		return err
@@ -130,15 +139,15 @@ func amoebaMain(p *Plan, path string, servers map[string]*amoebaServer) error {
 				for _, n := range strings.Split(names.text, ",") {
 					weights[strings.TrimSpace(n)]++
 				}
-				for i := range p.Backends {
-					if w, ok := weights[p.Backends[i].Name]; ok {
-						p.Backends[i].Weight = w
-						p.Backends[i].Notes = append(p.Backends[i].Notes, fmt.Sprintf("weight %d: listed %d times in %s's poolNames", w, w, rp.text))
+				for i := range c.Backends {
+					if w, ok := weights[c.Backends[i].Name]; ok {
+						c.Backends[i].Weight = w
+						c.Backends[i].Notes = append(c.Backends[i].Notes, fmt.Sprintf("weight %d: listed %d times in %s's poolNames", w, w, rp.text))
 					}
 				}
 			}
 		}
-		p.ReadWriteSplit = value{"true", rp.at(file), "Amoeba's readPool: reads to the replicas"}
+		c.ReadWriteSplit = value{"true", rp.at(file), "Amoeba's readPool: reads to the replicas"}
 	}
 	for _, k := range []string{"needParse", "sqlFunctionFile", "ruleLoader", "LRUMapSize", "defaultPool"} {
 		if v := props[k]; v != nil {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -52,7 +53,7 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestMHAAndMycat(t *testing.T) {
-	p, out, cfg := render(t, Files{MHA: td("mha", "app1.cnf"), MHADefault: td("mha", "masterha_default.cnf"),
+	p, out, cfg := render(t, Files{MHA: []string{td("mha", "app1.cnf")}, MHADefault: td("mha", "masterha_default.cnf"),
 		MycatSchema: td("mycat", "schema.xml"), MycatServer: td("mycat", "server.xml")})
 	golden(t, "mha-mycat.yaml", out)
 
@@ -121,7 +122,7 @@ func TestMHAAlone(t *testing.T) {
 	for _, v := range []string{"SWITCHYARD_APP_PASSWORD", "SWITCHYARD_MONITOR_PASSWORD", "SWITCHYARD_REPL_PASSWORD"} {
 		t.Setenv(v, "x")
 	}
-	_, out, cfg := render(t, Files{MHA: td("mha", "app1.cnf")})
+	_, out, cfg := render(t, Files{MHA: []string{td("mha", "app1.cnf")}})
 	if cfg.Listen != "0.0.0.0:3306" || len(cfg.Users) != 1 || cfg.Users[0].Name != "app" {
 		t.Fatalf("listen %s users %+v", cfg.Listen, cfg.Users)
 	}
@@ -158,20 +159,20 @@ func TestBadInputNamesFileAndLine(t *testing.T) {
 		want                string
 	}{
 		{"unknown MHA parameter", "app1.cnf", "[server default]\nuser=mha\nping_intervall=3\n[server1]\nhostname=h\n",
-			func(p string) Files { return Files{MHA: p} }, `app1.cnf:3: unknown MHA parameter "ping_intervall"`},
-		{"not key=value", "app1.cnf", "[server default]\nuser mha\n", func(p string) Files { return Files{MHA: p} }, `app1.cnf:2: "user mha" is not key=value`},
-		{"unclosed section", "app1.cnf", "[server1\nhostname=h\n", func(p string) Files { return Files{MHA: p} }, "app1.cnf:1: section header"},
-		{"no hostname", "app1.cnf", "[server default]\n\n[server1]\nport=3306\n", func(p string) Files { return Files{MHA: p} }, "app1.cnf:3: [server1] has no hostname"},
-		{"bad port", "app1.cnf", "[server1]\nhostname=h\nport=33o6\n", func(p string) Files { return Files{MHA: p} }, `app1.cnf:3: port="33o6" is not a port`},
-		{"unknown section", "app1.cnf", "[binlog1]\nhostname=h\n", func(p string) Files { return Files{MHA: p} }, "app1.cnf:1: unknown section [binlog1]"},
-		{"no servers", "app1.cnf", "[server default]\nuser=mha\n", func(p string) Files { return Files{MHA: p} }, "app1.cnf: no [serverN] section"},
-		{"candidate and no_master", "app1.cnf", "[server1]\nhostname=h\ncandidate_master=1\nno_master=1\n", func(p string) Files { return Files{MHA: p} }, "app1.cnf:1: [server1] is both"},
+			func(p string) Files { return Files{MHA: []string{p}} }, `app1.cnf:3: unknown MHA parameter "ping_intervall"`},
+		{"not key=value", "app1.cnf", "[server default]\nuser mha\n", func(p string) Files { return Files{MHA: []string{p}} }, `app1.cnf:2: "user mha" is not key=value`},
+		{"unclosed section", "app1.cnf", "[server1\nhostname=h\n", func(p string) Files { return Files{MHA: []string{p}} }, "app1.cnf:1: section header"},
+		{"no hostname", "app1.cnf", "[server default]\n\n[server1]\nport=3306\n", func(p string) Files { return Files{MHA: []string{p}} }, "app1.cnf:3: [server1] has no hostname"},
+		{"bad port", "app1.cnf", "[server1]\nhostname=h\nport=33o6\n", func(p string) Files { return Files{MHA: []string{p}} }, `app1.cnf:3: port="33o6" is not a port`},
+		{"unknown section", "app1.cnf", "[binlog1]\nhostname=h\n", func(p string) Files { return Files{MHA: []string{p}} }, "app1.cnf:1: unknown section [binlog1]"},
+		{"no servers", "app1.cnf", "[server default]\nuser=mha\n", func(p string) Files { return Files{MHA: []string{p}} }, "app1.cnf: no [serverN] section"},
+		{"candidate and no_master", "app1.cnf", "[server1]\nhostname=h\ncandidate_master=1\nno_master=1\n", func(p string) Files { return Files{MHA: []string{p}} }, "app1.cnf:1: [server1] is both"},
 		{"XML syntax", "schema.xml", "<schema>\n<dataHost name=\"a\">\n</schema>\n", func(p string) Files { return Files{MycatSchema: p} }, "schema.xml:3:"},
 		{"not a schema", "schema.xml", "<server/>\n", func(p string) Files { return Files{MycatSchema: p} }, "schema.xml:1: <server> is not Mycat's"},
 		{"oracle", "schema.xml", "<schema>\n<dataHost name=\"a\" dbType=\"oracle\">\n<writeHost host=\"m\" url=\"h:1\"/></dataHost>\n</schema>\n",
 			func(p string) Files { return Files{MycatSchema: p} }, "schema.xml:2: dataHost a is dbType=oracle"},
-		{"two dataHosts", "schema.xml", "<schema>\n<dataHost name=\"a\"/>\n<dataHost name=\"b\"/>\n</schema>\n",
-			func(p string) Files { return Files{MycatSchema: p} }, "schema.xml:1: 2 dataHosts (a, b)"},
+		{"unknown dataHost", "schema.xml", "<schema>\n<dataHost name=\"a\"/>\n<dataHost name=\"b\"/>\n</schema>\n",
+			func(p string) Files { return Files{MycatSchema: p, MycatDataHost: "c"} }, `schema.xml:1: no dataHost "c" (there are: a, b)`},
 		{"galera", "schema.xml", "<schema>\n\n<dataHost name=\"a\" switchType=\"3\"><writeHost host=\"m\" url=\"h:1\"/></dataHost>\n</schema>\n",
 			func(p string) Files { return Files{MycatSchema: p} }, "schema.xml:3: switchType=3"},
 		{"bad url", "schema.xml", "<schema>\n<dataHost name=\"a\">\n<writeHost host=\"m\" url=\"h\"/></dataHost>\n</schema>\n",
@@ -196,9 +197,93 @@ func TestBadInputNamesFileAndLine(t *testing.T) {
 
 func TestMissingOrLoneFiles(t *testing.T) {
 	for _, f := range []Files{{}, {MHADefault: td("mha", "masterha_default.cnf")}, {MycatServer: td("mycat", "server.xml")},
-		{Amoeba: td("amoeba", "amoeba.xml")}, {MHA: td("mha", "nope.cnf")}} {
+		{Amoeba: td("amoeba", "amoeba.xml")}, {MHA: []string{td("mha", "nope.cnf")}}} {
 		if _, err := Import(f); err == nil {
 			t.Errorf("%+v: no error", f)
 		}
+	}
+}
+
+// TestFleet: a Mycat with two dataHosts and the two MHA configs of the
+// same servers import as two clusters in one config: schemas mapped,
+// users on the cluster of their first schema with its backend account,
+// per-cluster differences as overrides, MHA's server1 … renamed per
+// cluster, and what does not map (a renamed schema, a sharded table, a
+// second cluster's different failover script) listed with why.
+func TestFleet(t *testing.T) {
+	p, out, cfg := render(t, Files{MHA: []string{td("mha", "app1.cnf"), td("fleet", "app2.cnf")}, MHADefault: td("mha", "masterha_default.cnf"),
+		MycatSchema: td("fleet", "schema.xml"), MycatServer: td("fleet", "server.xml")})
+	golden(t, "fleet.yaml", out)
+
+	clusters := cfg.ClusterList()
+	if len(clusters) != 2 || clusters[0].Name != "shop_host" || clusters[1].Name != "crm_host" {
+		t.Fatalf("clusters: %+v", clusters)
+	}
+	if want := map[string]string{"shop": "shop_host", "crm": "crm_host"}; !reflect.DeepEqual(cfg.Schemas, want) {
+		t.Errorf("schemas %v, want %v", cfg.Schemas, want)
+	}
+	shop, crm := clusters[0], clusters[1]
+	names := func(c conf.Cluster) (out []string) {
+		for _, b := range c.Backends {
+			out = append(out, b.Name+"@"+b.Addr())
+		}
+		return out
+	}
+	if got := names(shop); !reflect.DeepEqual(got, []string{"shop_host-server1@192.168.56.11:3306", "shop_host-server2@192.168.56.12:3306", "shop_host-server3@192.168.56.13:3306"}) {
+		t.Errorf("shop_host backends %v", got)
+	}
+	if got := names(crm); !reflect.DeepEqual(got, []string{"crm_host-server1@192.168.57.21:3306", "crm_host-server2@192.168.57.22:3306"}) {
+		t.Errorf("crm_host backends %v", got)
+	}
+	// Each cluster's own settings: Mycat's maxCon and slaveThreshold, MHA's ping_interval.
+	if shop.Pool.MaxConnections != 1000 || crm.Pool.MaxConnections != 300 || crm.Routing.MaxReplicaLag.D().Seconds() != 30 ||
+		shop.Monitor.Interval.D().Seconds() != 1 || crm.Monitor.Interval.D().Seconds() != 3 || crm.Monitor.User != "mha" {
+		t.Errorf("shop %+v %+v %+v; crm %+v %+v %+v", shop.Pool, shop.Routing, shop.Monitor, crm.Pool, crm.Routing, crm.Monitor)
+	}
+	users := map[string]conf.User{}
+	for _, u := range cfg.Users {
+		users[u.Name] = u
+	}
+	if u := users["shop"]; u.BackendUser != "shop_rw" || u.Cluster != "" {
+		t.Errorf("shop: %+v", u)
+	}
+	if u := users["crm"]; u.BackendUser != "crm_rw" || u.BackendPassword.Value() != "Crm_pass123" || u.Cluster != "crm_host" {
+		t.Errorf("crm: %+v", u)
+	}
+	if u := users["report"]; u.BackendUser != "crm_rw" || u.Cluster != "crm_host" {
+		t.Errorf("report: %+v", u)
+	}
+	skipped := map[string]string{}
+	for _, s := range p.Skipped {
+		skipped[s.Setting] = string(s.From)
+	}
+	for setting, from := range map[string]string{
+		"schema legacy → database legacy_db":                 "schema.xml:11",
+		`table events (rule "mod-long" over dn_crm,dn_crm2)`: "schema.xml:9",
+		"user report on cluster shop_host as shop_rw":        "server.xml:21",
+		"cluster crm_host's pre_failover script":             "app2.cnf:6",
+		"user report readOnly=true":                          "server.xml:22",
+	} {
+		if skipped[setting] != from {
+			t.Errorf("skipped %q at %q, want %q (all: %v)", setting, skipped[setting], from, skipped)
+		}
+	}
+}
+
+// TestOneDataHostOfMany: --mycat-datahost imports one cluster as before;
+// the other dataHost's schemas are listed as not imported.
+func TestOneDataHostOfMany(t *testing.T) {
+	t.Setenv("SWITCHYARD_MONITOR_PASSWORD", "x")
+	t.Setenv("SWITCHYARD_REPL_PASSWORD", "y")
+	p, _, cfg := render(t, Files{MycatSchema: td("fleet", "schema.xml"), MycatServer: td("fleet", "server.xml"), MycatDataHost: "crm_host"})
+	if len(cfg.Clusters) != 0 || len(cfg.Backends) != 2 || cfg.Backends[0].Addr() != "192.168.57.21:3306" {
+		t.Fatalf("clusters %+v backends %+v", cfg.Clusters, cfg.Backends)
+	}
+	found := false
+	for _, s := range p.Skipped {
+		found = found || s.Setting == "schema shop on dataHost shop_host"
+	}
+	if !found {
+		t.Errorf("the other dataHost's schema is not listed: %+v", p.Skipped)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -114,7 +115,8 @@ var mhaGlobalKeys = map[string]bool{"user": true, "password": true, "repl_user":
 	"ping_interval": true, "master_ip_failover_script": true, "master_ip_online_change_script": true}
 
 // ReadMHA adds an MHA application config (and the global defaults file,
-// "" if none) to the plan.
+// "" if none) to the plan: one cluster, named after the file (app1.cnf:
+// app1), as MHA runs one manager per application config.
 func ReadMHA(p *Plan, appPath, defaultPath string) error {
 	var global []*iniSection
 	if defaultPath != "" {
@@ -122,7 +124,9 @@ func ReadMHA(p *Plan, appPath, defaultPath string) error {
 		if global, err = readINI(defaultPath); err != nil {
 			return err
 		}
-		p.Sources = append(p.Sources, defaultPath+" (MHA global defaults)")
+		if src := defaultPath + " (MHA global defaults)"; !slices.Contains(p.Sources, src) {
+			p.Sources = append(p.Sources, src)
+		}
 	}
 	app, err := readINI(appPath)
 	if err != nil {
@@ -143,21 +147,23 @@ func ReadMHA(p *Plan, appPath, defaultPath string) error {
 			return &InputError{file, line, fmt.Sprintf("unknown section [%s] (MHA has [server default] and [serverN])", s.name)}
 		}
 	}
-	if err := mhaDefaults(p, def, servers); err != nil {
+	base := filepath.Base(appPath)
+	c := p.newCluster(strings.TrimSuffix(base, filepath.Ext(base)), base)
+	if err := mhaDefaults(p, c, def); err != nil {
 		return err
 	}
 	if len(servers) == 0 {
-		return &InputError{filepath.Base(appPath), 0, "no [serverN] section: MHA needs the servers listed"}
+		return &InputError{base, 0, "no [serverN] section: MHA needs the servers listed"}
 	}
 	for _, s := range servers {
-		if err := mhaServer(p, s, def); err != nil {
+		if err := mhaServer(p, c, s, def); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func mhaDefaults(p *Plan, def *iniSection, servers []*iniSection) error {
+func mhaDefaults(p *Plan, c *Cluster, def *iniSection) error {
 	for _, l := range def.lines {
 		if err := checkMHAKey(l, mhaGlobalKeys); err != nil {
 			return err
@@ -167,16 +173,16 @@ func mhaDefaults(p *Plan, def *iniSection, servers []*iniSection) error {
 		}
 	}
 	if l, ok := def.get("user"); ok {
-		p.MonitorUser = value{l.val, l.from, "MHA's account: monitors, fences and promotes"}
+		c.MonitorUser = value{l.val, l.from, "MHA's account: monitors, fences and promotes"}
 	}
 	if l, ok := def.get("password"); ok {
-		p.MonitorPassword = value{l.val, l.from, ""}
+		c.MonitorPassword = value{l.val, l.from, ""}
 	}
 	if l, ok := def.get("repl_user"); ok {
-		p.ReplUser = value{l.val, l.from, ""}
+		c.ReplUser = value{l.val, l.from, ""}
 	}
 	if l, ok := def.get("repl_password"); ok {
-		p.ReplPassword = value{l.val, l.from, ""}
+		c.ReplPassword = value{l.val, l.from, ""}
 	}
 	if l, ok := def.get("ping_interval"); ok {
 		n, err := strconv.Atoi(l.val)
@@ -184,10 +190,10 @@ func mhaDefaults(p *Plan, def *iniSection, servers []*iniSection) error {
 			file, line := splitOrigin(l.from)
 			return &InputError{file, line, fmt.Sprintf("ping_interval=%q is not a number of seconds", l.val)}
 		}
-		p.MonitorInterval = value{fmt.Sprintf("%ds", n), l.from, "MHA pings every ping_interval seconds"}
-		p.MonitorFailCount = value{"3", l.from, "MHA declares the master dead after 3 failed pings"}
+		c.MonitorInterval = value{fmt.Sprintf("%ds", n), l.from, "MHA pings every ping_interval seconds"}
+		c.MonitorFailCount = value{"3", l.from, "MHA declares the master dead after 3 failed pings"}
 	}
-	p.FailoverEnabled = value{"true", "", "MHA's manager fails over automatically"}
+	c.FailoverEnabled = value{"true", "", "MHA's manager fails over automatically"}
 	ssh := ""
 	if l, ok := def.get("ssh_user"); ok && l.val != "" {
 		ssh = " --ssh_user=" + l.val // the scripts reach the hosts over SSH themselves
@@ -195,18 +201,18 @@ func mhaDefaults(p *Plan, def *iniSection, servers []*iniSection) error {
 	if l, ok := def.get("master_ip_failover_script"); ok && l.val != "" {
 		// MHA calls it with --command=stopssh before, --command=start after.
 		base := l.val + ssh + " --orig_master_host=$SWITCHYARD_OLD_MASTER_HOST --orig_master_ip=$SWITCHYARD_OLD_MASTER_HOST --orig_master_port=$SWITCHYARD_OLD_MASTER_PORT"
-		p.PreFailover = value{base + " --command=stopssh", l.from, "called as MHA calls it before promoting (a failure aborts the failover)"}
-		p.PostFailover = value{base + " --command=start --new_master_host=$SWITCHYARD_NEW_MASTER_HOST --new_master_ip=$SWITCHYARD_NEW_MASTER_HOST --new_master_port=$SWITCHYARD_NEW_MASTER_PORT",
+		c.PreFailover = value{base + " --command=stopssh", l.from, "called as MHA calls it before promoting (a failure aborts the failover)"}
+		c.PostFailover = value{base + " --command=start --new_master_host=$SWITCHYARD_NEW_MASTER_HOST --new_master_ip=$SWITCHYARD_NEW_MASTER_HOST --new_master_port=$SWITCHYARD_NEW_MASTER_PORT",
 			l.from, "called as MHA calls it once the new master is writable"}
 	}
 	if l, ok := def.get("master_ip_online_change_script"); ok && l.val != "" {
-		p.PostSwitchover = value{l.val + ssh + " --command=start --orig_master_host=$SWITCHYARD_OLD_MASTER_HOST --orig_master_ip=$SWITCHYARD_OLD_MASTER_HOST --orig_master_port=$SWITCHYARD_OLD_MASTER_PORT --new_master_host=$SWITCHYARD_NEW_MASTER_HOST --new_master_ip=$SWITCHYARD_NEW_MASTER_HOST --new_master_port=$SWITCHYARD_NEW_MASTER_PORT",
+		c.PostSwitchover = value{l.val + ssh + " --command=start --orig_master_host=$SWITCHYARD_OLD_MASTER_HOST --orig_master_ip=$SWITCHYARD_OLD_MASTER_HOST --orig_master_port=$SWITCHYARD_OLD_MASTER_PORT --new_master_host=$SWITCHYARD_NEW_MASTER_HOST --new_master_ip=$SWITCHYARD_NEW_MASTER_HOST --new_master_port=$SWITCHYARD_NEW_MASTER_PORT",
 			l.from, "called as MHA's online change calls it after the switch (the --command=stop before it is Switchyard's own fence)"}
 	}
 	return nil
 }
 
-func mhaServer(p *Plan, s *iniSection, def *iniSection) error {
+func mhaServer(p *Plan, c *Cluster, s *iniSection, def *iniSection) error {
 	var b Backend
 	b.Name = s.name
 	b.Port = 3306
@@ -257,11 +263,11 @@ func mhaServer(p *Plan, s *iniSection, def *iniSection) error {
 		file, line := splitOrigin(s.from)
 		return &InputError{file, line, fmt.Sprintf("[%s] is both candidate_master=1 and no_master=1", s.name)}
 	}
-	if p.backend(b.Host, b.Port) != nil {
+	if other, _ := p.backend(b.Host, b.Port); other != nil {
 		file, line := splitOrigin(s.from)
-		return &InputError{file, line, fmt.Sprintf("[%s] repeats %s:%d", s.name, b.Host, b.Port)}
+		return &InputError{file, line, fmt.Sprintf("[%s] repeats %s:%d (of %s)", s.name, b.Host, b.Port, strings.Join(other.From, ", "))}
 	}
-	p.Backends = append(p.Backends, b)
+	c.Backends = append(c.Backends, b)
 	return nil
 }
 

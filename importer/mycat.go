@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,155 +15,200 @@ import (
 // the application users.
 
 // ReadMycat adds Mycat's schema.xml and server.xml ("" if none) to the
-// plan; dataHost picks one when schema.xml has several ("" otherwise).
+// plan: each dataHost (only dataHost when given) is a cluster, and each
+// schema whose dataNode is a database of the same name maps to it.
 func ReadMycat(p *Plan, schemaPath, serverPath, dataHost string) error {
 	root, file, err := readSource(p, schemaPath, "schema", "Mycat's <mycat:schema>", "Mycat schema")
 	if err != nil {
 		return err
 	}
-	dh, err := pickDataHost(root, file, dataHost)
+	hosts, err := pickDataHosts(root, file, dataHost)
 	if err != nil {
 		return err
 	}
-	mycatSchemas(p, root, file, dh.attrs["name"])
-	if err := mycatDataHost(p, dh, file); err != nil {
-		return err
+	clusters := map[string]*Cluster{} // dataHost name → cluster
+	for _, dh := range hosts {
+		c, err := mycatDataHost(p, dh, file)
+		if err != nil {
+			return err
+		}
+		clusters[dh.attrs["name"]] = c
 	}
+	mycatSchemas(p, root, file, clusters)
 	if serverPath != "" {
 		return mycatServer(p, serverPath)
 	}
 	return nil
 }
 
-func pickDataHost(root *xnode, file, want string) (*xnode, error) {
+// pickDataHosts returns every dataHost, or only the one named want.
+func pickDataHosts(root *xnode, file, want string) ([]*xnode, error) {
 	hosts := root.all("dataHost")
-	var names []string
-	for _, h := range hosts {
-		if want == "" && len(hosts) == 1 || h.attrs["name"] == want {
-			return h, nil
-		}
-		names = append(names, h.attrs["name"])
-	}
 	if len(hosts) == 0 {
 		return nil, root.errorf(file, "no <dataHost>: nothing to import")
 	}
-	if want != "" {
-		return nil, root.errorf(file, "no dataHost %q (there are: %s)", want, strings.Join(names, ", "))
+	if want == "" {
+		return hosts, nil
 	}
-	return nil, root.errorf(file, "%d dataHosts (%s): Switchyard fronts one master–replica cluster; choose one with --mycat-datahost", len(hosts), strings.Join(names, ", "))
+	var names []string
+	for _, h := range hosts {
+		if h.attrs["name"] == want {
+			return []*xnode{h}, nil
+		}
+		names = append(names, h.attrs["name"])
+	}
+	return nil, root.errorf(file, "no dataHost %q (there are: %s)", want, strings.Join(names, ", "))
 }
 
-// mycatSchemas notes what Mycat's logical layer did that Switchyard does
-// not: renamed schemas, sharded tables, other dataHosts.
-func mycatSchemas(p *Plan, root *xnode, file, dataHost string) {
+// mycatSchemas maps each logical schema to its dataHost's cluster, and
+// notes what Mycat's logical layer did that Switchyard does not: renamed
+// schemas, schemas spread over dataHosts, sharded tables.
+func mycatSchemas(p *Plan, root *xnode, file string, clusters map[string]*Cluster) {
 	nodes := map[string]*xnode{}
 	for _, dn := range root.all("dataNode") {
 		nodes[dn.attrs["name"]] = dn
 	}
 	for _, s := range root.all("schema") {
-		for _, name := range strings.Split(s.attrs["dataNode"], ",") {
-			dn := nodes[strings.TrimSpace(name)]
-			switch {
-			case dn == nil:
-			case dn.attrs["dataHost"] != dataHost:
-				p.skip(s.at(file), fmt.Sprintf("schema %s on dataHost %s", s.attrs["name"], dn.attrs["dataHost"]), "another cluster: import it into its own Switchyard")
-			case !strings.EqualFold(dn.attrs["database"], s.attrs["name"]):
-				p.skip(s.at(file), fmt.Sprintf("schema %s → database %s", s.attrs["name"], dn.attrs["database"]),
-					"Switchyard does not rename schemas: applications must USE "+dn.attrs["database"]+" (or rename the database)")
+		name := s.attrs["name"]
+		var on []string // the clusters of the schema's dataNodes
+		for _, node := range strings.Split(s.attrs["dataNode"], ",") {
+			dn := nodes[strings.TrimSpace(node)]
+			if dn == nil {
+				continue
 			}
+			c := clusters[dn.attrs["dataHost"]]
+			switch {
+			case c == nil:
+				p.skip(s.at(file), fmt.Sprintf("schema %s on dataHost %s", name, dn.attrs["dataHost"]), "that dataHost was not imported (--mycat-datahost)")
+			case !strings.EqualFold(dn.attrs["database"], name):
+				p.skip(s.at(file), fmt.Sprintf("schema %s → database %s", name, dn.attrs["database"]),
+					"Switchyard does not rename schemas: applications must USE "+dn.attrs["database"]+" (or rename the database)")
+			case !slices.Contains(on, c.Name):
+				on = append(on, c.Name)
+			}
+		}
+		switch {
+		case len(on) == 1:
+			p.Schemas = append(p.Schemas, Schema{Name: name, Cluster: on[0], From: s.at(file)})
+		case len(on) > 1:
+			p.skip(s.at(file), fmt.Sprintf("schema %s over dataHosts of clusters %s", name, strings.Join(on, ", ")),
+				"a schema lives on one cluster (spreading one over several is sharding): map it in schemas: by hand")
 		}
 		for _, t := range s.all("table") {
 			if t.attrs["rule"] != "" || strings.Contains(t.attrs["dataNode"], ",") || strings.Contains(t.attrs["dataNode"], "$") {
 				p.skip(t.at(file), fmt.Sprintf("table %s (rule %q over %s)", t.attrs["name"], t.attrs["rule"], t.attrs["dataNode"]),
-					"sharding is not a Switchyard feature: the table is read and written where it is, on this cluster")
+					"sharding is not a Switchyard feature: the table is read and written where it is, on one cluster")
 			}
 		}
 		if v := s.attrs["sqlMaxLimit"]; v != "" {
-			p.skip(s.at(file), fmt.Sprintf("schema %s sqlMaxLimit=%s", s.attrs["name"], v), "Switchyard never adds a LIMIT to a statement")
+			p.skip(s.at(file), fmt.Sprintf("schema %s sqlMaxLimit=%s", name, v), "Switchyard never adds a LIMIT to a statement")
 		}
 	}
 }
 
-func mycatDataHost(p *Plan, dh *xnode, file string) error {
+// clusterFor is the cluster a dataHost becomes: the one already holding
+// any of its servers (an MHA config of the same servers), renamed after
+// the dataHost that schemas refer to, else a new one.
+func clusterFor(p *Plan, dh *xnode) *Cluster {
+	name := dh.attrs["name"]
+	for _, w := range dh.all("writeHost") {
+		for _, h := range append([]*xnode{w}, w.all("readHost")...) {
+			host, port, err := mycatURL(h.attrs["url"])
+			if err != nil {
+				continue
+			}
+			if c, _ := p.backend(host, port); c != nil {
+				c.Name = name
+				c.From = append(c.From, "dataHost "+name)
+				return c
+			}
+		}
+	}
+	return p.newCluster(name, "dataHost "+name)
+}
+
+// mycatDataHost reads one dataHost into its cluster.
+func mycatDataHost(p *Plan, dh *xnode, file string) (*Cluster, error) {
 	a := dh.attrs
 	if t := a["dbType"]; t != "" && !strings.EqualFold(t, "mysql") {
-		return dh.errorf(file, "dataHost %s is dbType=%s: Switchyard fronts MySQL and MariaDB only", a["name"], t)
+		return nil, dh.errorf(file, "dataHost %s is dbType=%s: Switchyard fronts MySQL and MariaDB only", a["name"], t)
 	}
+	c := clusterFor(p, dh)
 	if v, ok := a["maxCon"]; ok {
-		p.PoolMaxConnections = value{v, dh.at(file), "Mycat's maxCon: connections to each server"}
+		c.PoolMaxConnections = value{v, dh.at(file), "Mycat's maxCon: connections to each server"}
 	}
 	if v, ok := a["minCon"]; ok {
 		p.skip(dh.at(file), "minCon="+v, "pools open connections on demand and keep pool.max_idle of them")
 	}
 	switch a["balance"] {
 	case "0":
-		p.ReadWriteSplit = value{"false", dh.at(file), "balance=0: every statement to the writeHost"}
+		c.ReadWriteSplit = value{"false", dh.at(file), "balance=0: every statement to the writeHost"}
 	case "1", "3", "":
-		p.ReadWriteSplit = value{"true", dh.at(file), "balance=" + a["balance"] + ": reads to the replicas"}
+		c.ReadWriteSplit = value{"true", dh.at(file), "balance=" + a["balance"] + ": reads to the replicas"}
 	case "2":
-		p.ReadWriteSplit = value{"true", dh.at(file), "balance=2 spread reads over the writeHost too; Switchyard reads from the master only when no replica is usable"}
+		c.ReadWriteSplit = value{"true", dh.at(file), "balance=2 spread reads over the writeHost too; Switchyard reads from the master only when no replica is usable"}
 	default:
-		return dh.errorf(file, "balance=%q: Mycat knows 0, 1, 2 and 3", a["balance"])
+		return nil, dh.errorf(file, "balance=%q: Mycat knows 0, 1, 2 and 3", a["balance"])
 	}
 	switch a["writeType"] {
 	case "0", "":
 	case "1":
 		p.skip(dh.at(file), "writeType=1", "writes never go to several masters: one master at a time")
 	default:
-		return dh.errorf(file, "writeType=%q: Mycat knows 0 and 1", a["writeType"])
+		return nil, dh.errorf(file, "writeType=%q: Mycat knows 0 and 1", a["writeType"])
 	}
 	switch a["switchType"] {
 	case "-1":
-		p.FailoverEnabled = value{"false", dh.at(file), "switchType=-1: no automatic switch"}
+		c.FailoverEnabled = value{"false", dh.at(file), "switchType=-1: no automatic switch"}
 	case "1", "2", "":
-		if !p.FailoverEnabled.set() {
-			p.FailoverEnabled = value{"true", dh.at(file), "switchType=" + a["switchType"] + ": automatic switch"}
+		if !c.FailoverEnabled.set() {
+			c.FailoverEnabled = value{"true", dh.at(file), "switchType=" + a["switchType"] + ": automatic switch"}
 		}
 	case "3":
-		return dh.errorf(file, "switchType=3 is for Galera clusters: Switchyard fronts master–replica replication")
+		return nil, dh.errorf(file, "switchType=3 is for Galera clusters: Switchyard fronts master–replica replication")
 	default:
-		return dh.errorf(file, "switchType=%q: Mycat knows -1, 1, 2 and 3", a["switchType"])
+		return nil, dh.errorf(file, "switchType=%q: Mycat knows -1, 1, 2 and 3", a["switchType"])
 	}
 	if v, ok := a["slaveThreshold"]; ok {
 		if _, err := strconv.Atoi(v); err != nil {
-			return dh.errorf(file, "slaveThreshold=%q is not a number of seconds", v)
+			return nil, dh.errorf(file, "slaveThreshold=%q is not a number of seconds", v)
 		}
-		p.MaxReplicaLag = value{v + "s", dh.at(file), "Mycat's slaveThreshold: a replica further behind takes no reads"}
+		c.MaxReplicaLag = value{v + "s", dh.at(file), "Mycat's slaveThreshold: a replica further behind takes no reads"}
 	}
 	if hb := dh.first("heartbeat"); hb != nil {
 		p.skip(hb.at(file), "heartbeat "+hb.text, "the monitor checks each server's replication state every monitor.interval")
 	}
 	writeHosts := dh.all("writeHost")
 	if len(writeHosts) == 0 {
-		return dh.errorf(file, "dataHost %s has no <writeHost>", a["name"])
+		return nil, dh.errorf(file, "dataHost %s has no <writeHost>", a["name"])
 	}
 	for i, w := range writeHosts {
 		if i == 0 {
-			p.BackendUser = value{w.attrs["user"], w.at(file), "the account Mycat used on the servers"}
-			p.BackendPassword = value{w.attrs["password"], w.at(file), ""}
+			c.BackendUser = value{w.attrs["user"], w.at(file), "the account Mycat used on the servers"}
+			c.BackendPassword = value{w.attrs["password"], w.at(file), ""}
 		}
-		b, err := mycatHost(p, w, file, "writeHost")
+		b, err := mycatHost(c, w, file, "writeHost")
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if i > 0 && a["switchType"] != "-1" && !b.NoMaster {
 			b.Candidate = true
 			b.Notes = append(b.Notes, "a standby writeHost: Mycat switched to it first")
 		}
 		for _, r := range w.all("readHost") {
-			if _, err := mycatHost(p, r, file, "readHost"); err != nil {
-				return err
+			if _, err := mycatHost(c, r, file, "readHost"); err != nil {
+				return nil, err
 			}
 			if r.attrs["user"] != "" && r.attrs["user"] != w.attrs["user"] {
 				p.skip(r.at(file), "readHost "+r.attrs["host"]+" user="+r.attrs["user"], "one backend account per application user on every server: "+w.attrs["user"])
 			}
 		}
 	}
-	return nil
+	return c, nil
 }
 
 // mycatHost adds (or completes) the backend a writeHost/readHost names.
-func mycatHost(p *Plan, h *xnode, file, kind string) (*Backend, error) {
+func mycatHost(c *Cluster, h *xnode, file, kind string) (*Backend, error) {
 	host, port, err := mycatURL(h.attrs["url"])
 	if err != nil {
 		return nil, h.errorf(file, "%s %s: url=%q: %v", kind, h.attrs["host"], h.attrs["url"], err)
@@ -173,14 +219,14 @@ func mycatHost(p *Plan, h *xnode, file, kind string) (*Backend, error) {
 			return nil, h.errorf(file, "weight=%q is not a number", w)
 		}
 	}
-	b := p.backend(host, port)
+	b := c.backend(host, port)
 	if b == nil {
 		name := h.attrs["host"]
 		if name == "" {
 			name = host
 		}
-		p.Backends = append(p.Backends, Backend{Name: name, Host: host, Port: port, Weight: max(weight, 1)})
-		b = &p.Backends[len(p.Backends)-1]
+		c.Backends = append(c.Backends, Backend{Name: name, Host: host, Port: port, Weight: max(weight, 1)})
+		b = &c.Backends[len(c.Backends)-1]
 	} else {
 		if weight >= 0 {
 			b.Weight = weight
@@ -282,8 +328,8 @@ func mycatServer(p *Plan, path string) error {
 		if ro := props["readOnly"]; ro != nil && ro.text == "true" {
 			p.skip(ro.at(file), "user "+name+" readOnly=true", "Switchyard has no read-only users: give this user a backend_user with SELECT only")
 		}
-		if s := props["schemas"]; s != nil && strings.Contains(s.text, ",") {
-			p.skip(s.at(file), "user "+name+" schemas="+s.text, "access to databases is the backend account's GRANTs")
+		if s := props["schemas"]; s != nil {
+			mycatUserSchemas(p, &user, s, file)
 		}
 		p.Users = append(p.Users, user)
 	}
@@ -291,6 +337,33 @@ func mycatServer(p *Plan, path string) error {
 		p.skip(f.at(file), "firewall", "restrict the listener with the host firewall, or the backend accounts' host part")
 	}
 	return nil
+}
+
+// mycatUserSchemas: a user starts on the cluster of its first schema;
+// statements naming the others' databases go to theirs, under the same
+// backend account, which must then exist on each.
+func mycatUserSchemas(p *Plan, u *User, list *xnode, file string) {
+	var clusters []*Cluster
+	for _, name := range strings.Split(list.text, ",") {
+		for _, s := range p.Schemas {
+			if c := p.cluster(s.Cluster); strings.EqualFold(s.Name, strings.TrimSpace(name)) && !slices.Contains(clusters, c) {
+				clusters = append(clusters, c)
+			}
+		}
+	}
+	if len(clusters) == 0 {
+		return
+	}
+	u.Cluster = clusters[0].Name
+	if strings.Contains(list.text, ",") {
+		p.skip(list.at(file), "user "+u.Name+" schemas="+list.text, "access to databases is the backend account's GRANTs")
+	}
+	for _, c := range clusters[1:] {
+		if c.BackendUser.v != clusters[0].BackendUser.v {
+			p.skip(list.at(file), fmt.Sprintf("user %s on cluster %s as %s", u.Name, c.Name, c.BackendUser.v),
+				fmt.Sprintf("one backend account per user: %s uses %s (cluster %s's) on every cluster; create it on %s", u.Name, clusters[0].BackendUser.v, clusters[0].Name, c.Name))
+		}
+	}
 }
 
 // envName turns a user name into an environment variable part.

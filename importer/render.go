@@ -12,9 +12,11 @@ import (
 
 // Render writes the plan as a commented switchyard.yaml. Settings the
 // sources did not give get Switchyard's defaults or, for accounts, a
-// ${VARIABLE} to fill in; each says so.
+// ${VARIABLE} to fill in; each says so. One cluster is written as
+// top-level backends; several as schemas: and clusters:, the first
+// cluster's settings at the top level and each other's differences as
+// its overrides.
 func Render(p *Plan) []byte {
-	p.sortSkipped()
 	w := &writer{}
 	w.line("# switchyard.yaml written by `switchyard import` from:")
 	for _, s := range p.Sources {
@@ -28,74 +30,38 @@ func Render(p *Plan) []byte {
 	w.line("")
 	w.kv(0, "listen", or(p.Listen, value{"0.0.0.0:3306", "", "applications reached MySQL on 3306 (MHA's VIP): point their DSN here, or keep the VIP with the hooks"}))
 	w.line("")
-	w.line("users:")
-	if len(p.Users) == 0 {
-		w.line("  # No application accounts in the sources (MHA has none): add yours.")
-		p.Users = []User{{Name: "app", Password: "${SWITCHYARD_APP_PASSWORD}", Note: "placeholder: an application account"}}
-	}
-	for _, u := range p.Users {
-		w.kv(1, "- name", value{u.Name, u.From, u.Note})
-		w.kv(2, "password", value{u.Password, "", ""})
-		if p.BackendUser.set() && p.BackendUser.v != u.Name {
-			w.kv(2, "backend_user", p.BackendUser)
-			w.kv(2, "backend_password", value{p.BackendPassword.v, "", ""})
-		}
-	}
-	w.line("")
-	w.line("# Order matters: it breaks ties between equally advanced candidates.")
-	w.line("backends:")
-	for _, b := range p.Backends {
-		w.kv(1, "- name", value{b.Name, joinOrigins(b.From), strings.Join(b.Notes, "; ")})
-		w.kv(2, "host", value{b.Host, "", ""})
-		w.kv(2, "port", value{fmt.Sprint(b.Port), "", ""})
-		if b.Weight != 1 {
-			w.kv(2, "weight", value{fmt.Sprint(b.Weight), "", "share of reads"})
-		}
-		if b.Candidate {
-			w.kv(2, "candidate", value{"true", "", "preferred promotion target (MHA candidate_master=1)"})
-		}
-		if b.NoMaster {
-			w.kv(2, "no_master", value{"true", "", "never promoted (MHA no_master=1)"})
-		}
-	}
-	w.line("")
-	if p.PoolMaxConnections.set() {
-		w.line("pool:")
-		w.kv(1, "max_connections", p.PoolMaxConnections)
+	renderUsers(w, p)
+	first := p.Clusters[0]
+	if len(p.Clusters) == 1 {
+		w.line("# Order matters: it breaks ties between equally advanced candidates.")
+		w.line("backends:")
+		renderBackends(w, 1, first.Backends)
 		w.line("")
+	} else {
+		renderClusters(w, p)
 	}
-	w.line("monitor:")
-	w.kv(1, "user", or(p.MonitorUser, value{"switchyard", "", "placeholder: an account with the monitor's privileges (see the runbook)"}))
-	w.kv(1, "password", or(p.MonitorPassword, value{"${SWITCHYARD_MONITOR_PASSWORD}", "", ""}))
-	w.kv(1, "interval", or(p.MonitorInterval, value{"500ms", "", "Switchyard's default"}))
-	w.kv(1, "failcount", or(p.MonitorFailCount, value{"3", "", "Switchyard's default"}))
-	w.line("")
-	w.line("failover:")
-	w.kv(1, "enabled", or(p.FailoverEnabled, value{"true", "", "Switchyard's default"}))
-	w.kv(1, "replication_user", or(p.ReplUser, value{"repl", "", "placeholder: the account replicas replicate with"}))
-	w.kv(1, "replication_password", or(p.ReplPassword, value{"${SWITCHYARD_REPL_PASSWORD}", "", ""}))
-	w.kv(1, "state_file", value{"/var/lib/switchyard/state.json", "", "where the .deb's unit may write"})
-	w.line("")
-	w.line("routing:")
-	w.kv(1, "read_write_split", or(p.ReadWriteSplit, value{"true", "", "Switchyard's default"}))
-	w.kv(1, "max_replica_lag", or(p.MaxReplicaLag, value{"10s", "", "Switchyard's default"}))
-	w.line("")
-	if p.PreFailover.set() || p.PostFailover.set() || p.PostSwitchover.set() {
-		w.line("# The MHA scripts, called with MHA's arguments from the environment")
-		w.line("# Switchyard gives hooks (SWITCHYARD_OLD_MASTER_HOST, …). With clients on")
-		w.line("# Switchyard, a VIP is only needed by what does not go through it.")
-		w.line("hooks:")
-		if p.PreFailover.set() {
-			w.kv(1, "pre_failover", p.PreFailover)
+	for _, section := range []string{"pool", "monitor", "failover", "routing"} {
+		var lines []func()
+		for _, st := range clusterSettings {
+			if v := or(st.get(first), st.def); st.section == section && v.set() {
+				lines = append(lines, func() { w.kv(1, st.key, v) })
+			}
 		}
-		if p.PostFailover.set() {
-			w.kv(1, "post_failover", p.PostFailover)
+		if section == "failover" {
+			lines = append(lines, func() {
+				w.kv(1, "state_file", value{"/var/lib/switchyard/state.json", "", "where the .deb's unit may write"})
+			})
 		}
-		if p.PostSwitchover.set() {
-			w.kv(1, "post_switchover", p.PostSwitchover)
+		if len(lines) == 0 {
+			continue
+		}
+		w.line(section + ":")
+		for _, l := range lines {
+			l()
 		}
 		w.line("")
 	}
+	renderHooks(w, p)
 	w.line("admin:")
 	w.kv(1, "listen", or(p.AdminListen, value{"127.0.0.1:6033", "", "loopback: the admin port changes the topology"}))
 	w.kv(1, "user", value{"admin", "", ""})
@@ -116,6 +82,128 @@ func Render(p *Plan) []byte {
 		}
 	}
 	return []byte(w.String())
+}
+
+// clusterSetting is one per-cluster setting: where it goes, what the
+// cluster's sources gave, and the default when none did.
+type clusterSetting struct {
+	section, key string
+	get          func(*Cluster) value
+	def          value
+}
+
+var clusterSettings = []clusterSetting{
+	{"pool", "max_connections", func(c *Cluster) value { return c.PoolMaxConnections }, value{}},
+	{"monitor", "user", func(c *Cluster) value { return c.MonitorUser }, value{"switchyard", "", "placeholder: an account with the monitor's privileges (see the runbook)"}},
+	{"monitor", "password", func(c *Cluster) value { return c.MonitorPassword }, value{"${SWITCHYARD_MONITOR_PASSWORD}", "", ""}},
+	{"monitor", "interval", func(c *Cluster) value { return c.MonitorInterval }, value{"500ms", "", "Switchyard's default"}},
+	{"monitor", "failcount", func(c *Cluster) value { return c.MonitorFailCount }, value{"3", "", "Switchyard's default"}},
+	{"failover", "enabled", func(c *Cluster) value { return c.FailoverEnabled }, value{"true", "", "Switchyard's default"}},
+	{"failover", "replication_user", func(c *Cluster) value { return c.ReplUser }, value{"repl", "", "placeholder: the account replicas replicate with"}},
+	{"failover", "replication_password", func(c *Cluster) value { return c.ReplPassword }, value{"${SWITCHYARD_REPL_PASSWORD}", "", ""}},
+	{"routing", "read_write_split", func(c *Cluster) value { return c.ReadWriteSplit }, value{"true", "", "Switchyard's default"}},
+	{"routing", "max_replica_lag", func(c *Cluster) value { return c.MaxReplicaLag }, value{"10s", "", "Switchyard's default"}},
+}
+
+// renderUsers writes the application accounts, each with the backend
+// account of the cluster it starts on.
+func renderUsers(w *writer, p *Plan) {
+	w.line("users:")
+	if len(p.Users) == 0 {
+		w.line("  # No application accounts in the sources (MHA has none): add yours.")
+		p.Users = []User{{Name: "app", Password: "${SWITCHYARD_APP_PASSWORD}", Note: "placeholder: an application account"}}
+	}
+	for _, u := range p.Users {
+		c := p.Clusters[0]
+		if uc := p.cluster(u.Cluster); uc != nil {
+			c = uc
+		}
+		w.kv(1, "- name", value{u.Name, u.From, u.Note})
+		w.kv(2, "password", value{u.Password, "", ""})
+		if c.BackendUser.set() && c.BackendUser.v != u.Name {
+			w.kv(2, "backend_user", c.BackendUser)
+			w.kv(2, "backend_password", value{c.BackendPassword.v, "", ""})
+		}
+		if len(p.Clusters) > 1 && c != p.Clusters[0] {
+			w.kv(2, "cluster", value{c.Name, "", "the cluster of its first schema in server.xml"})
+		}
+	}
+	w.line("")
+}
+
+func renderBackends(w *writer, indent int, backends []Backend) {
+	for _, b := range backends {
+		w.kv(indent, "- name", value{b.Name, joinOrigins(b.From), strings.Join(b.Notes, "; ")})
+		w.kv(indent+1, "host", value{b.Host, "", ""})
+		w.kv(indent+1, "port", value{fmt.Sprint(b.Port), "", ""})
+		if b.Weight != 1 {
+			w.kv(indent+1, "weight", value{fmt.Sprint(b.Weight), "", "share of reads"})
+		}
+		if b.Candidate {
+			w.kv(indent+1, "candidate", value{"true", "", "preferred promotion target (MHA candidate_master=1)"})
+		}
+		if b.NoMaster {
+			w.kv(indent+1, "no_master", value{"true", "", "never promoted (MHA no_master=1)"})
+		}
+	}
+}
+
+// renderClusters writes schemas: and clusters:, each cluster with the
+// settings its sources gave that differ from the top level's.
+func renderClusters(w *writer, p *Plan) {
+	if len(p.Schemas) > 0 {
+		w.line("# Which cluster serves which database (Mycat's schema → dataHost).")
+		w.line("schemas:")
+		for _, s := range p.Schemas {
+			w.kv(1, s.Name, value{s.Cluster, s.From, ""})
+		}
+		w.line("")
+	}
+	w.line("# One cluster per MHA application or Mycat dataHost; the top-level")
+	w.line("# pool, monitor, failover and routing apply to each unless it says")
+	w.line("# otherwise. In each, order breaks ties between equal candidates.")
+	w.line("clusters:")
+	first := p.Clusters[0]
+	for _, c := range p.Clusters {
+		w.kv(1, "- name", value{c.Name, origin(strings.Join(c.From, ", ")), ""})
+		w.line("    backends:")
+		renderBackends(w, 3, c.Backends)
+		section := ""
+		for _, st := range clusterSettings {
+			v := st.get(c)
+			if c == first || !v.set() || v.v == or(st.get(first), st.def).v {
+				continue
+			}
+			if st.section != section {
+				section = st.section
+				w.line("    " + section + ":")
+			}
+			w.kv(3, st.key, v)
+		}
+	}
+	w.line("")
+}
+
+// renderHooks writes the MHA scripts as hooks (see Plan.finish for which
+// cluster's).
+func renderHooks(w *writer, p *Plan) {
+	if !p.PreFailover.set() && !p.PostFailover.set() && !p.PostSwitchover.set() {
+		return
+	}
+	w.line("# The MHA scripts, called with MHA's arguments from the environment")
+	w.line("# Switchyard gives hooks (SWITCHYARD_OLD_MASTER_HOST, …). With clients on")
+	w.line("# Switchyard, a VIP is only needed by what does not go through it.")
+	w.line("hooks:")
+	if p.PreFailover.set() {
+		w.kv(1, "pre_failover", p.PreFailover)
+	}
+	if p.PostFailover.set() {
+		w.kv(1, "post_failover", p.PostFailover)
+	}
+	if p.PostSwitchover.set() {
+		w.kv(1, "post_switchover", p.PostSwitchover)
+	}
+	w.line("")
 }
 
 type writer struct{ strings.Builder }

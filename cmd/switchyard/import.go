@@ -17,11 +17,14 @@ import (
 func cmdImport(args []string) error {
 	fs := flag.NewFlagSet("import", flag.ContinueOnError)
 	var f importer.Files
-	fs.StringVar(&f.MHA, "mha", "", "MHA application config (e.g. /etc/masterha/app1.cnf)")
+	fs.Func("mha", "MHA application config (e.g. /etc/masterha/app1.cnf); repeat it for each MHA manager: one cluster each", func(path string) error {
+		f.MHA = append(f.MHA, path)
+		return nil
+	})
 	fs.StringVar(&f.MHADefault, "mha-default", "", "MHA global defaults (e.g. /etc/masterha_default.cnf)")
 	fs.StringVar(&f.MycatSchema, "mycat-schema", "", "Mycat schema.xml")
 	fs.StringVar(&f.MycatServer, "mycat-server", "", "Mycat server.xml")
-	fs.StringVar(&f.MycatDataHost, "mycat-datahost", "", "the dataHost to import when schema.xml has several")
+	fs.StringVar(&f.MycatDataHost, "mycat-datahost", "", "import only this dataHost (default: every dataHost, one cluster each)")
 	fs.StringVar(&f.AmoebaDBServers, "amoeba-dbservers", "", "Amoeba dbServers.xml")
 	fs.StringVar(&f.Amoeba, "amoeba", "", "Amoeba amoeba.xml")
 	out := fs.String("out", "switchyard.yaml", `where to write ("-": standard output)`)
@@ -60,8 +63,12 @@ func cmdImport(args []string) error {
 	if err := file.Close(); err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s: %d backends, %d users, %d source settings not carried over (listed at its end)\n",
-		*out, len(plan.Backends), len(plan.Users), len(plan.Skipped))
+	backends := 0
+	for _, c := range plan.Clusters {
+		backends += len(c.Backends)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s: %d cluster(s), %d backends, %d users, %d source settings not carried over (listed at its end)\n",
+		*out, len(plan.Clusters), backends, len(plan.Users), len(plan.Skipped))
 	if len(unset) > 0 {
 		fmt.Fprintf(os.Stderr, "set %s in the environment (or write the passwords in the file) before running it\n", strings.Join(unset, ", "))
 	}
