@@ -81,3 +81,30 @@ func TestDatabaseOn(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkClusterPick is what routing to a cluster adds to a statement
+// (the classification is cached and shared with the read/write split):
+// Home + Pick for one cluster and for a schemas map of two.
+func BenchmarkClusterPick(b *testing.B) {
+	c := NewClassifier(1000)
+	class := c.Classify("SELECT c FROM sbtest1 WHERE id = 42", false)
+	qualified := c.Classify("SELECT c FROM crm.contacts WHERE id = 42", false)
+	for _, bc := range []struct {
+		name  string
+		m     ClusterMap
+		class Class
+	}{
+		{"one-cluster", ClusterMap{Default: "default"}, class},
+		{"two-clusters", ClusterMap{Schemas: map[string]string{"shop": "c1", "crm": "c2"}, Default: "c1"}, class},
+		{"two-clusters-qualified", ClusterMap{Schemas: map[string]string{"shop": "c1", "crm": "c2"}, Default: "c1"}, qualified},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.m.Pick(bc.class, bc.m.Home("shop", "app")); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -6,9 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -18,55 +16,23 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/switchyard/switchyard/test/harness"
 )
 
 var (
-	env      *harness.Env
-	etcd     *embed.Etcd
-	etcdURL  string
-	etcdConf *embed.Config
+	env  *harness.Env
+	etcd *harness.Etcd
 )
-
-func freePort() int {
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startEtcd(dir string) error {
-	cfg := embed.NewConfig()
-	cfg.Dir = dir
-	cfg.LogLevel = "error"
-	cu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort()))
-	pu, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", freePort()))
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
-	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-e.Server.ReadyNotify():
-	case <-time.After(30 * time.Second):
-		e.Close()
-		return fmt.Errorf("etcd did not start")
-	}
-	etcd, etcdURL, etcdConf = e, cu.String(), cfg
-	return nil
-}
 
 func TestMain(m *testing.M) {
 	dir, _ := os.MkdirTemp("", "switchyard-etcd-")
 	defer os.RemoveAll(dir)
-	if err := startEtcd(dir); err != nil {
+	var err error
+	if etcd, err = harness.StartEtcd(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "etcd:", err)
 		os.Exit(1)
 	}
-	var err error
 	env, err = harness.Setup(2, 10)
 	if err != nil {
 		etcd.Close()
@@ -89,7 +55,7 @@ func instances(t *testing.T, n int, prefix, extra string) []*harness.Proxy {
 		id := string(rune('a' + i))
 		p := env.StartProxy(t, harness.ProxyOptions{LogLevel: "info",
 			Failover: "  cooldown: 1s\n  hold_timeout: 30s\n",
-			Extra:    fmt.Sprintf("coordination:\n  instance_id: %s\n  etcd:\n    endpoints: [%s]\n    prefix: %s\n    session_ttl: 3s\n", id, etcdURL, prefix) + extra})
+			Extra:    etcd.CoordinationConfig(id, prefix) + extra})
 		ps = append(ps, p)
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -107,7 +73,7 @@ func instances(t *testing.T, n int, prefix, extra string) []*harness.Proxy {
 // etcdHas reports whether key exists in the test's etcd.
 func etcdHas(t *testing.T, key string) bool {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcdURL}, DialTimeout: 2 * time.Second})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{etcd.URL}, DialTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
