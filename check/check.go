@@ -216,6 +216,10 @@ func checkCluster(ctx context.Context, cfg *conf.Config, cc conf.Cluster) []Find
 		if !s.semiM && !s.semiS {
 			add(Warning, name, "semi-sync is off: a failover may lose transactions acknowledged just before the crash", semiSyncRemedy(s.flavor))
 		}
+		if s.replica != nil && s.semiM {
+			add(Warning, name, "semi-sync as a master is on on a replica: after each start its applier waits the semi-sync timeout for acks from replicas it does not have (a failover then waits too); Switchyard turns it on when it promotes a server and off when it repoints one",
+				semiSyncReplicaRemedy(s.flavor))
+		}
 	}
 	if flavors := flavorsOf(servers); len(flavors) > 1 {
 		add(Error, "", "mixed server families ("+strings.Join(flavors, " and ")+"): replication and failover between MariaDB and MySQL are not supported",

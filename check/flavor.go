@@ -63,6 +63,13 @@ func replicaUpdatesVar(f backend.Flavor) string {
 	return "log_replica_updates"
 }
 
+func semiSyncReplicaRemedy(f backend.Flavor) string {
+	if f == backend.MariaDB {
+		return "SET GLOBAL rpl_semi_sync_master_enabled=0 on the replica, and rpl_semi_sync_master_enabled=OFF in its my.cnf (keep rpl_semi_sync_slave_enabled=ON)"
+	}
+	return "SET GLOBAL rpl_semi_sync_source_enabled=0 on the replica, and in its my.cnf (keep rpl_semi_sync_replica_enabled=ON)"
+}
+
 func semiSyncRemedy(f backend.Flavor) string {
 	if f == backend.MariaDB {
 		return "SET GLOBAL rpl_semi_sync_master_enabled=1, rpl_semi_sync_slave_enabled=1 (and in my.cnf)"

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/switchyard/switchyard/backend"
 )
 
@@ -18,7 +20,13 @@ type Actuator struct {
 	Admin       backend.Account // monitor/failover account (needs READ_ONLY ADMIN etc.)
 	Replication backend.Account // what replicas log in with
 	Timeout     time.Duration   // per connection attempt
+	// Log gets each statement slower than slowStatement (nil: none), to
+	// see which one a slow step waited on.
+	Log *zap.Logger
 }
+
+// slowStatement: a failover statement taking longer is logged.
+const slowStatement = 100 * time.Millisecond
 
 // server is one connection to a server, with its flavour (the statements
 // differ between MariaDB and MySQL: backend.Flavor).
@@ -26,6 +34,7 @@ type server struct {
 	db     *sql.DB
 	addr   string
 	flavor backend.Flavor
+	log    *zap.Logger
 }
 
 // connect opens a connection to addr and learns its flavour.
@@ -40,7 +49,7 @@ func (a *Actuator) connect(ctx context.Context, addr string) (*server, error) {
 		db.Close()
 		return nil, err
 	}
-	return &server{db: db, addr: addr, flavor: backend.FlavorFromVersion(version)}, nil
+	return &server{db: db, addr: addr, flavor: backend.FlavorFromVersion(version), log: a.Log}, nil
 }
 
 func (s *server) close() { _ = s.db.Close() }
@@ -48,7 +57,13 @@ func (s *server) close() { _ = s.db.Close() }
 // exec runs statements in order; the first failure stops it.
 func (s *server) exec(ctx context.Context, stmts ...string) error {
 	for _, q := range stmts {
-		if _, err := s.db.ExecContext(ctx, q); err != nil {
+		start := time.Now()
+		_, err := s.db.ExecContext(ctx, q)
+		if took := time.Since(start); took > slowStatement && s.log != nil {
+			s.log.Info("slow failover statement", zap.String("server", s.addr), zap.String("statement", firstWords(q)),
+				zap.Duration("took", took), zap.Error(err))
+		}
+		if err != nil {
 			return fmt.Errorf("%s on %s: %w", firstWords(q), s.addr, err)
 		}
 	}
@@ -84,28 +99,40 @@ func (a *Actuator) Inspect(ctx context.Context, addr string) (Replica, error) {
 		if err := s.db.QueryRowContext(ctx, s.flavor.PositionsSQL()).Scan(&applied, &current); err != nil {
 			return err
 		}
-		var err error
-		if r.Applied, err = backend.ParsePosition(applied); err != nil {
-			return fmt.Errorf("%s: applied position %q: %w", addr, applied, err)
-		}
-		if r.Current, err = backend.ParsePosition(current); err != nil {
-			return fmt.Errorf("%s: current position %q: %w", addr, current, err)
-		}
 		rs, ok, err := backend.QueryReplicaStatus(ctx, s.db, s.flavor)
 		if err != nil {
 			return err
 		}
-		if ok {
-			r.IOConnected = rs.IORunning
-			r.SourceID = rs.MasterServerID
-			if r.Received, err = backend.ParsePosition(rs.GTIDReceived); err != nil {
-				return fmt.Errorf("%s: received position %q: %w", addr, rs.GTIDReceived, err)
-			}
+		if !ok {
+			r, err = replicaFrom(addr, applied, current, nil)
+			return err
 		}
-		r.Reachable = true
-		return nil
+		r, err = replicaFrom(addr, applied, current, &rs)
+		return err
 	})
 	return r, err
+}
+
+// replicaFrom reads what a server said into a Replica. A position that
+// does not parse is an error: taken as empty, it would let the apply
+// step wait for nothing.
+func replicaFrom(addr, applied, current string, rs *backend.ReplicaStatus) (Replica, error) {
+	r := Replica{Reachable: true}
+	var err error
+	if r.Applied, err = backend.ParsePosition(applied); err != nil {
+		return Replica{}, fmt.Errorf("%s: applied position %q: %w", addr, applied, err)
+	}
+	if r.Current, err = backend.ParsePosition(current); err != nil {
+		return Replica{}, fmt.Errorf("%s: current position %q: %w", addr, current, err)
+	}
+	if rs != nil {
+		r.IOConnected = rs.IORunning
+		r.SourceID = rs.MasterServerID
+		if r.Received, err = backend.ParsePosition(rs.GTIDReceived); err != nil {
+			return Replica{}, fmt.Errorf("%s: received position %q: %w", addr, rs.GTIDReceived, err)
+		}
+	}
+	return r, nil
 }
 
 // Fence makes a (former) master refuse writes (read_only on MariaDB,
@@ -188,7 +215,10 @@ func (a *Actuator) Promote(ctx context.Context, addr string) error {
 
 // Follow makes a server a read-only replica of master with GTID
 // auto-positioning, and starts replication. former: the server was a
-// master (MariaDB then follows with current_pos).
+// master (MariaDB then follows with current_pos). A replica that already
+// applies with auto-positioning keeps its applier running where the
+// flavour allows it (Flavor.RepointsReceiverOnly). Semi-sync as a master
+// is turned off: a replica with it waits for acks nobody sends.
 func (a *Actuator) Follow(ctx context.Context, addr, master string, former bool) error {
 	host, port, err := net.SplitHostPort(master)
 	if err != nil {
@@ -198,13 +228,46 @@ func (a *Actuator) Follow(ctx context.Context, addr, master string, former bool)
 		return fmt.Errorf("bad master port in %s", master)
 	}
 	return a.with(ctx, addr, func(s *server) error {
+		if err := s.exec(ctx, s.flavor.FenceSQL()); err != nil {
+			return err
+		}
+		if err := s.exec(ctx, s.flavor.SemiSyncReplicaOnlySQL()); err != nil && backend.ServerErrorCode(err) != backend.ErUnknownSystemVariable {
+			return err
+		}
+		if !former && s.receiverOnly(ctx) {
+			return s.exec(ctx, append([]string{s.flavor.StopReceiverSQL()},
+				s.flavor.RepointSQL(host, port, a.Replication.User, a.Replication.Password)...)...)
+		}
 		return s.exec(ctx,
-			s.flavor.FenceSQL(),
 			s.flavor.StopReplicaSQL(),
 			s.flavor.FollowSQL(host, port, a.Replication.User, a.Replication.Password, former),
 			s.flavor.StartReplicaSQL(),
 		)
 	})
+}
+
+// Detach stops a replica's replication, ahead of Follow: on MariaDB
+// STOP SLAVE waits until the parallel applier finished the transactions
+// it queued. Where Follow keeps the applier running (an auto-positioned
+// MySQL replica), only the receiver is stopped.
+func (a *Actuator) Detach(ctx context.Context, addr string) error {
+	return a.with(ctx, addr, func(s *server) error {
+		if s.receiverOnly(ctx) {
+			return s.exec(ctx, s.flavor.StopReceiverSQL())
+		}
+		return s.exec(ctx, s.flavor.StopReplicaSQL())
+	})
+}
+
+// receiverOnly: the server can be repointed with its applier running
+// (Flavor.RepointsReceiverOnly), and is a replica applying with GTID
+// auto-positioning.
+func (s *server) receiverOnly(ctx context.Context) bool {
+	if !s.flavor.RepointsReceiverOnly() {
+		return false
+	}
+	rs, ok, err := backend.QueryReplicaStatus(ctx, s.db, s.flavor)
+	return err == nil && ok && rs.SQLRunning && rs.UsingGTID == "1"
 }
 
 // ReplicationError says why a server's replication does not run.

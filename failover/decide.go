@@ -71,11 +71,29 @@ func known(r Replica) backend.Position {
 // errNoCandidate: no replica can be promoted.
 var errNoCandidate = errors.New("no eligible replica to promote")
 
+// largeBacklog is an apply backlog (transactions received, not applied)
+// that makes a replica a worse candidate than an equally advanced one
+// without it, whatever its candidate flag: the apply step would wait for
+// it (as MHA's check_repl_delay passes over a candidate_master with more
+// than 100 MB of relay log). Seconds of backlog are thousands of
+// transactions under load; a few hundred apply in well under a second.
+const largeBacklog = 1000
+
+// backlog is what a replica received and has not applied.
+func backlog(r Replica) uint64 {
+	k, c := known(r).Total(), r.Current.Union(r.Applied).Total()
+	if c >= k {
+		return 0
+	}
+	return k - c
+}
+
 // PickCandidate chooses the replica to promote: among reachable replicas
 // not marked no_master, the most advanced one (it holds every transaction
 // the dead master acknowledged under semi-sync). Ties go to a replica
-// flagged candidate, then to the one that applied more (the shorter apply
-// step), then to config order. A preferred candidate that is
+// without a large apply backlog, then to one flagged candidate, then to
+// the one that applied more (the shorter apply step), then to config
+// order. A preferred candidate that is
 // behind is not waited for: the most advanced replica wins, so nothing
 // that was acknowledged has to be copied between replicas first.
 func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
@@ -102,6 +120,9 @@ func PickCandidate(replicas []Replica, want string) (Replica, string, error) {
 		a, b := known(pool[i]), known(pool[j])
 		if ta, tb := a.Total(), b.Total(); ta != tb {
 			return ta > tb
+		}
+		if la, lb := backlog(pool[i]) > largeBacklog, backlog(pool[j]) > largeBacklog; la != lb {
+			return lb
 		}
 		if pool[i].Candidate != pool[j].Candidate {
 			return pool[i].Candidate

@@ -56,6 +56,7 @@ func TestPickCandidate(t *testing.T) {
 	}
 	behindApplied := func(applied string) func(*Replica) { return func(x *Replica) { x.Applied = pos(applied) } }
 	applied := func(p string) func(*Replica) { return func(x *Replica) { x.Current = pos(p) } }
+	upTo := func(p string) func(*Replica) { return func(x *Replica) { x.Applied, x.Current = pos(p), pos(p) } }
 	candidate := func(x *Replica) { x.Candidate = true }
 	noMaster := func(x *Replica) { x.NoMaster = true }
 	unreachable := func(x *Replica) { x.Reachable = false }
@@ -72,6 +73,12 @@ func TestPickCandidate(t *testing.T) {
 		{"tie without flags goes to config order", []Replica{r("r1", 0, "0-1-10"), r("r2", 1, "0-1-10")}, "r1", "", ""},
 		{"tie: the one that applied more wins", []Replica{r("r1", 0, "0-1-10", applied("0-1-4")), r("r2", 1, "0-1-10", applied("0-1-8"))}, "r2", "", ""},
 		{"the candidate flag beats having applied more", []Replica{r("r1", 0, "0-1-10", applied("0-1-4"), candidate), r("r2", 1, "0-1-10", applied("0-1-8"))}, "r1", "", ""},
+		{"a candidate with a large apply backlog loses to an equal replica without one",
+			[]Replica{r("r1", 0, "0-1-5000", upTo("0-1-3000"), candidate), r("r2", 1, "0-1-5000", upTo("0-1-4990"))}, "r2", "", ""},
+		{"a small backlog does not outweigh the candidate flag",
+			[]Replica{r("r1", 0, "0-1-5000", upTo("0-1-4500"), candidate), r("r2", 1, "0-1-5000", upTo("0-1-4990"))}, "r1", "", ""},
+		{"a large backlog on both: the candidate flag decides",
+			[]Replica{r("r1", 0, "0-1-5000", upTo("0-1-1000"), candidate), r("r2", 1, "0-1-5000", upTo("0-1-2000"))}, "r1", "", ""},
 		{"behind candidate loses to an advanced replica", []Replica{r("r1", 0, "0-1-9", candidate), r("r2", 1, "0-1-10")}, "r2", "", ""},
 		{"no_master is respected even if most advanced", []Replica{r("r1", 0, "0-1-9"), r("r2", 1, "0-1-20", noMaster)}, "r1", "", ""},
 		{"unreachable skipped", []Replica{r("r1", 0, "0-1-30", unreachable), r("r2", 1, "0-1-20")}, "r2", "", ""},
@@ -119,5 +126,42 @@ func TestErrant(t *testing.T) {
 		if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
 			t.Errorf("Errant(%s, %s) = %q, want %q", tt.server, tt.master, got, tt.want)
 		}
+	}
+}
+
+// TestReplicaFromRefusesBadPositions: a position the server reports that
+// does not parse is an error, never an empty position (the apply step
+// would wait for nothing and promote a replica that has not applied).
+func TestReplicaFromRefusesBadPositions(t *testing.T) {
+	good := "0-1-10"
+	tests := []struct {
+		name                      string
+		applied, current, receivd string
+		replica                   bool
+		wantErr                   string
+	}{
+		{"all good", good, good, good, true, ""},
+		{"not a replica", good, good, "", false, ""},
+		{"applied garbage", "0-1-x", good, good, true, "applied position"},
+		{"current garbage", good, "zz", good, true, "current position"},
+		{"received garbage", good, good, "0-1", true, "received position"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var rs *backend.ReplicaStatus
+			if tt.replica {
+				rs = &backend.ReplicaStatus{GTIDReceived: tt.receivd, IORunning: true}
+			}
+			r, err := replicaFrom("a1", tt.applied, tt.current, rs)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %+v, %v; want an error about the %s", r, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || r.Current.Total() != 10 || !r.Reachable || r.IOConnected != tt.replica {
+				t.Fatalf("got %+v, %v", r, err)
+			}
+		})
 	}
 }

@@ -23,6 +23,9 @@ type fakeServers struct {
 	// Promote fail after the server became writable.
 	fail    map[string]error
 	halfway map[string]bool
+	// detached lists Detach calls apart: they run in the background, in
+	// no fixed order with the calls in calls.
+	detached []string
 }
 
 type fakeServer struct {
@@ -162,6 +165,18 @@ func (f *fakeServers) Promote(_ context.Context, addr string) error {
 		return err
 	}
 	s.follows, s.writable = "", true
+	return nil
+}
+
+func (f *fakeServers) Detach(_ context.Context, addr string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.servers[addr]
+	if s == nil || s.down {
+		return fmt.Errorf("dial tcp %s: connection refused", addr)
+	}
+	f.detached = append(f.detached, s.name)
+	s.follows = "" // stopped: it fetches from nobody until Follow
 	return nil
 }
 

@@ -80,6 +80,9 @@ type change struct {
 	oldPos     backend.Position
 	openAtHold int  // transactions open on the master when writes were held
 	published  bool // the candidate is the cluster's master
+	// detached is closed when the followers' replication is stopped
+	// (detachFollowers); nil when it was not started.
+	detached chan struct{}
 
 	undoMu sync.Mutex
 	undo   []undoStep
@@ -90,15 +93,23 @@ type change struct {
 type undoStep struct {
 	name  string
 	guard bool
-	do    func(ctx context.Context) error
+	// safe steps run even after a guard stopped the undo: they touch
+	// nothing a guard protects (a replica following the fenced old
+	// master again).
+	safe bool
+	do   func(ctx context.Context) error
 }
 
 // run is the one procedure both kinds follow:
 //
-//	failover    hold  pick  coordinate  pre_hook                fence  apply  promote  repoint  retarget           verify  post_hook
+//	failover    hold  pick  coordinate  pre_hook  (detach)      fence  apply  promote  repoint  retarget           verify  post_hook
 //	switchover        pick  coordinate  catchup  hold  drain    fence  apply  promote           retarget  repoint  verify  post_hook
 //
 // A failover holds writes first, open transactions' statements included
+// (and while the candidate applies and is promoted, the other replicas'
+// replication is stopped in the background: stopping an applier waits
+// for its queued transactions, seconds under load, which repoint would
+// otherwise wait for with writes held)
 // (statements stuck on the dead master are cut; the sessions replay their
 // transactions on the new master), fences the old master when it can
 // reach it at all, and waits for
@@ -135,6 +146,8 @@ func (c *change) run() error {
 		_ = c.step("drain", c.drain)
 	} else if err := c.step("pre_hook", func() error { return c.hook(c.set.Hooks.PreFailover) }); err != nil {
 		return fmt.Errorf("pre_failover hook failed, failover aborted: %w", err)
+	} else {
+		c.detachFollowers()
 	}
 	// An unreachable old master is expected in a failover: it died.
 	if err := c.step("fence", c.fence); err != nil && c.planned {
@@ -300,17 +313,50 @@ func (c *change) promote() error {
 	return c.e.act.Promote(ctx, c.candCfg.Addr)
 }
 
+// detachFollowers stops, in the background, the replication of the
+// replicas that will follow the candidate (a failover: their master is
+// dead, and what they hold the candidate holds too). Each gets an undo
+// that makes it follow the old master again, should the change fail.
+func (c *change) detachFollowers() {
+	followers := c.followers()
+	for _, f := range followers {
+		c.undoMu.Lock()
+		c.undo = append(c.undo, undoStep{name: "restart replication on " + f.Name, safe: true, do: func(ctx context.Context) error {
+			return c.e.act.Follow(ctx, f.Addr, c.old.Addr, false)
+		}})
+		c.undoMu.Unlock()
+	}
+	c.detached = make(chan struct{})
+	go func() {
+		defer close(c.detached)
+		_ = inParallel(followers, func(f follower) error {
+			ctx, cancel := c.timeout(c.set.Timeouts.Repoint)
+			defer cancel()
+			return c.e.act.Detach(ctx, f.Addr) // Follow stops it anyway if this failed
+		})
+	}()
+}
+
+// waitDetached waits for detachFollowers, if it ran.
+func (c *change) waitDetached() {
+	if c.detached != nil {
+		<-c.detached
+	}
+}
+
 // repoint makes the other reachable replicas, and in a switchover the
 // old master, follow the candidate. (After a failover, rejoinStrays
 // repoints the old master once it is back and its history is checked.)
 func (c *change) repoint() error {
+	c.waitDetached()
 	return c.eachFollower(func(f follower) error {
 		ctx, cancel := c.timeout(c.set.Timeouts.Repoint)
 		defer cancel()
 		if err := c.e.act.Follow(ctx, f.Addr, c.candCfg.Addr, f.former); err != nil {
 			return err
 		}
-		if c.fenced && !c.published && !f.former {
+		// (A detached replica already has its undo: detachFollowers.)
+		if c.fenced && !c.published && !f.former && c.detached == nil {
 			c.pushUndo("repoint "+f.Name+" back", false, func(ctx context.Context) error {
 				return c.e.act.Follow(ctx, f.Addr, c.old.Addr, false)
 			})
@@ -348,9 +394,9 @@ type follower struct {
 	former bool
 }
 
-// eachFollower runs f for every reachable replica but the candidate, and
-// in a switchover for the old master, in parallel, and joins their errors.
-func (c *change) eachFollower(f func(follower) error) error {
+// followers are every reachable replica but the candidate, and in a
+// switchover the old master.
+func (c *change) followers() []follower {
 	var list []follower
 	for _, r := range c.replicas {
 		if r.Name != c.cand.Name && r.Reachable {
@@ -360,6 +406,17 @@ func (c *change) eachFollower(f func(follower) error) error {
 	if c.planned {
 		list = append(list, follower{ServerConfig: c.old, former: true})
 	}
+	return list
+}
+
+// eachFollower runs f for every follower in parallel, and joins their
+// errors.
+func (c *change) eachFollower(f func(follower) error) error {
+	return inParallel(c.followers(), f)
+}
+
+// inParallel runs f for each of list at once and joins their errors.
+func inParallel(list []follower, f func(follower) error) error {
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -391,14 +448,20 @@ func (c *change) pushUndo(name string, guard bool, do func(ctx context.Context) 
 // Writes then fail until an operator acts, which is better than two
 // writable masters.
 func (c *change) rollback(err error) error {
+	c.waitDetached() // its undo must not run before it stopped anything
 	ctx, cancel := context.WithTimeout(context.Background(), c.set.Timeouts.Undo)
 	defer cancel()
+	stopped := false
 	for i := len(c.undo) - 1; i >= 0; i-- {
 		u := c.undo[i]
+		if stopped && !u.safe {
+			continue
+		}
 		uerr := c.rec.step("undo "+u.name, func() error { return u.do(ctx) })
 		if uerr != nil && u.guard {
-			return fmt.Errorf("%w; undo stopped: %s failed (%v), so %s stays read-only and writes fail until an operator acts",
+			err = fmt.Errorf("%w; undo stopped: %s failed (%v), so %s stays read-only and writes fail until an operator acts",
 				err, u.name, uerr, c.old.Name)
+			stopped = true
 		}
 	}
 	return err

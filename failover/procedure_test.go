@@ -28,11 +28,15 @@ func TestProcedure(t *testing.T) {
 		wantMaster   string
 		wantWritable []string
 		wantFollows  map[string]string // server address → master address
+		// wantDetached: replicas whose replication a failover stopped
+		// in the background, ahead of repointing them.
+		wantDetached []string
 	}{
 		{
 			name:         "failover of a dead master: the most advanced replica, the others follow it",
 			setup:        func(f *fakeServers, c *fakeCoordinator) { f.servers["a1"].down = true },
 			wantChanges:  []string{"Fence db1", "Promote db2", "Follow db3"},
+			wantDetached: []string{"db3"},
 			wantMaster:   "db2",
 			wantWritable: []string{"db2"},
 			wantFollows:  map[string]string{"a3": "a2"},
@@ -49,7 +53,8 @@ func TestProcedure(t *testing.T) {
 			name:  "forced failover, promote fails after the candidate became writable: demoted before the old master is unfenced",
 			setup: func(f *fakeServers, c *fakeCoordinator) { f.halfway["db2"] = true },
 			wantChanges: []string{"Fence db1", "Promote db2",
-				"Fence db2", "Follow db2", "Unfence db1"},
+				"Fence db2", "Follow db2", "Unfence db1", "Follow db3"},
+			wantDetached: []string{"db3"},
 			wantErr:      "promote failed",
 			wantMaster:   "db1",
 			wantWritable: []string{"db1"},
@@ -61,7 +66,9 @@ func TestProcedure(t *testing.T) {
 				f.halfway["db2"] = true
 				f.fail["Fence db2"] = errors.New("dial tcp a2: i/o timeout")
 			},
-			wantChanges:  []string{"Fence db1", "Promote db2", "Fence db2"},
+			wantChanges:  []string{"Fence db1", "Promote db2", "Fence db2", "Follow db3"},
+			wantDetached: []string{"db3"},
+			wantFollows:  map[string]string{"a3": "a1"},
 			wantErr:      "db1 stays read-only",
 			wantMaster:   "db1",
 			wantWritable: []string{"db2"},
@@ -90,7 +97,8 @@ func TestProcedure(t *testing.T) {
 			name:  "forced failover, the new master cannot be published: replicas repointed back, candidate demoted, old master unfenced",
 			setup: func(f *fakeServers, c *fakeCoordinator) { c.commitErr = errors.New("etcd: context deadline exceeded") },
 			wantChanges: []string{"Fence db1", "Promote db2", "Follow db3",
-				"Follow db3", "Fence db2", "Follow db2", "Unfence db1"},
+				"Fence db2", "Follow db2", "Unfence db1", "Follow db3"},
+			wantDetached: []string{"db3"},
 			wantErr:      "publish the new master",
 			wantMaster:   "db1",
 			wantWritable: []string{"db1"},
@@ -111,7 +119,8 @@ func TestProcedure(t *testing.T) {
 				f.servers["a1"].down = true
 				f.fail["WaitApplied db2"] = errors.New("did not apply 0-1-10 within 1s")
 			},
-			wantChanges:  []string{"Fence db1", "Unfence db1"},
+			wantChanges:  []string{"Fence db1", "Unfence db1", "Follow db3"},
+			wantDetached: []string{"db3"},
 			wantErr:      "nothing promoted",
 			wantMaster:   "db1",
 			wantWritable: nil,
@@ -147,6 +156,12 @@ func TestProcedure(t *testing.T) {
 			}
 			if got := sortedRuns(f.changes()); !slices.Equal(got, tc.wantChanges) {
 				t.Errorf("changes\n got %q\nwant %q", got, tc.wantChanges)
+			}
+			f.mu.Lock()
+			detached := append([]string(nil), f.detached...)
+			f.mu.Unlock()
+			if slices.Sort(detached); !slices.Equal(detached, tc.wantDetached) {
+				t.Errorf("detached %q, want %q", detached, tc.wantDetached)
 			}
 			topo := cluster.Topology()
 			if topo.Master != tc.wantMaster {

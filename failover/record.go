@@ -73,7 +73,7 @@ func (e *Engine) finish(r *recorder, err error) {
 	}
 	e.histMu.Unlock()
 	e.saveState()
-	fields := []zap.Field{zap.String("cluster", e.cluster.Name), zap.String("kind", r.rec.Kind), zap.String("old_master", r.rec.OldMaster),
+	fields := []zap.Field{zap.String("kind", r.rec.Kind), zap.String("old_master", r.rec.OldMaster),
 		zap.String("new_master", r.rec.NewMaster), zap.Duration("duration", r.rec.Duration), zap.String("reason", r.rec.Reason)}
 	for _, s := range r.rec.Steps {
 		fields = append(fields, zap.Duration("step_"+s.Name, s.Duration))

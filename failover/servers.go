@@ -22,6 +22,9 @@ type Servers interface {
 	WaitApplied(ctx context.Context, addr string, pos backend.Position, timeout time.Duration) error
 	// Promote turns a replica into a writable master with no source.
 	Promote(ctx context.Context, addr string) error
+	// Detach stops a replica's replication (keeping its master and
+	// position) so that Follow can repoint it at once.
+	Detach(ctx context.Context, addr string) error
 	// Follow makes a server a read-only replica of master and starts
 	// replication, without waiting for it to run (Verify). former: the
 	// server was a master, so its own transactions are part of its

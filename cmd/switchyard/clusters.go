@@ -54,7 +54,8 @@ func startCluster(ctx context.Context, cc conf.Cluster, cfg *conf.Config, state 
 		cluster: backend.NewCluster(cc.Name, servers, found.Master, poolOptions(cc.Pool), backendTLS)}
 	r.policy.Store(policyOf(cc.Routing))
 	r.monitor = backend.NewMonitor(r.cluster, monitorOptions(cc.Monitor), clog.Named("monitor"))
-	r.engine = failover.New(r.cluster, actuatorOf(cc), engineSettings(cc, cfg.Hooks, state), log.Named("failover"))
+	flog := log.Named("failover") // New adds the cluster
+	r.engine = failover.New(r.cluster, actuatorOf(cc, flog.With(zap.String("cluster", cc.Name))), engineSettings(cc, cfg.Hooks, state), flog)
 	r.monitor.OnCheck = func(name string, h backend.Health) {
 		if m, _ := r.cluster.Topo.Master(); name == m && !h.Up {
 			r.engine.Notify()
@@ -131,8 +132,9 @@ func monitorOptions(m conf.Monitor) backend.MonitorOptions {
 		Interval: m.Interval.D(), Timeout: max(m.ConnectTimeout.D(), m.Interval.D()), FailCount: m.FailCount}
 }
 
-func actuatorOf(cc conf.Cluster) *failover.Actuator {
+func actuatorOf(cc conf.Cluster, log *zap.Logger) *failover.Actuator {
 	return &failover.Actuator{
+		Log:         log,
 		Admin:       backend.Account{User: cc.Monitor.User, Password: cc.Monitor.Password.Value()},
 		Replication: backend.Account{User: cc.Failover.ReplicationUser, Password: cc.Failover.ReplicationPassword.Value()},
 		Timeout:     cc.Monitor.ConnectTimeout.D(),

@@ -44,6 +44,11 @@ func TestKillUnderEveryConnectionPattern(t *testing.T) {
 			t.Logf("%s: killed %s, new master %s named after %s, first write acknowledged %s after the kill; failed %d %v; steps %s",
 				pattern, old, neu, took.Round(time.Millisecond), w.FirstAckAfter(killed).Round(time.Millisecond), w.Failed(), w.Errors(),
 				steps[len(steps)-1]["steps"])
+			for _, line := range strings.Split(p.Log(), "\n") {
+				if strings.Contains(line, "slow failover statement") {
+					t.Log(line)
+				}
+			}
 			env.RestartAsReplica(t, adm, old)
 			if w.Failed() > 8 {
 				t.Errorf("%d writes failed; only the 8 in flight at the kill may", w.Failed())

@@ -474,8 +474,19 @@ func TestCheckHealthyAndBroken(t *testing.T) {
 			}
 		})
 	}
+	// A warning: semi-sync as a master on a replica (its applier would
+	// wait for acks after each start).
+	semi := harness.Pick("rpl_semi_sync_master_enabled", "rpl_semi_sync_source_enabled")
+	if _, err := r.Exec("SET GLOBAL " + semi + " = 1"); err != nil {
+		t.Fatal(err)
+	}
+	out, code = checkCmd(t, p.ConfigPath)
+	_, _ = r.Exec("SET GLOBAL " + semi + " = 0")
+	if code != 0 || !strings.Contains(out, "semi-sync as a master is on on a replica") || !strings.Contains(out, "1 warning") {
+		t.Fatalf("semi-sync master on a replica: exit %d\n%s", code, out)
+	}
 	harness.WaitFor(t, "the check to pass again", 10*time.Second, func() bool {
 		out, code = checkCmd(t, p.ConfigPath)
-		return code == 0
+		return code == 0 && strings.Contains(out, "0 warning")
 	})
 }
