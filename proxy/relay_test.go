@@ -8,6 +8,8 @@ import (
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/packet"
+
+	"github.com/switchyard/switchyard/backend"
 )
 
 // captureClient records what the proxy writes to its client.
@@ -174,5 +176,29 @@ func TestCursorFlagOnQueryResult(t *testing.T) {
 	_ = s.client.flush()
 	if !bytes.Equal(got.Bytes(), reply) || s.relay.scratch.rows != 1 {
 		t.Fatalf("client got %d of the server's %d bytes, %d rows", got.Len(), len(reply), s.relay.scratch.rows)
+	}
+}
+
+// TestPrepareOnShortReply: a server answering a re-prepare (a statement
+// moving to a new backend connection) with a reply too short to be a
+// COM_STMT_PREPARE answer is an error, not a panic of the session.
+func TestPrepareOnShortReply(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		reply []byte
+	}{
+		{"empty payload", frame(1, []byte{})},
+		{"OK without the statement id", frame(1, []byte{mysql.OK_HEADER, 1, 0})},
+		{"not an OK", frame(1, []byte{0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := benchSession(t, nil)
+			bc := wrapFor(&scriptedServer{reply: tc.reply})
+			st := &preparedStmt{query: []byte("SELECT ?"), onConn: map[*backend.Conn]uint32{}}
+			_, err := s.relay.prepareOn(bc, st, time.Second)
+			if err == nil {
+				t.Fatal("a malformed reply was taken as a prepared statement")
+			}
+		})
 	}
 }

@@ -152,6 +152,17 @@ func (w lockedWriter) Write(b []byte) (int, error) {
 // Pid is the proxy's process id.
 func (p *Proxy) Pid() int { return p.cmd.Process.Pid }
 
+// Running: the process has not exited.
+func (p *Proxy) Running() bool {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
 // ProxyOptions adjust the generated config.
 type ProxyOptions struct {
 	// Extra YAML appended at top level (keys must not repeat the base ones).
