@@ -6,7 +6,7 @@ BASE_PORT ?= 13306
 REPLICAS  ?= 2
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: test-mysql test-compat deb all deps bench-deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
+.PHONY: test-mysql test-race soak test-compat deb all deps bench-deps build run sandbox-up sandbox-down test test-faults unit lint bench bench-failover fuzz clean
 
 all: build
 
@@ -39,14 +39,36 @@ lint:
 ##   starts its own servers): every package against MariaDB, then the suites
 ##   that drive replication and failover again against Oracle MySQL 9.7, one
 ##   package at a time (three mysqld per package load 2 cores enough)
+##   and the driver matrix and transaction suite once more through a -race
+##   build of the proxy, with the packages' own tests under -race
 MYSQL_SUITES := ./test/failover/ ./test/routing/ ./test/operator/ ./test/transactions/ ./test/clusters/
+RACE_CI_SUITES := ./test/drivers/ ./test/transactions/
+RACE_SUITES := ./test/drivers/ ./test/transactions/ ./test/failover/ ./test/operator/ ./test/proxy/ ./test/clusters/
+RACE_UNITS := ./proxy/ ./backend/ ./router/ ./failover/ ./admin/ ./metrics/ ./coord/ ./internal/... ./web/
 test: deps lint
 	$(GO) test -count=1 -timeout 25m ./...
 	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -p 1 -timeout 20m $(MYSQL_SUITES)
+	$(GO) test -race -count=1 -timeout 10m $(RACE_UNITS)
+	SWITCHYARD_TEST_RACE=1 $(GO) test -count=1 -p 1 -timeout 20m $(RACE_CI_SUITES)
+
+## test-race: the integration suites (drivers, transactions, failover,
+##   operator, protocol, clusters) against a -race build of the proxy, and
+##   the packages' own tests under -race; a race report fails the test
+test-race: deps
+	$(GO) test -race -count=1 -timeout 10m $(RACE_UNITS)
+	SWITCHYARD_TEST_RACE=1 $(GO) test -count=1 -p 1 -timeout 40m $(RACE_SUITES)
 
 ## test-mysql: only the MySQL pass of make test
 test-mysql: deps
 	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -p 1 -timeout 20m $(MYSQL_SUITES)
+
+## soak: SOAK (30m) of sysbench oltp_read_write, clients connecting and leaving,
+##   a switchover every 2 minutes and a RELOAD every minute; prints RSS, goroutines
+##   and open fds every minute, which must end within ±10 % of the first minute,
+##   and checks that no acknowledged write was lost (not in CI)
+SOAK ?= 30m
+soak: deps bench-deps
+	$(GO) test -tags soak -count=1 -v -timeout 60m -run TestSoak ./test/soak/ -soak $(SOAK)
 
 ## unit: tests that need no server
 unit:

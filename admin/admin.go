@@ -26,7 +26,9 @@ type Server struct {
 	l     net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
-	conns map[*server.Conn]struct{}
+	// conns are the sessions and their sockets: Close closes the socket,
+	// never touching the session, which its own goroutine owns.
+	conns map[*server.Conn]net.Conn
 }
 
 // New prepares the admin server with its own account.
@@ -37,7 +39,7 @@ func New(src Sources, user, password string, log *zap.Logger) (*Server, error) {
 	}
 	auth := &adminAuth{user: user, password: password, log: log}
 	ms := server.NewServer("5.5.5-10.11.0-switchyard-admin", mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, nil)
-	return &Server{src: src, cmds: commandTable(), log: log, ms: ms, auth: auth, conns: map[*server.Conn]struct{}{}}, nil
+	return &Server{src: src, cmds: commandTable(), log: log, ms: ms, auth: auth, conns: map[*server.Conn]net.Conn{}}, nil
 }
 
 // Listen binds the admin address.
@@ -69,10 +71,8 @@ func (s *Server) Close() {
 		s.l.Close()
 	}
 	s.mu.Lock()
-	for c := range s.conns {
-		if c.Conn != nil {
-			_ = c.Conn.Conn.Close()
-		}
+	for _, nc := range s.conns {
+		_ = nc.Close()
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -89,7 +89,7 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	s.mu.Lock()
-	s.conns[c] = struct{}{}
+	s.conns[c] = nc
 	s.mu.Unlock()
 	defer func() {
 		if r := recover(); r != nil {

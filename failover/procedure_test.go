@@ -271,3 +271,26 @@ func TestSwitchoverDrainsTransactions(t *testing.T) {
 		t.Errorf("master %s after the switchover", cluster.Topology().Master)
 	}
 }
+
+// TestRejoinFollowsAChangeMadeElsewhere: the master this instance routes
+// to was made a replica of a writable server outside it (an operator, an
+// uncoordinated instance): that server is the master now, and is not
+// fenced as a stray (which left every server read-only, replicating in a
+// circle).
+func TestRejoinFollowsAChangeMadeElsewhere(t *testing.T) {
+	f := newFakeServers()
+	f.add("db1", "10.0.0.1:3306", "10.0.0.2:3306", "0-2-10")
+	f.add("db2", "10.0.0.2:3306", "", "0-2-10")
+	cluster := backend.NewCluster("default", []backend.Server{{Name: "db1", Addr: "10.0.0.1:3306"}, {Name: "db2", Addr: "10.0.0.2:3306"}}, "db1", backend.PoolOptions{}, nil)
+	cluster.Topo.SetHealth("db1", backend.Health{Up: true, ReadOnly: true, CheckedAt: time.Now(),
+		Replica: &backend.ReplicaStatus{MasterHost: "10.0.0.2", MasterPort: 3306, IORunning: true, SQLRunning: true}})
+	cluster.Topo.SetHealth("db2", backend.Health{Up: true, CheckedAt: time.Now()})
+	e := New(cluster, f, Settings{Interval: time.Millisecond, Servers: []ServerConfig{{Name: "db1", Addr: "10.0.0.1:3306"}, {Name: "db2", Addr: "10.0.0.2:3306"}}}, zap.NewNop())
+	e.rejoinStrays(context.Background())
+	if got := f.changes(); len(got) != 0 {
+		t.Fatalf("the new master was treated as a stray: %q", got)
+	}
+	if m := cluster.Topology().Master; m != "db2" {
+		t.Fatalf("routes writes to %s, want db2", m)
+	}
+}

@@ -50,8 +50,42 @@ func (e *Engine) rejoinStrays(ctx context.Context) {
 			continue
 		}
 		e.nextRejoin[st.Name] = time.Now().Add(5 * time.Second)
+		if replicatesFrom(master, e.server(st.Name).Addr) && !st.ReadOnly {
+			// Not a stray: the master was made its replica outside this
+			// instance. Rejoining it would make every server read-only
+			// and replicate in a circle.
+			e.followExternalChange(st.Name, topo.Master)
+			return
+		}
 		e.rejoin(ctx, st.Name, masterCfg)
 	}
+}
+
+// replicatesFrom: the server's replication source is addr.
+func replicatesFrom(st *backend.ServerState, addr string) bool {
+	return st.Replica != nil && fmt.Sprintf("%s:%d", st.Replica.MasterHost, st.Replica.MasterPort) == addr
+}
+
+// followExternalChange makes name the master when the topology was
+// changed outside this instance: the master it routed to is now a replica
+// of name, which takes writes (an operator's CHANGE MASTER, or another
+// Switchyard instance that is not coordinated with this one). Alone, it
+// follows what the servers say, as a restart would discover it; with a
+// coordinator, the topology comes from etcd only, so it just reports.
+func (e *Engine) followExternalChange(name, old string) {
+	if e.coord != nil {
+		if e.noted[name] != "external" {
+			e.noted[name] = "external"
+			e.log.Error("the master replicates from another server, changed outside Switchyard: not following it without the coordinator",
+				zap.String("master", old), zap.String("source", name))
+		}
+		return
+	}
+	e.log.Warn("the topology was changed outside this Switchyard instance: following it",
+		zap.String("old_master", old), zap.String("new_master", name))
+	e.cluster.Topo.SetMaster(name)
+	e.lastChange.Store(time.Now().UnixNano())
+	e.saveState()
 }
 
 func (e *Engine) rejoin(ctx context.Context, name string, masterCfg ServerConfig) {

@@ -5,9 +5,12 @@ package coord_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -311,6 +314,44 @@ func TestLeaderKilledDuringFailover(t *testing.T) {
 		t.Fatalf("%d failovers completed by the surviving instances, want 1", total)
 	}
 	restartOld(t, old, rest)
+}
+
+// TestFailedStartLeavesNothingBehind: a start that fails after joining
+// etcd (here the status page's port is taken) exits non-zero saying why,
+// and leaves nothing behind: its registration in etcd is revoked at once,
+// not when its lease would have expired (a minute here).
+func TestFailedStartLeavesNothingBehind(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	p, err := env.ProxyConfig(harness.ProxyOptions{LogLevel: "info",
+		Extra: strings.Replace(etcd.CoordinationConfig("doomed", "/t5"), "session_ttl: 3s", "session_ttl: 60s", 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := os.ReadFile(p.ConfigPath)
+	cfg = []byte(strings.Replace(string(cfg), "http:\n  listen: "+p.HTTPAddr, "http:\n  listen: "+taken.Addr().String(), 1))
+	if err := os.WriteFile(p.ConfigPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, env.Binary, "run", "--config", p.ConfigPath).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() == 0 || !strings.Contains(string(out), taken.Addr().String()) {
+		t.Fatalf("start with a taken port: %v\n%s", err, out)
+	}
+	if etcdHas(t, "/t5/instances/doomed") {
+		t.Fatalf("the failed instance is still registered in etcd:\n%s", out)
+	}
+	for _, port := range []string{p.Addr, p.AdminAddr} {
+		if c, err := net.DialTimeout("tcp", port, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s still accepts after the failed start", port)
+		}
+	}
 }
 
 // Runs last: it stops etcd. Instances cut off from etcd keep serving with

@@ -93,7 +93,11 @@ func setup(opts sandbox.Options, seed int) (*Env, error) {
 	bin := filepath.Join(dir, "switchyard")
 	_, self, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(self), "..", "..")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/switchyard")
+	args := []string{"build", "-o", bin}
+	if RaceBuild() {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/switchyard")...)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build switchyard: %v\n%s", err, out)
@@ -111,6 +115,19 @@ func setup(opts sandbox.Options, seed int) (*Env, error) {
 		return nil, err
 	}
 	return &Env{Sandbox: sb, Binary: bin, Dir: dir}, nil
+}
+
+// RaceBuild: SWITCHYARD_TEST_RACE=1 builds the proxy with the race
+// detector (make test-race); every proxy a test starts is then checked
+// for race reports when it stops.
+func RaceBuild() bool { return os.Getenv("SWITCHYARD_TEST_RACE") == "1" }
+
+// checkRaces fails the test if the proxy's output holds a race report.
+func (p *Proxy) checkRaces(t testing.TB) {
+	log := p.Log()
+	if i := strings.Index(log, "WARNING: DATA RACE"); i >= 0 {
+		t.Errorf("the proxy reported a data race:\n%s", log[i:min(len(log), i+6000)])
+	}
 }
 
 // Teardown stops the sandbox and removes everything.
@@ -201,12 +218,30 @@ func (e *Env) StartProxy(t testing.TB, o ProxyOptions) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Stop() })
+	t.Cleanup(func() {
+		p.Stop()
+		p.checkRaces(t)
+	})
 	return p
 }
 
 // StartProxyErr is StartProxy for TestMain (no testing.TB).
 func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
+	p, err := e.ProxyConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	var args []string
+	if o.SkipCheck {
+		args = append(args, "--skip-check")
+	}
+	return e.launch(p, o.Environ, args...)
+}
+
+// ProxyConfig writes the config StartProxy would run (free ports, the
+// sandbox's servers) and starts nothing: p.ConfigPath and the addresses
+// are set.
+func (e *Env) ProxyConfig(o ProxyOptions) (*Proxy, error) {
 	ports, err := freePorts(3)
 	if err != nil {
 		return nil, err
@@ -248,11 +283,7 @@ func (e *Env) StartProxyErr(o ProxyOptions) (*Proxy, error) {
 	}
 	f.Close()
 	p.ConfigPath = f.Name()
-	var args []string
-	if o.SkipCheck {
-		args = append(args, "--skip-check")
-	}
-	return e.launch(p, o.Environ, args...)
+	return p, nil
 }
 
 // writeBackends writes the sandbox's servers: top-level backends for one
@@ -304,7 +335,10 @@ func (e *Env) StartConfig(t testing.TB, path, addr, adminAddr, httpAddr string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { p.Stop() })
+	t.Cleanup(func() {
+		p.Stop()
+		p.checkRaces(t)
+	})
 	return p
 }
 
@@ -432,9 +466,14 @@ func Main(m *testing.M, replicas, seed int, o ProxyOptions, env **Env, proxy **P
 		fmt.Fprintln(os.Stderr, "start proxy:", err)
 		return 1
 	}
-	defer p.Stop()
 	*env, *proxy = e, p
 	code := m.Run()
+	p.Stop()
+	if log := p.Log(); strings.Contains(log, "WARNING: DATA RACE") {
+		i := strings.Index(log, "WARNING: DATA RACE")
+		fmt.Fprintln(os.Stderr, "the shared proxy reported a data race:\n"+log[i:min(len(log), i+6000)])
+		code = 1
+	}
 	if code != 0 {
 		log := p.Log()
 		if len(log) > 20000 {

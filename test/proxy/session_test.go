@@ -448,3 +448,51 @@ func connectAs(t *testing.T, addr, user, password string) *client.Conn {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestChangeUserWhileAdminWatches: a session changes user again and again
+// while the admin port lists sessions: every change works, SHOW SESSIONS
+// names the current user, and a race build (make test-race) reports no
+// race between the session and the admin's reads.
+func TestChangeUserWhileAdminWatches(t *testing.T) {
+	p := env.StartProxy(t, proxyWithUsers())
+	adm := p.Admin(t)
+	stop := make(chan struct{})
+	watched := make(chan int)
+	go func() {
+		n := 0
+		defer func() { watched <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if rows, err := adm.Query("SHOW SESSIONS"); err == nil {
+				for rows.Next() {
+				}
+				rows.Close()
+				n++
+			}
+		}
+	}()
+	c := connectClient(t, p.Addr)
+	users := []struct{ name, pass string }{{"bob", "bobpw"}, {"app", "app"}}
+	for i := range 40 {
+		u := users[i%2]
+		if reply := changeUser(t, c, u.name, u.pass, ""); len(reply) == 0 || reply[0] != gomysql.OK_HEADER {
+			t.Fatalf("change to %s: %x", u.name, reply)
+		}
+		if _, err := c.Execute("SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	t.Logf("SHOW SESSIONS ran %d times during 40 user changes", <-watched)
+	found := false
+	for _, r := range harness.AdminRows(t, adm, "SHOW SESSIONS") {
+		found = found || r["user"] == "app"
+	}
+	if !found {
+		t.Fatal("SHOW SESSIONS does not show the session's current user")
+	}
+}
