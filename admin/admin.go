@@ -18,14 +18,14 @@ import (
 
 // Server is the admin SQL listener.
 type Server struct {
-	src   Sources
-	cmds  []command
-	log   *zap.Logger
-	ms    *server.Server
-	auth  *adminAuth
-	l     net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
+	src  Sources
+	cmds []command
+	log  *zap.Logger
+	ms   *server.Server
+	auth *adminAuth
+	l    net.Listener
+	wg   sync.WaitGroup
+	mu   sync.Mutex
 	// conns are the sessions and their sockets: Close closes the socket,
 	// never touching the session, which its own goroutine owns.
 	conns map[*server.Conn]net.Conn
