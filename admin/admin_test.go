@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // fakeSources is a process with the given clusters (no engine) and
@@ -31,6 +32,15 @@ func (f *fakeSources) TxOutcomes(string, uint64) (int, int) { return 0, 0 }
 func (f *fakeSources) Kill(uint32, bool) error              { return errors.New("no such session") }
 func (f *fakeSources) Config() string                       { return "" }
 func (f *fakeSources) Members() []Member                    { return nil }
+func (f *fakeSources) Rules() []rules.RuleInfo {
+	return []rules.RuleInfo{{Name: "hot", Match: "digest=x", Action: "cache_ttl=2s", Hits: 3, CacheHits: 2, CacheMiss: 1,
+		LastHit: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}, {Name: "cold", Match: "user=a", Action: "log"}}
+}
+
+// ExplainRoute echoes its arguments, for the parsing to be checked.
+func (f *fakeSources) ExplainRoute(sql, user, db string) (RouteExplanation, error) {
+	return RouteExplanation{Cluster: "default", Target: "r", Reason: "user=" + user + " db=" + db, Rules: sql}, nil
+}
 func (f *fakeSources) Reload() error {
 	if f.reload == nil {
 		return errors.New("reload is not available")
@@ -115,6 +125,22 @@ func TestAdminCommands(t *testing.T) {
 		{"SHOW VERSION", func(t *testing.T, rows [][]string) {
 			if rows[0][0] != "test" {
 				t.Errorf("version %v", rows)
+			}
+		}},
+		{"SHOW RULES", func(t *testing.T, rows [][]string) {
+			if len(rows) != 2 || rows[0][0] != "hot" || rows[0][3] != "3" || rows[0][4] != "2026-12-03T10:00:00Z" || rows[0][5] != "2" ||
+				rows[1][4] != "" {
+				t.Errorf("SHOW RULES: %v", rows)
+			}
+		}},
+		{"EXPLAIN ROUTE FOR USER 'report' IN shop SELECT * FROM t WHERE a = 'x y'", func(t *testing.T, rows [][]string) {
+			if len(rows) != 1 || rows[0][2] != "user=report db=shop" || rows[0][3] != "SELECT * FROM t WHERE a = 'x y'" {
+				t.Errorf("EXPLAIN ROUTE: %v", rows)
+			}
+		}},
+		{"explain route select 1", func(t *testing.T, rows [][]string) {
+			if rows[0][2] != "user= db=" || rows[0][3] != "select 1" {
+				t.Errorf("EXPLAIN ROUTE without user: %v", rows)
 			}
 		}},
 		{"select @@version_comment limit 1", func(t *testing.T, rows [][]string) {

@@ -46,6 +46,9 @@ func commandTable() []command {
 		cmd(`SHOW\s+CLUSTER`, "SHOW CLUSTER", "Switchyard instances sharing the clusters: leader, epoch each applied", (*Server).showInstances),
 		cmd(`SHOW\s+STATUS`, "SHOW STATUS", "uptime, masters, connections, queries, errors, failovers", (*Server).showStatus),
 		cmd(`SHOW\s+CONFIG`, "SHOW CONFIG", "the running configuration (secrets hidden)", (*Server).showConfig),
+		cmd(`SHOW\s+RULES`, "SHOW RULES", "query rules in order: match, action, hits, last hit, cache hits and misses", (*Server).showRules),
+		cmd(`EXPLAIN\s+ROUTE(?:\s+FOR\s+USER\s+`+name+`)?(?:\s+IN\s+`+name+`)?\s+(.+)`, "EXPLAIN ROUTE [FOR USER 'u'] [IN 'db'] statement",
+			"where the statement would run and why: cluster, server, rule or built-in reason, cache", (*Server).explainRoute),
 		cmd(`SWITCHOVER(?:\s+`+name+`)??(?:\s+TO\s+`+name+`)?`, "SWITCHOVER [cluster] [TO 'name']", "planned master change without loss",
 			func(s *Server, a []string) (*mysql.Result, error) {
 				return s.change("switchover", a[0]+a[1], a[2]+a[3])
@@ -173,6 +176,26 @@ func (s *Server) showQueryStats(_ []string) (*mysql.Result, error) {
 		rows = append(rows, []any{q.Digest, q.Count, q.Total.Microseconds(), avg.Microseconds(), q.Max.Microseconds(), q.Rows, q.ToMaster, q.ToReplica})
 	}
 	return table([]string{"digest", "count", "total_us", "avg_us", "max_us", "rows", "to_master", "to_replica"}, rows)
+}
+
+func (s *Server) showRules(_ []string) (*mysql.Result, error) {
+	var rows [][]any
+	for _, r := range s.src.Rules() {
+		var last any
+		if !r.LastHit.IsZero() {
+			last = r.LastHit.UTC().Format(time.RFC3339)
+		}
+		rows = append(rows, []any{r.Name, r.Match, r.Action, r.Hits, last, r.CacheHits, r.CacheMiss})
+	}
+	return table([]string{"name", "match", "action", "hits", "last_hit", "cache_hits", "cache_misses"}, rows)
+}
+
+func (s *Server) explainRoute(a []string) (*mysql.Result, error) {
+	e, err := s.src.ExplainRoute(strings.TrimSpace(a[4]), a[0]+a[1], a[2]+a[3])
+	if err != nil {
+		return nil, err
+	}
+	return table([]string{"cluster", "target", "reason", "rules", "cache"}, [][]any{{e.Cluster, e.Target, e.Reason, e.Rules, e.Cache}})
 }
 
 func (s *Server) resetQueryStats(_ []string) (*mysql.Result, error) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/failover"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // Sources are what the admin port reports on and steers. cmd implements
@@ -36,6 +37,22 @@ type Sources interface {
 	// Members lists the Switchyard instances sharing the clusters (one
 	// row per instance and cluster).
 	Members() []Member
+	// Rules lists the query rules in order, with their counters.
+	Rules() []rules.RuleInfo
+	// ExplainRoute says where a statement would run for a user in a
+	// database, and why.
+	ExplainRoute(sql, user, db string) (RouteExplanation, error)
+}
+
+// RouteExplanation is EXPLAIN ROUTE's answer.
+type RouteExplanation struct {
+	Cluster, Target string
+	// Reason is the built-in reason or the rule behind the choice.
+	Reason string
+	// Rules are the rules that match ("" when none).
+	Rules string
+	// Cache says whether the cache would answer, or why not.
+	Cache string
 }
 
 // Cluster is one cluster as the admin port sees it.

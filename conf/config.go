@@ -53,6 +53,12 @@ type Config struct {
 	HTTP     HTTP              `yaml:"http"`
 	Hooks    Hooks             `yaml:"hooks"`
 	Log      Log               `yaml:"log"`
+	// Rules act on statements as they pass (route, block, cache, time
+	// out, log), in order; the first that matches wins unless it says
+	// continue.
+	Rules []Rule `yaml:"rules,omitempty"`
+	// Cache bounds the result cache that rules with cache_ttl fill.
+	Cache Cache `yaml:"cache"`
 	// Coordination with other Switchyard instances; empty: run alone.
 	Coordination Coordination `yaml:"coordination"`
 
@@ -300,6 +306,52 @@ type Log struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"` // json or console
 	File   string `yaml:"file"`   // empty: stderr
+	// QueryLog receives one JSON line per statement that a rule marks
+	// with log, and per statement slower than SlowQueryTime: a file
+	// path, or "stdout". Empty: no query log.
+	QueryLog      string   `yaml:"query_log"`
+	SlowQueryTime Duration `yaml:"slow_query_time"` // 0: none counts as slow
+}
+
+// Rule is one query rule: statements that match all of Match's set
+// fields get its actions.
+type Rule struct {
+	Name  string    `yaml:"name"`
+	Match RuleMatch `yaml:"match"`
+	// Route sends matching statements to the master, to a replica, or
+	// to the named cluster; never against what the proxy guarantees (a
+	// transaction, read-your-writes, session state stay where they are).
+	Route string `yaml:"route"`
+	// Block refuses matching statements with error 1148 and this text.
+	Block string `yaml:"block"`
+	// CacheTTL keeps results of matching reads this long.
+	CacheTTL Duration `yaml:"cache_ttl"`
+	// Timeout kills a matching statement on its server after this long.
+	Timeout Duration `yaml:"timeout"`
+	// MaxLag: matching reads go to replicas lagging at most this much.
+	MaxLag Duration `yaml:"max_lag"`
+	// Log writes matching statements to the query log.
+	Log bool `yaml:"log"`
+	// Continue: the statement goes on to the next rules, which add the
+	// actions this one does not set.
+	Continue bool `yaml:"continue"`
+}
+
+// RuleMatch are a rule's conditions; an empty field matches anything.
+type RuleMatch struct {
+	Regex  string   `yaml:"regex"`  // RE2, on the statement text
+	Digest string   `yaml:"digest"` // as SHOW QUERY STATS prints it
+	User   string   `yaml:"user"`
+	Schema string   `yaml:"schema"` // the session's database
+	Client string   `yaml:"client"` // CIDR of the client's address
+	Kind   string   `yaml:"kind"`   // read, write or ddl
+	Tables []string `yaml:"tables"` // any of these tables
+}
+
+// Cache bounds the result cache.
+type Cache struct {
+	// MaxSize is the memory results may take (least recently used go first).
+	MaxSize ByteSize `yaml:"max_size"`
 }
 
 // Duration is a time.Duration written as "500ms", "10s", "5m".

@@ -255,3 +255,30 @@ func TestClusterValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestRuleValidation: every mistake in a rule is refused with the rule's
+// place in the file.
+func TestRuleValidation(t *testing.T) {
+	good := "rules:\n  - name: a\n    match: {user: report, kind: read, client: 10.0.0.0/8, regex: '^SELECT'}\n    route: c2\n    max_lag: 5s\n"
+	if _, err := Parse([]byte(twoClusters+good), "x.yaml"); err != nil {
+		t.Fatalf("a good rule: %v", err)
+	}
+	for _, tc := range []struct{ name, rules, want string }{
+		{"duplicate name", "rules:\n  - {name: a, log: true}\n  - {name: a, log: true}\n", `rules[1].name: duplicate rule "a"`},
+		{"no name", "rules:\n  - {log: true}\n", "rules[0].name: is required"},
+		{"bad regex", "rules:\n  - {name: a, match: {regex: '(unclosed'}, log: true}\n", "rules[0]: match.regex"},
+		{"bad client", "rules:\n  - {name: a, match: {client: 10.0.0/8}, log: true}\n", "is not a CIDR"},
+		{"bad kind", "rules:\n  - {name: a, match: {kind: select}, log: true}\n", `match.kind: "select"`},
+		{"unknown route", "rules:\n  - {name: a, route: c9}\n", `route: "c9"`},
+		{"no action", "rules:\n  - {name: a, match: {user: x}}\n", "the rule does nothing"},
+		{"block and cache", "rules:\n  - {name: a, block: no, cache_ttl: 2s}\n", "cannot also route or cache"},
+		{"unknown key", "rules:\n  - {name: a, cache: 2s}\n", "unknown key cache"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(twoClusters+tc.rules), "x.yaml")
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -59,6 +60,7 @@ func Defaults() Config {
 			TransactionReplay: TransactionReplay{Enabled: true, MaxSize: 1 << 20},
 		},
 		Admin: Admin{Listen: "127.0.0.1:6033", User: "admin"},
+		Cache: Cache{MaxSize: 64 << 20},
 		Hooks: Hooks{Timeout: Duration(30 * time.Second)},
 		Log:   Log{Level: "info", Format: "json"},
 	}
@@ -326,7 +328,79 @@ func (c *Config) validate() []fieldError {
 	if c.Log.Format != "json" && c.Log.Format != "console" {
 		add("log.format", "%q: use json or console", c.Log.Format)
 	}
+	if c.Log.SlowQueryTime < 0 {
+		add("log.slow_query_time", "must not be negative")
+	}
+	if c.Cache.MaxSize < 0 || c.Cache.MaxSize > 64<<30 {
+		add("cache.max_size", "must be between 0 and 64GiB")
+	}
+	return append(errs, c.validateRules()...)
+}
+
+// validateRules checks each rule: a unique name, conditions that parse,
+// at least one action, a route the proxy knows.
+func (c *Config) validateRules() []fieldError {
+	var errs []fieldError
+	clusters := map[string]bool{}
+	for _, cl := range c.resolved {
+		clusters[cl.Name] = true
+	}
+	seen := map[string]bool{}
+	for i, r := range c.Rules {
+		f := fmt.Sprintf("rules[%d]", i)
+		add := func(field, format string, args ...any) {
+			errs = append(errs, fieldError{f + field, fmt.Sprintf(format, args...)})
+		}
+		switch {
+		case r.Name == "":
+			add(".name", "is required")
+		case seen[r.Name]:
+			add(".name", "duplicate rule %q", r.Name)
+		}
+		seen[r.Name] = true
+		if err := r.Check(clusters); err != nil {
+			add("", "%v", err)
+		}
+	}
 	return errs
+}
+
+// Check validates one rule against the clusters there are (a rule added
+// at runtime is checked the same way as one in the file).
+func (r Rule) Check(clusters map[string]bool) error {
+	m := r.Match
+	if m.Regex != "" {
+		if _, err := regexp.Compile(m.Regex); err != nil {
+			return fmt.Errorf("match.regex: %v", err)
+		}
+	}
+	if m.Client != "" {
+		if _, err := netip.ParsePrefix(m.Client); err != nil {
+			if _, err2 := netip.ParseAddr(m.Client); err2 != nil {
+				return fmt.Errorf("match.client: %q is not a CIDR (10.0.0.0/8) or an address", m.Client)
+			}
+		}
+	}
+	switch m.Kind {
+	case "", "read", "write", "ddl":
+	default:
+		return fmt.Errorf("match.kind: %q: use read, write or ddl", m.Kind)
+	}
+	switch {
+	case r.Route == "", r.Route == "master", r.Route == "replica", clusters[r.Route]:
+	default:
+		return fmt.Errorf("route: %q: use master, replica or a cluster's name", r.Route)
+	}
+	if r.Block == "" && r.Route == "" && r.CacheTTL == 0 && r.Timeout == 0 && r.MaxLag == 0 && !r.Log && !r.Continue {
+		return errors.New("the rule does nothing: give it route, block, cache_ttl, timeout, max_lag or log")
+	}
+	if r.CacheTTL < 0 || r.Timeout < 0 || r.MaxLag < 0 {
+		return errors.New("cache_ttl, timeout and max_lag must not be negative")
+	}
+	if r.Block != "" && (r.Route != "" || r.CacheTTL != 0) {
+		return errors.New("a blocking rule cannot also route or cache")
+	}
+	return nil
 }
 
 // validateClusters checks every cluster's backends (names and addresses

@@ -63,6 +63,11 @@ type Coordinator struct {
 	ctx     context.Context // the loops' (Close cancels it)
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// Cache invalidations waiting to be published (see invalidate.go).
+	invMu      sync.Mutex
+	invPending map[string]map[string]bool
+	invWake    chan struct{}
 }
 
 // ErrLostRace means another instance changed the topology first.
@@ -88,7 +93,7 @@ func Start(ctx context.Context, set Settings, log *zap.Logger) (*Coordinator, er
 	if err != nil {
 		return nil, fmt.Errorf("etcd: %w", err)
 	}
-	c := &Coordinator{set: set, cli: cli, log: log}
+	c := &Coordinator{set: set, cli: cli, log: log, invWake: make(chan struct{}, 1)}
 	sctx, cancel := context.WithTimeout(ctx, 5*set.DialTimeout)
 	defer cancel()
 	if _, err := cli.Get(sctx, c.key("instances"), clientv3.WithCountOnly()); err != nil {
@@ -97,8 +102,9 @@ func Start(ctx context.Context, set Settings, log *zap.Logger) (*Coordinator, er
 	}
 	c.healthy.Store(true)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.heartbeat(c.ctx) }()
+	go func() { defer c.wg.Done(); c.publishLoop(c.ctx) }()
 	return c, nil
 }
 

@@ -101,6 +101,25 @@ var errClientWrite = errors.New("write to client failed")
 type flushConn struct {
 	net.Conn
 	buf *[]byte // nil while nothing is buffered (see writeBufs)
+	// capture, while on, keeps a copy of everything written (a reply
+	// that will fill the result cache), up to captureMax bytes.
+	capture    []byte
+	capturing  bool
+	captureMax int
+}
+
+// startCapture keeps a copy of what is written from now on, up to max
+// bytes (more and the copy is given up).
+func (c *clientConn) startCapture(max int) {
+	c.out.capture, c.out.capturing, c.out.captureMax = nil, true, max
+}
+
+// stopCapture ends the copy and returns it; ok is false when it grew
+// past its bound.
+func (c *clientConn) stopCapture() (data []byte, ok bool) {
+	data, ok = c.out.capture, c.out.capturing
+	c.out.capture, c.out.capturing = nil, false
+	return data, ok
 }
 
 // writeBufs holds client write buffers: a session holds one only while
@@ -112,6 +131,13 @@ const writeBufSize = 32 * 1024
 func newFlushConn(c net.Conn) *flushConn { return &flushConn{Conn: c} }
 
 func (f *flushConn) Write(p []byte) (int, error) {
+	if f.capturing {
+		if len(f.capture)+len(p) > f.captureMax {
+			f.capture, f.capturing = nil, false
+		} else {
+			f.capture = append(f.capture, p...)
+		}
+	}
 	if f.buf != nil && len(*f.buf)+len(p) > writeBufSize {
 		if err := f.Flush(); err != nil {
 			return 0, err

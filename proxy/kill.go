@@ -65,8 +65,9 @@ func (c *statementControl) init(srv *Server, info *sessionInfo) {
 }
 
 // start publishes the statement about to run on bc of cluster b, and arms
-// the query timer (timeout 0: none).
-func (c *statementControl) start(b *Backends, server string, bc *backend.Conn, a backend.Account, timeout time.Duration) statementRun {
+// the query timer (timeout 0: none; bound names it for the client:
+// "query_timeout", or a rule's).
+func (c *statementControl) start(b *Backends, server string, bc *backend.Conn, a backend.Account, timeout time.Duration, bound string) statementRun {
 	if r := c.cached; r == nil || r.conn != bc || r.server != server || r.account != a || r.b != b {
 		c.cached = &running{b: b, server: server, thread: bc.ThreadID(), account: a, conn: bc}
 	}
@@ -78,7 +79,7 @@ func (c *statementControl) start(b *Backends, server string, bc *backend.Conn, a
 	c.mu.Unlock()
 	if timeout > 0 {
 		run.timer = time.AfterFunc(timeout, func() {
-			why := fmt.Sprintf("Query execution was interrupted (query_timeout of %s exceeded)", timeout)
+			why := fmt.Sprintf("Query execution was interrupted (%s of %s exceeded)", bound, timeout)
 			if err := c.kill(run.seq, why, false); err != nil {
 				c.log.Warn("query timeout: the kill failed; the connection is cut instead", zap.Error(err))
 			}

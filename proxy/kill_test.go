@@ -21,11 +21,11 @@ func TestKillAimsAtOneStatement(t *testing.T) {
 	}
 	defer bc.Close()
 	c := &s.ctl
-	first := c.start(b, "m", bc, backend.Account{}, 0)
+	first := c.start(b, "m", bc, backend.Account{}, 0, "query_timeout")
 	if why := c.stop(first); why != "" {
 		t.Fatalf("a statement nobody killed reports %q", why)
 	}
-	second := c.start(b, "m", bc, backend.Account{}, 0)
+	second := c.start(b, "m", bc, backend.Account{}, 0, "query_timeout")
 	// The first statement's timer fires only now.
 	if err := c.kill(first.seq, "query_timeout exceeded", false); err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestKillAimsAtOneStatement(t *testing.T) {
 		t.Fatalf("the next statement was marked killed: %q", why)
 	}
 	// A kill aimed at the running statement does reach the server.
-	third := c.start(b, "m", bc, backend.Account{}, 0)
+	third := c.start(b, "m", bc, backend.Account{}, 0, "query_timeout")
 	if err := c.kill(third.seq, "query_timeout exceeded", false); err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +65,11 @@ func TestQueryTimerStoppedWithItsStatement(t *testing.T) {
 	c := &s.ctl
 	killedInTime := 0
 	for range 50 {
-		run := c.start(b, "m", bc, backend.Account{}, time.Millisecond)
+		run := c.start(b, "m", bc, backend.Account{}, time.Millisecond, "query_timeout")
 		if c.stop(run) != "" {
 			killedInTime++
 		}
-		next := c.start(b, "m", bc, backend.Account{}, 0)
+		next := c.start(b, "m", bc, backend.Account{}, 0, "query_timeout")
 		time.Sleep(2 * time.Millisecond) // a late timer fires now, if at all
 		if why := c.stop(next); why != "" {
 			t.Fatalf("a statement without a timeout was killed: %q", why)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/cache"
+
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	"go.uber.org/zap"
@@ -51,6 +53,8 @@ type Server struct {
 	// defaults: per cluster, the session tracking and timeouts sessions
 	// start from (read once from a server of that cluster).
 	defaults sync.Map
+	// cache keeps results of reads that rules mark (nil: no cache).
+	cache *cache.Cache
 	// observe, when set (before Serve), is told about every statement.
 	observe func(cluster, kind string, toMaster, ok bool, d time.Duration)
 }
@@ -98,6 +102,10 @@ func New(clusters []*Backends, set *Settings, version string, tlsConf *tls.Confi
 	return s, nil
 }
 
+// SetCache installs the result cache that rules with cache_ttl fill.
+// Call it before Serve.
+func (s *Server) SetCache(c *cache.Cache) { s.cache = c }
+
 // SetObserver installs a per-statement callback (metrics). Call it before
 // Serve.
 func (s *Server) SetObserver(f func(cluster, kind string, toMaster, ok bool, d time.Duration)) {
@@ -107,6 +115,9 @@ func (s *Server) SetObserver(f func(cluster, kind string, toMaster, ok bool, d t
 // Reload swaps users, limits and routing; existing sessions keep their
 // login and use the new settings from their next command.
 func (s *Server) Reload(set *Settings) { s.settings.Store(set) }
+
+// Settings are the settings sessions use now (read-only).
+func (s *Server) Settings() *Settings { return s.settings.Load() }
 
 // StatsRef exposes the counters.
 func (s *Server) StatsRef() *Stats { return &s.stats }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/router"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // session is one client connection. It orchestrates its parts, each the
@@ -45,6 +47,9 @@ type session struct {
 	stmts  stmtRegistry
 	ctl    statementControl
 	relay  relayer
+	// txWrites are the tables the open transaction wrote, invalidated in
+	// the result cache again when it ends.
+	txWrites txWrites
 	// status is the server status flags last seen (in transaction,
 	// autocommit, cursor …), as the client sees them.
 	status uint16
@@ -61,6 +66,8 @@ type session struct {
 // and COM_CHANGE_USER change it.
 type login struct {
 	user conf.User
+	// client is the client's address, for rules matching on it.
+	client netip.Addr
 	// caps are the capabilities both sides agreed on; track the
 	// session-state changes the client asked for.
 	caps  uint32
@@ -89,6 +96,8 @@ type scratch struct {
 	set    *Settings // read once per command
 	target string    // where the last command ran
 	cmdBuf []byte    // framing buffer for commands sent to backends
+	// rule is what the query rules look at, reused (no allocation).
+	rule rules.Statement
 }
 
 func newSession(srv *Server, c net.Conn) *session {

@@ -10,12 +10,15 @@ import (
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/router"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // A command is one client command that runs on a backend: how to choose
 // the server, the bytes to send, and what kind of reply to relay.
 type command struct {
 	class   router.Class
+	act     rules.Action  // what the query rules want done with it
+	fill    *cacheFill    // a read that fills the result cache (nil: none)
 	payload []byte        // the client's command packet (without header)
 	stmt    *preparedStmt // statement commands: the backend's id goes in per connection
 	stmtID  uint32        // COM_STMT_PREPARE: the id the client will know the statement by
@@ -66,9 +69,25 @@ func changesNothing(cl router.Class) bool {
 // decides what it becomes; all waits share one deadline, hold_timeout
 // from now.
 func (s *session) exec(c *command) error {
+	if s.cmd.set.Rules.Len() > 0 && c.runs() {
+		c.act = s.cmd.set.Rules.Match(s.ruleStatement(c))
+		if !c.act.None() {
+			c.act.Hit(time.Now())
+		}
+		if c.act.Block != "" {
+			s.logBlocked(c)
+			return errBlocked(c.act)
+		}
+	}
 	v, err := s.clusterOf(c)
 	if err != nil {
 		return err
+	}
+	if c.act.CacheTTL > 0 && s.srv.cache != nil {
+		if served, err := s.fromCache(c, v); served {
+			return err
+		}
+		defer s.abandonFill(c)
 	}
 	deadline := time.Now().Add(s.cmd.set.cluster(v.b.Name).HoldTimeout)
 	for tries := 0; ; tries++ {
@@ -98,6 +117,9 @@ func (s *session) exec(c *command) error {
 // that would span two clusters is refused.
 func (s *session) clusterOf(c *command) (*clusterView, error) {
 	name, err := s.cmd.set.Routes.Pick(c.class, s.home.b.Name)
+	if r := c.act.Route; err == nil && name == s.home.b.Name && r != "" && r != router.RouteMaster && r != router.RouteReplica {
+		name = r // a rule's cluster, for statements whose databases name none
+	}
 	if c.route == routeMaster || c.route == routeStmtLast {
 		name, err = s.home.b.Name, nil
 	}
@@ -278,7 +300,14 @@ func (s *session) decide(c *command, v *clusterView, topo *backend.Topology) (ro
 	}
 	ctx := router.Context{TxOn: s.tx.server(), LastTarget: s.cmd.target,
 		AutocommitOff: s.state.autocommitOff(), ReadsOnMaster: s.state.readsOnMaster()}
-	return router.Decide(c.class, ctx, v.route, topo, s.cmd.set.cluster(v.b.Name).Policy)
+	policy := s.cmd.set.cluster(v.b.Name).Policy
+	if r := c.act.Route; r == router.RouteMaster || r == router.RouteReplica {
+		ctx.Route, ctx.Rule = r, c.act.Rules
+	}
+	if c.act.MaxLag > 0 {
+		policy.MaxLag = c.act.MaxLag
+	}
+	return router.Decide(c.class, ctx, v.route, topo, policy)
 }
 
 // runOn sends the command on p and relays the reply. An I/O failure
@@ -306,11 +335,30 @@ func (s *session) runOn(c *command, p placement) error {
 		s.relay.checksum(r)
 	}
 	s.tx.sending(c)
+	s.invalidateFor(c, p.view, "", false)
+	if c.fill != nil {
+		s.client.startCapture(maxCachedReply)
+	}
 	sent, err := s.sendAndRelay(c, p, send, r, set)
+	if c.fill != nil {
+		data, captured := s.client.stopCapture()
+		if err == nil {
+			s.finishFill(c, p, r, data, captured)
+		}
+	}
 	if err != nil {
 		return s.lost(c, p, r, sent, err)
 	}
-	return s.observe(c, p, r, time.Since(start), toMaster)
+	took := time.Since(start)
+	err = s.observe(c, p, r, took, toMaster)
+	if r.ok {
+		s.invalidateFor(c, p.view, r.gtid, true)
+	}
+	if s.txWrites.cluster != "" {
+		s.invalidateAtTxEnd(r.gtid)
+	}
+	s.logQuery(c, p.view.b.Name, p.target, r, took)
+	return err
 }
 
 // lost turns an I/O failure under a command into a *failure, after
@@ -353,8 +401,11 @@ func (s *session) dropConn(server string) {
 // session's running statement (KILL, the query timeout); sent is false
 // when the command's write failed.
 func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply, set *ClusterSettings) (sent bool, err error) {
-	timeout := s.login.queryTimeout(set)
-	run := s.ctl.start(p.view.b, p.target, p.bc, s.login.account(), timeout)
+	timeout, bound := s.login.queryTimeout(set), "query_timeout"
+	if c.act.Timeout > 0 {
+		timeout, bound = c.act.Timeout, "the timeout of rule "+c.act.Rules // a rule's own bound
+	}
+	run := s.ctl.start(p.view.b, p.target, p.bc, s.login.account(), timeout, bound)
 	defer func() {
 		if why := s.ctl.stop(run); why != "" && r.serverErr != nil {
 			r.serverErr = errQueryKilled(why)

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -36,13 +37,23 @@ func (s *session) onAuthenticated(id uint32, user string, caps uint32, collation
 		s.srv.stats.Rejected.Add(1)
 		return errTooManyConnections()
 	}
-	s.login = login{user: u, caps: caps & s.srv.mysql.Capability(), counted: true} // go-mysql keeps the client's flags unmasked
+	s.login = login{user: u, caps: caps & s.srv.mysql.Capability(), counted: true, // go-mysql keeps the client's flags unmasked
+		client: clientAddr(s.client.raw.RemoteAddr())}
 	s.info.setUser(u.Name)
 	s.relay.login = &s.login
 	s.state.collationID = collation
 	s.state.db = s.hs.db
 	s.status = mysql.SERVER_STATUS_AUTOCOMMIT
 	return s.openSession()
+}
+
+// clientAddr is a client's IP address (invalid for a Unix socket).
+func clientAddr(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(t.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
 }
 
 func hostOf(a net.Addr) string {

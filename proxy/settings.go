@@ -5,6 +5,7 @@ import (
 
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/router"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // Settings are what sessions read; cmd builds them from the config, and
@@ -23,6 +24,12 @@ type Settings struct {
 	// Clusters are the per-cluster settings, by cluster name; every
 	// cluster the proxy was built with has an entry.
 	Clusters map[string]*ClusterSettings
+	// Rules are the query rules (nil: none).
+	Rules *rules.Set
+	// QueryLog receives statements rules mark and slow ones (nil: none);
+	// SlowQuery is the duration from which a statement is slow (0: none).
+	QueryLog  *QueryLog
+	SlowQuery time.Duration
 }
 
 // ClusterSettings are the settings sessions use on one cluster (the

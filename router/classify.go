@@ -71,6 +71,10 @@ type Class struct {
 	Pin bool
 	// Rollback: a full ROLLBACK (not to a savepoint).
 	Rollback bool
+	// DDL: a data definition statement (CREATE, ALTER, DROP, TRUNCATE,
+	// RENAME …), for rules matching kind ddl; Tables then names the
+	// tables it changes, when it names any.
+	DDL bool
 	// DML: a data statement (SELECT, INSERT, UPDATE, DELETE, REPLACE,
 	// LOAD DATA …) that never ends a transaction, explicitly or implicitly.
 	// Such a statement lost in flight inside a transaction may run again
@@ -213,6 +217,12 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	var out Class
 	for i, st := range stmts {
 		cl := classifyStmt(st)
+		if _, ddl := st.(ast.DDLNode); ddl {
+			cl.DDL = true
+			if cl.Tables == nil && cl.TempCreated == nil && cl.TempDropped == nil { // a session's own tables are no one else's
+				cl.Tables = collect(st).tables
+			}
+		}
 		cl.Schemas, cl.Unqualified = scope(st)
 		cl.Pin = pins(st)
 		cl.State = connState(st)
@@ -231,6 +241,11 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 	}
 	return out
 }
+
+// NormalizeDigest puts a digest as an operator writes it ("SELECT `v`
+// FROM `t` WHERE `id` = ?") in the form statements get, as SHOW QUERY
+// STATS prints it ("select `v` from `t` where `id` = ?").
+func NormalizeDigest(d string) string { return parser.Normalize(d, "ON") }
 
 // parse runs a pooled parser. Some valid SQL makes the TiDB parser's
 // value driver panic (an 82-digit decimal literal): that is an error
@@ -257,6 +272,7 @@ func (c *Classifier) parse(sql string, ansiQuotes bool) (stmts []ast.StmtNode, e
 // wins, and anything but all-reads goes to the master.
 func merge(a, b Class) Class {
 	a.Tables = append(a.Tables, b.Tables...)
+	a.DDL = a.DDL || b.DDL
 	for _, db := range b.Schemas {
 		a.Schemas = addOnce(a.Schemas, db)
 	}

@@ -85,7 +85,17 @@ type Context struct {
 	// session's writes ran (sql_auto_is_null: "WHERE id IS NULL" reads
 	// the session's last insert id).
 	ReadsOnMaster string
+	// Route is a query rule's choice, RouteMaster or RouteReplica, and
+	// Rule its name. A rule never overrides a transaction, session
+	// state or read-your-writes: Decide says so in the reason instead.
+	Route, Rule string
 }
+
+// The routes a query rule may ask for.
+const (
+	RouteMaster  = "master"
+	RouteReplica = "replica"
+)
 
 // MasterAvailable reports whether the topology has a master that takes
 // writes now: named, up, and not known to be unreplaceable.
@@ -113,11 +123,17 @@ func Decide(c Class, ctx Context, s *Session, topo *backend.Topology, p Policy) 
 	if c.Kind == KindLastBackend && ctx.LastTarget != "" {
 		return Decision{Target: ctx.LastTarget, Reason: c.Reason}, nil
 	}
-	if !p.Split {
+	if ctx.Route == RouteMaster {
+		return toMaster("rule " + ctx.Rule)
+	}
+	if !p.Split && ctx.Route != RouteReplica {
 		return toMaster("read/write split off")
 	}
 	if reason := masterReason(c, ctx, s); reason != "" {
 		if reason != readOnlyService || MasterAvailable(topo) {
+			if ctx.Route == RouteReplica {
+				reason += " (rule " + ctx.Rule + " cannot send it to a replica)"
+			}
 			return toMaster(reason)
 		}
 	}

@@ -101,6 +101,14 @@ func TestDecideRoutes(t *testing.T) {
 			t.Servers[0].Up = false
 		}, nil, "m1", nil},
 		{"avoided replicas", read, Context{}, func(s *Session) { s.Avoid("r1", time.Minute); s.Avoid("r2", time.Minute) }, nil, nil, "m1", nil},
+		{"rule: a read to the master", read, Context{Route: RouteMaster, Rule: "r"}, nil, nil, nil, "m1", nil},
+		{"rule: a read to a replica with the split off", read, Context{Route: RouteReplica, Rule: "r"}, nil, nil, func(p *Policy) { p.Split = false }, "replica", nil},
+		{"rule cannot send a write to a replica", Class{Kind: KindWrite}, Context{Route: RouteReplica, Rule: "r"}, nil, nil, nil, "m1", nil},
+		{"rule cannot move a transaction", read, Context{TxOn: "m1", Route: RouteReplica, Rule: "r"}, nil, nil, nil, "m1", nil},
+		{"rule cannot send a temporary table's read to a replica", read, Context{Route: RouteReplica, Rule: "r"},
+			func(s *Session) { s.tempTables = map[string]bool{"t": true} }, nil, nil, "m1", nil},
+		{"rule cannot send session state to a replica", Class{Kind: KindSession, Reason: "user variable", State: ConnState{UserVars: true}},
+			Context{Route: RouteReplica, Rule: "r"}, nil, nil, nil, "m1", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,11 +14,13 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/cache"
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/coord"
 	"github.com/switchyard/switchyard/failover"
 	"github.com/switchyard/switchyard/metrics"
 	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/web"
 )
 
@@ -33,6 +35,8 @@ type app struct {
 	coord    *coord.Coordinator  // nil when running alone
 	cert     *certificate        // nil without client TLS
 	proxy    *proxy.Server
+	qlog     *proxy.QueryLog // nil without log.query_log
+	cache    *cache.Cache    // the result cache rules with cache_ttl fill
 	admin    *admin.Server
 	web      *web.Server
 	metrics  *metrics.Metrics
@@ -105,6 +109,8 @@ func (a *app) startCoordination(cfg *conf.Config) error {
 		return fmt.Errorf("coordination: %w", err)
 	}
 	a.coord = c
+	// The result cache is made with the proxy, after this step; its
+	// invalidations are wired to etcd there.
 	for _, r := range a.clusters {
 		if r.coord, err = c.Join(context.Background(), r.cluster); err != nil {
 			return fmt.Errorf("coordination of cluster %s: %w", r.name, err)
@@ -134,12 +140,41 @@ func (a *app) startProxy(cfg *conf.Config) error {
 	for _, r := range a.clusters {
 		list = append(list, r.backends())
 	}
-	px, err := proxy.New(list, proxySettings(cfg), version, tlsConf, a.log)
+	rs, err := rules.Compile(cfg.Rules, nil)
 	if err != nil {
 		return err
 	}
+	if a.qlog, err = openQueryLog(cfg.Log.QueryLog); err != nil {
+		return err
+	}
+	px, err := proxy.New(list, proxySettings(cfg, rs, a.qlog), version, tlsConf, a.log)
+	if err != nil {
+		return err
+	}
+	a.cache = cache.New(int64(cfg.Cache.MaxSize))
+	if a.coord != nil { // writes through one instance invalidate every instance's cache
+		a.cache.OnInvalidate = a.coord.PublishInvalidation
+		a.coord.WatchInvalidations(a.cache.InvalidateRemote)
+	}
+	px.SetCache(a.cache)
 	a.proxy = px
 	return px.Listen(cfg.Listen)
+}
+
+// openQueryLog opens log.query_log: a file (appended to), "stdout", or
+// nothing.
+func openQueryLog(path string) (*proxy.QueryLog, error) {
+	switch path {
+	case "":
+		return nil, nil
+	case "stdout":
+		return proxy.NewQueryLog(os.Stdout, nil), nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("log.query_log: %w", err)
+	}
+	return proxy.NewQueryLog(f, f), nil
 }
 
 // startAdmin binds the admin port, when configured.
@@ -215,6 +250,9 @@ func (a *app) stop(ctx context.Context) {
 	}
 	if a.proxy != nil {
 		a.proxy.Shutdown(ctx)
+	}
+	if a.qlog != nil {
+		_ = a.qlog.Close()
 	}
 	if a.stopEngines != nil {
 		a.stopEngines()

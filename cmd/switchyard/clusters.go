@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/failover"
 	"github.com/switchyard/switchyard/proxy"
 	"github.com/switchyard/switchyard/router"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // clusterRuntime is one cluster as the process runs it: its state, its
@@ -165,8 +166,13 @@ func engineSettings(cc conf.Cluster, hooks conf.Hooks, state *failover.StateFile
 }
 
 // proxySettings are the parts of the config client sessions use.
-func proxySettings(c *conf.Config) *proxy.Settings {
+// proxySettings translates the config for the proxy; rs are its rules,
+// compiled, and qlog the query log (nil: none).
+func proxySettings(c *conf.Config, rs *rules.Set, qlog *proxy.QueryLog) *proxy.Settings {
 	set := &proxy.Settings{
+		Rules:            rs,
+		QueryLog:         qlog,
+		SlowQuery:        c.Log.SlowQueryTime.D(),
 		Users:            map[string]conf.User{},
 		MaxAllowedPacket: int(c.MaxAllowedPacket),
 		HandshakeTimeout: c.HandshakeTimeout.D(),

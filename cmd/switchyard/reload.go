@@ -11,6 +11,8 @@ import (
 
 	"github.com/switchyard/switchyard/backend"
 	"github.com/switchyard/switchyard/conf"
+	"github.com/switchyard/switchyard/proxy"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // reload re-reads the config file and applies it whole, or refuses it
@@ -34,6 +36,9 @@ func (a *app) reload(path string) error {
 		return a.refuse(err)
 	}
 	if err := plan.apply(a); err != nil {
+		if plan.qlog != nil && plan.qlog != a.qlog {
+			_ = plan.qlog.Close()
+		}
 		return a.refuse(err)
 	}
 	a.cfg.Store(next)
@@ -65,7 +70,7 @@ func needsRestart(cur, next *conf.Config) []string {
 	differs("tls (on or off; new certificate files are read)", cur.TLS.Enabled(), next.TLS.Enabled())
 	differs("load_data_local", cur.LoadDataLocal, next.LoadDataLocal)
 	differs("failover.state_file", cur.Failover.StateFile, next.Failover.StateFile)
-	differs("log", cur.Log, next.Log)
+	differs("log (level, format, file)", []string{cur.Log.Level, cur.Log.Format, cur.Log.File}, []string{next.Log.Level, next.Log.Format, next.Log.File})
 	var curNames, nextNames []string
 	for _, c := range cur.ClusterList() {
 		curNames = append(curNames, c.Name)
@@ -83,6 +88,10 @@ type reloadPlan struct {
 	next     *conf.Config
 	cert     *tls.Certificate // the client certificate, read anew
 	clusters []clusterPlan
+	rules    *rules.Set
+	// qlog is the query log to use (the running one when its path did
+	// not change); oldLog is closed once the swap is done.
+	qlog, oldLog *proxy.QueryLog
 }
 
 // clusterPlan is what one cluster gets.
@@ -95,7 +104,11 @@ type clusterPlan struct {
 
 // planReload checks and prepares everything that can fail.
 func (a *app) planReload(next *conf.Config) (*reloadPlan, error) {
-	p := &reloadPlan{next: next}
+	p := &reloadPlan{next: next, qlog: a.qlog}
+	var err error
+	if p.rules, err = rules.Compile(next.Rules, a.proxy.Settings().Rules); err != nil {
+		return nil, err
+	}
 	if next.TLS.Enabled() {
 		cert, err := tls.LoadX509KeyPair(next.TLS.Cert, next.TLS.Key)
 		if err != nil {
@@ -114,6 +127,12 @@ func (a *app) planReload(next *conf.Config) (*reloadPlan, error) {
 			return nil, err
 		}
 		p.clusters = append(p.clusters, cp)
+	}
+	if next.Log.QueryLog != a.cfg.Load().Log.QueryLog { // last: nothing after it fails
+		if p.qlog, err = openQueryLog(next.Log.QueryLog); err != nil {
+			return nil, err
+		}
+		p.oldLog = a.qlog
 	}
 	return p, nil
 }
@@ -159,6 +178,13 @@ func (p *reloadPlan) apply(a *app) error {
 	if p.next.Threads > 0 {
 		runtime.GOMAXPROCS(p.next.Threads)
 	}
-	a.proxy.Reload(proxySettings(p.next))
+	a.proxy.Reload(proxySettings(p.next, p.rules, p.qlog))
+	a.cache.SetMaxSize(int64(p.next.Cache.MaxSize))
+	if p.qlog != a.qlog {
+		a.qlog = p.qlog
+		if p.oldLog != nil {
+			_ = p.oldLog.Close() // a session still writing to it gets a closed file: that line is lost, not the process
+		}
+	}
 	return nil
 }

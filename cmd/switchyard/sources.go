@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/metrics"
+	"github.com/switchyard/switchyard/rules"
 )
 
 // sources is the app as the admin port sees it (admin.Sources).
@@ -66,6 +67,13 @@ func (s sources) Config() string {
 }
 
 func (s sources) Reload() error { return s.a.reload(s.a.cfg.Load().Path) }
+
+func (s sources) Rules() []rules.RuleInfo { return s.a.proxy.Settings().Rules.Info() }
+
+func (s sources) ExplainRoute(sql, user, db string) (admin.RouteExplanation, error) {
+	e, err := s.a.proxy.Explain(sql, user, db)
+	return admin.RouteExplanation{Cluster: e.Cluster, Target: e.Target, Reason: e.Reason, Rules: e.Rules, Cache: e.Cache}, err
+}
 
 func (s sources) Members() []admin.Member {
 	if s.a.coord == nil {
@@ -135,7 +143,10 @@ func counters(a *app) map[string]uint64 {
 			drained += rec.Drained
 		}
 	}
+	cs := a.cache.Stats()
 	return map[string]uint64{
+		"cache_hits": cs.Hits, "cache_misses": cs.Misses, "cache_entries": uint64(cs.Entries), "cache_bytes": uint64(cs.Bytes),
+		"cache_stored": cs.Stored, "cache_dropped_stale": cs.Dropped, "cache_evicted": cs.Evicted,
 		"connections_total": st.Connections.Load(), "auth_failures": st.AuthFailures.Load(), "queries": st.Queries.Load(), "backend_errors": st.BackendErrors.Load(),
 		"rejected_connections": st.Rejected.Load(), "accept_errors": st.AcceptErrors.Load(),
 		"transactions_drained": uint64(drained), "transactions_replayed": st.TxReplayed.Load(),

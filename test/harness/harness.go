@@ -203,6 +203,8 @@ type ProxyOptions struct {
 	MonitorUser, MonitorPassword string
 	// LogFile sends the log to a file instead of the test's buffer.
 	LogFile string
+	// LogExtra adds lines (indented by 2) to the log section.
+	LogExtra string
 	// Environ adds variables to the process's environment.
 	Environ []string
 	// SkipCheck starts even if the pre-flight check finds errors (e.g. a
@@ -273,6 +275,7 @@ func (e *Env) ProxyConfig(o ProxyOptions) (*Proxy, error) {
 	if o.LogFile != "" {
 		fmt.Fprintf(&b, "  file: %s\n", o.LogFile)
 	}
+	b.WriteString(o.LogExtra)
 	b.WriteString(o.Extra)
 	f, err := os.CreateTemp(e.Dir, "proxy-*.yaml")
 	if err != nil {
