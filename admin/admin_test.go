@@ -19,6 +19,7 @@ import (
 type fakeSources struct {
 	clusters []Cluster
 	reload   func() error
+	changes  []string // runtime changes asked for
 }
 
 func (f *fakeSources) Version() string                      { return "test" }
@@ -35,6 +36,38 @@ func (f *fakeSources) Members() []Member                    { return nil }
 func (f *fakeSources) Rules() []rules.RuleInfo {
 	return []rules.RuleInfo{{Name: "hot", Match: "digest=x", Action: "cache_ttl=2s", Hits: 3, CacheHits: 2, CacheMiss: 1,
 		LastHit: time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)}, {Name: "cold", Match: "user=a", Action: "log"}}
+}
+
+func (f *fakeSources) AddUser(u UserChange) (int64, error) {
+	f.changes = append(f.changes, fmt.Sprintf("add user %+v", u))
+	return int64(len(f.changes)), nil
+}
+func (f *fakeSources) DropUser(n string) (int64, error) { return f.record("drop user " + n) }
+func (f *fakeSources) AddRule(y, before string) (int64, error) {
+	return f.record("add rule " + y + " before " + before)
+}
+func (f *fakeSources) DropRule(n string) (int64, error) { return f.record("drop rule " + n) }
+func (f *fakeSources) SetWeight(b string, w int) (int64, error) {
+	return f.record(fmt.Sprint("weight ", b, " ", w))
+}
+
+// SetOffline applies to the topology, as the real one does after
+// persisting.
+func (f *fakeSources) SetOffline(b string, off bool) (int64, error) {
+	for _, c := range f.clusters {
+		if err := c.Backend.Topo.SetOffline(b, off); err == nil {
+			return f.record(fmt.Sprint("offline ", b, " ", off))
+		}
+	}
+	return 0, errors.New("no backend " + b)
+}
+
+func (f *fakeSources) record(s string) (int64, error) {
+	if strings.Contains(s, "bad") {
+		return 0, errors.New("invalid: " + s)
+	}
+	f.changes = append(f.changes, s)
+	return int64(len(f.changes)), nil
 }
 
 // ExplainRoute echoes its arguments, for the parsing to be checked.
@@ -157,6 +190,40 @@ func TestAdminCommands(t *testing.T) {
 			}
 			tt.check(t, cells(t, r))
 		})
+	}
+}
+
+// TestRuntimeCommands: the runtime configuration statements reach the
+// process parsed; a refused change is an error naming why.
+func TestRuntimeCommands(t *testing.T) {
+	f := &fakeSources{clusters: []Cluster{testCluster("default", "m", "r")}}
+	s := testServerWith(t, f)
+	for _, q := range []string{
+		"ADD USER 'report' IDENTIFIED BY 's3cret' BACKEND 'app' CLUSTER c2 MAX_CONNECTIONS 5",
+		"add user bob identified by password '*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19' backend 'app' identified by 'apppw'",
+		"DROP USER 'bob'",
+		"ADD RULE BEFORE 'hot' {name: x, match: {user: report}, route: replica}",
+		"DROP RULE x",
+		"SET BACKEND 'r' WEIGHT 3",
+	} {
+		r, err := s.run(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if rows := cells(t, r); len(rows) != 1 || rows[0][0] != fmt.Sprint(len(f.changes)) {
+			t.Errorf("%s: %v", q, rows)
+		}
+	}
+	want := []string{
+		"add user {Name:report Password:s3cret PasswordHash: Backend:app BackendPassword: Cluster:c2 MaxConnections:5}",
+		"add user {Name:bob Password: PasswordHash:*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19 Backend:app BackendPassword:apppw Cluster: MaxConnections:0}",
+		"drop user bob", "add rule {name: x, match: {user: report}, route: replica} before hot", "drop rule x", "weight r 3",
+	}
+	if fmt.Sprint(f.changes) != fmt.Sprint(want) {
+		t.Errorf("changes\n got %q\nwant %q", f.changes, want)
+	}
+	if _, err := s.run("DROP RULE 'bad'"); err == nil || !strings.Contains(err.Error(), "nothing applied") {
+		t.Errorf("a refused change: %v", err)
 	}
 }
 

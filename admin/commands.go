@@ -55,6 +55,25 @@ func commandTable() []command {
 			}),
 		cmd(`FAILOVER(?:\s+`+name+`)??(?:\s+TO\s+`+name+`)?`, "FAILOVER [cluster] [TO 'name']", "forced failover (no confirmation, no cooldown)",
 			func(s *Server, a []string) (*mysql.Result, error) { return s.change("failover", a[0]+a[1], a[2]+a[3]) }),
+		cmd(`ADD\s+USER\s+`+name+`\s+IDENTIFIED\s+BY\s+(PASSWORD\s+)?'([^']*)'(?:\s+BACKEND\s+`+name+`(?:\s+IDENTIFIED\s+BY\s+'([^']*)')?)?(?:\s+CLUSTER\s+`+name+`)?(?:\s+MAX_CONNECTIONS\s+(\d+))?`,
+			"ADD USER 'name' IDENTIFIED BY [PASSWORD] 'secret' BACKEND 'account' [IDENTIFIED BY 'secret'] [CLUSTER 'c'] [MAX_CONNECTIONS n]",
+			"add or replace an application user (its password kept as a hash; the backend account's password may be omitted when a configured user has it)",
+			(*Server).addUser),
+		cmd(`DROP\s+USER\s+`+name, "DROP USER 'name'", "remove an application user (its open sessions go on)", func(s *Server, a []string) (*mysql.Result, error) {
+			return s.runtimeChange(s.src.DropUser(a[0] + a[1]))
+		}),
+		cmd(`ADD\s+RULE(?:\s+BEFORE\s+`+name+`)?\s+(\{.*\})`, "ADD RULE [BEFORE 'name'] {name: …, match: {…}, …}",
+			"add or replace a query rule, written as in the config (YAML flow mapping); at the end unless BEFORE", (*Server).addRule),
+		cmd(`DROP\s+RULE\s+`+name, "DROP RULE 'name'", "remove a query rule", func(s *Server, a []string) (*mysql.Result, error) {
+			return s.runtimeChange(s.src.DropRule(a[0] + a[1]))
+		}),
+		cmd(`SET\s+BACKEND\s+`+name+`\s+WEIGHT\s+(\d+)`, "SET BACKEND 'name' WEIGHT n", "a replica's share of reads", func(s *Server, a []string) (*mysql.Result, error) {
+			w, err := strconv.Atoi(a[2])
+			if err != nil {
+				return nil, err
+			}
+			return s.runtimeChange(s.src.SetWeight(a[0]+a[1], w))
+		}),
 		cmd(`SET\s+BACKEND\s+`+name+`\s+(OFFLINE|ONLINE)`, "SET BACKEND 'name' OFFLINE|ONLINE", "drain a server (no new statements, running ones finish) or put it back",
 			func(s *Server, a []string) (*mysql.Result, error) {
 				return s.setOffline(a[0]+a[1], strings.EqualFold(a[2], "OFFLINE"))
@@ -215,9 +234,9 @@ func (s *Server) showClusters(_ []string) (*mysql.Result, error) {
 func (s *Server) showInstances(_ []string) (*mysql.Result, error) {
 	var rows [][]any
 	for _, m := range s.src.Members() {
-		rows = append(rows, []any{m.ID, m.Addr, m.Cluster, boolInt(m.Leader), m.Master, m.Epoch, m.Updated})
+		rows = append(rows, []any{m.ID, m.Addr, m.Cluster, boolInt(m.Leader), m.Master, m.Epoch, m.ConfigVersion, m.Updated})
 	}
-	return table([]string{"instance", "admin_address", "cluster", "leader", "master", "applied_epoch", "updated"}, rows)
+	return table([]string{"instance", "admin_address", "cluster", "leader", "master", "applied_epoch", "config_version", "updated"}, rows)
 }
 
 // showStatus lists process-wide values and each cluster's master, epoch,
@@ -314,8 +333,8 @@ func (s *Server) setOffline(server string, offline bool) (*mysql.Result, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Backend.Topo.SetOffline(server, offline); err != nil {
-		return nil, err
+	if _, err := s.src.SetOffline(server, offline); err != nil { // persisted, then applied
+		return nil, mysql.NewError(mysql.ER_UNKNOWN_ERROR, "change refused, nothing applied: "+err.Error())
 	}
 	if offline {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -325,6 +344,36 @@ func (s *Server) setOffline(server string, offline bool) (*mysql.Result, error) 
 		}
 	}
 	return ok()
+}
+
+func (s *Server) addUser(a []string) (*mysql.Result, error) {
+	u := UserChange{Name: a[0] + a[1], Backend: a[4] + a[5], BackendPassword: a[6], Cluster: a[7] + a[8]}
+	if a[2] != "" {
+		u.PasswordHash = a[3] // IDENTIFIED BY PASSWORD '*…': already a hash
+	} else {
+		u.Password = a[3]
+	}
+	if a[9] != "" {
+		n, err := strconv.Atoi(a[9])
+		if err != nil {
+			return nil, err
+		}
+		u.MaxConnections = n
+	}
+	return s.runtimeChange(s.src.AddUser(u))
+}
+
+func (s *Server) addRule(a []string) (*mysql.Result, error) {
+	return s.runtimeChange(s.src.AddRule(a[2], a[0]+a[1]))
+}
+
+// runtimeChange reports a runtime configuration change: refused whole
+// with the reason, or applied (and persisted) as the given version.
+func (s *Server) runtimeChange(version int64, err error) (*mysql.Result, error) {
+	if err != nil {
+		return nil, mysql.NewError(mysql.ER_UNKNOWN_ERROR, "change refused, nothing applied: "+err.Error())
+	}
+	return table([]string{"config_version"}, [][]any{{version}})
 }
 
 func (s *Server) kill(args []string) (*mysql.Result, error) {

@@ -42,6 +42,27 @@ type Sources interface {
 	// ExplainRoute says where a statement would run for a user in a
 	// database, and why.
 	ExplainRoute(sql, user, db string) (RouteExplanation, error)
+
+	// Runtime configuration: each change is validated, persisted (the
+	// config file, or etcd when coordinated) and applied whole, or
+	// refused whole; it returns the configuration version it made.
+	AddUser(u UserChange) (int64, error)
+	DropUser(name string) (int64, error)
+	// AddRule adds (or replaces, by name) a rule written as YAML, before
+	// the named rule or at the end.
+	AddRule(yaml, before string) (int64, error)
+	DropRule(name string) (int64, error)
+	SetWeight(backend string, weight int) (int64, error)
+	SetOffline(backend string, offline bool) (int64, error)
+}
+
+// UserChange is ADD USER's request: a password (hashed before it is
+// kept) or its hash, and the backend account.
+type UserChange struct {
+	Name, Password, PasswordHash string
+	Backend, BackendPassword     string
+	Cluster                      string
+	MaxConnections               int
 }
 
 // RouteExplanation is EXPLAIN ROUTE's answer.
@@ -76,6 +97,8 @@ type Member struct {
 	Epoch   uint64 `json:"epoch"`
 	Leader  bool   `json:"leader"`
 	Updated string `json:"updated"`
+	// ConfigVersion is the runtime configuration version it applied.
+	ConfigVersion int64 `json:"config_version"`
 }
 
 // SessionInfo is one row of SHOW SESSIONS.

@@ -95,6 +95,10 @@ func (t TLSServer) Enabled() bool { return t.Cert != "" && t.Key != "" }
 type User struct {
 	Name     string `yaml:"name"`
 	Password Secret `yaml:"password"`
+	// PasswordHash is the password as MySQL's mysql_native_password
+	// stores it ("*" and 40 hex digits: SHA1(SHA1(password))), instead of
+	// Password: users added at runtime are kept this way, never plain.
+	PasswordHash string `yaml:"password_hash,omitempty"`
 	// Auth is the plugin clients must use: mysql_native_password (default)
 	// or caching_sha2_password.
 	Auth string `yaml:"auth"`
@@ -144,6 +148,9 @@ type Backend struct {
 	Candidate bool `yaml:"candidate"`
 	// NoMaster excludes the server from promotion.
 	NoMaster bool `yaml:"no_master"`
+	// Offline: the server takes no new statements (SET BACKEND OFFLINE,
+	// kept across restarts).
+	Offline bool `yaml:"offline,omitempty"`
 }
 
 // Addr returns host:port.
@@ -317,35 +324,35 @@ type Log struct {
 // fields get its actions.
 type Rule struct {
 	Name  string    `yaml:"name"`
-	Match RuleMatch `yaml:"match"`
+	Match RuleMatch `yaml:"match,omitempty"`
 	// Route sends matching statements to the master, to a replica, or
 	// to the named cluster; never against what the proxy guarantees (a
 	// transaction, read-your-writes, session state stay where they are).
-	Route string `yaml:"route"`
+	Route string `yaml:"route,omitempty"`
 	// Block refuses matching statements with error 1148 and this text.
-	Block string `yaml:"block"`
+	Block string `yaml:"block,omitempty"`
 	// CacheTTL keeps results of matching reads this long.
-	CacheTTL Duration `yaml:"cache_ttl"`
+	CacheTTL Duration `yaml:"cache_ttl,omitempty"`
 	// Timeout kills a matching statement on its server after this long.
-	Timeout Duration `yaml:"timeout"`
+	Timeout Duration `yaml:"timeout,omitempty"`
 	// MaxLag: matching reads go to replicas lagging at most this much.
-	MaxLag Duration `yaml:"max_lag"`
+	MaxLag Duration `yaml:"max_lag,omitempty"`
 	// Log writes matching statements to the query log.
-	Log bool `yaml:"log"`
+	Log bool `yaml:"log,omitempty"`
 	// Continue: the statement goes on to the next rules, which add the
 	// actions this one does not set.
-	Continue bool `yaml:"continue"`
+	Continue bool `yaml:"continue,omitempty"`
 }
 
 // RuleMatch are a rule's conditions; an empty field matches anything.
 type RuleMatch struct {
-	Regex  string   `yaml:"regex"`  // RE2, on the statement text
-	Digest string   `yaml:"digest"` // as SHOW QUERY STATS prints it
-	User   string   `yaml:"user"`
-	Schema string   `yaml:"schema"` // the session's database
-	Client string   `yaml:"client"` // CIDR of the client's address
-	Kind   string   `yaml:"kind"`   // read, write or ddl
-	Tables []string `yaml:"tables"` // any of these tables
+	Regex  string   `yaml:"regex,omitempty"`  // RE2, on the statement text
+	Digest string   `yaml:"digest,omitempty"` // as SHOW QUERY STATS prints it
+	User   string   `yaml:"user,omitempty"`
+	Schema string   `yaml:"schema,omitempty"` // the session's database
+	Client string   `yaml:"client,omitempty"` // CIDR of the client's address
+	Kind   string   `yaml:"kind,omitempty"`   // read, write or ddl
+	Tables []string `yaml:"tables,omitempty"` // any of these tables
 }
 
 // Cache bounds the result cache.
@@ -444,6 +451,15 @@ func (s *Secret) UnmarshalYAML(n *yaml.Node) error {
 	}
 	*s = Secret{value: v}
 	return nil
+}
+
+// Raw is the secret as it should be written back to a config: its
+// ${VAR} reference, or the value.
+func (s Secret) Raw() string {
+	if s.ref != "" {
+		return s.ref
+	}
+	return s.value
 }
 
 // MarshalYAML writes the reference or a mask, never the password.

@@ -265,6 +265,18 @@ func (c *Config) validate() []fieldError {
 		if u.Name == c.Admin.User && c.Admin.Listen != "" {
 			add(f+".name", "%q is also the admin user; use distinct accounts", u.Name)
 		}
+		if u.PasswordHash != "" {
+			switch {
+			case u.Password.Value() != "":
+				add(f+".password_hash", "give password or password_hash, not both")
+			case !ValidPasswordHash(u.PasswordHash):
+				add(f+".password_hash", "%q is not a mysql_native_password hash (* and 40 hex digits)", u.PasswordHash)
+			case u.Auth != "mysql_native_password":
+				add(f+".password_hash", "works with auth mysql_native_password only")
+			case u.BackendPassword.Value() == "":
+				add(f+".backend_password", "is required with password_hash (the proxy logs in to the servers with it)")
+			}
+		}
 	}
 	errs = append(errs, c.validateClusters()...)
 	p := c.Pool

@@ -35,6 +35,8 @@ type memberValue struct {
 	Addr     string                 `json:"addr"`
 	Updated  string                 `json:"updated"`
 	Clusters map[string]memberState `json:"clusters"`
+	// ConfigVersion is the runtime configuration version it applied.
+	ConfigVersion int64 `json:"config_version"`
 	// Master, Epoch and Leader are the default cluster's (the fields an
 	// instance wrote before clusters existed).
 	Master string `json:"master"`
@@ -63,6 +65,9 @@ type Coordinator struct {
 	ctx     context.Context // the loops' (Close cancels it)
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
+
+	// configVersion is the runtime configuration version applied here.
+	configVersion atomic.Int64
 
 	// Cache invalidations waiting to be published (see invalidate.go).
 	invMu      sync.Mutex
@@ -181,7 +186,7 @@ func (c *Coordinator) register(ctx context.Context) error {
 		c.mu.Unlock()
 	}
 	v := memberValue{ID: c.set.InstanceID, Addr: c.set.Addr, Updated: time.Now().UTC().Format(time.RFC3339),
-		Clusters: map[string]memberState{}}
+		Clusters: map[string]memberState{}, ConfigVersion: c.configVersion.Load()}
 	for _, cl := range joined {
 		m, e := cl.cluster.Topo.Master()
 		st := memberState{Master: m, Epoch: e, Leader: cl.leader.Load()}
@@ -210,6 +215,7 @@ type Member struct {
 	Epoch                     uint64
 	Leader                    bool
 	Updated                   string
+	ConfigVersion             int64
 }
 
 // Members lists registered instances (from etcd), one row per instance
@@ -229,7 +235,8 @@ func (c *Coordinator) Members(ctx context.Context) ([]Member, error) {
 			v.Clusters = map[string]memberState{"default": {Master: v.Master, Epoch: v.Epoch, Leader: v.Leader}}
 		}
 		for name, st := range v.Clusters {
-			out = append(out, Member{ID: v.ID, Addr: v.Addr, Cluster: name, Master: st.Master, Epoch: st.Epoch, Leader: st.Leader, Updated: v.Updated})
+			out = append(out, Member{ID: v.ID, Addr: v.Addr, Cluster: name, Master: st.Master, Epoch: st.Epoch, Leader: st.Leader,
+				Updated: v.Updated, ConfigVersion: v.ConfigVersion})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"crypto/sha1"
+	"crypto/subtle"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"reflect"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -11,6 +15,8 @@ import (
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
 	"go.uber.org/zap"
+
+	"github.com/switchyard/switchyard/conf"
 )
 
 // advertise adds capability bits to the handshake. go-mysql only lets a
@@ -49,10 +55,63 @@ var impossiblePassword = string(mysql.RandomBuf(32))
 
 func (a *authenticator) GetCredential(username string) (server.Credential, bool, error) {
 	u, ok := a.sess.cmd.set.Users[username]
-	if !ok {
+	if !ok || u.PasswordHash != "" { // a hash is checked by hashAuth
 		return server.Credential{Passwords: []string{impossiblePassword}, AuthPluginName: mysql.AUTH_NATIVE_PASSWORD}, true, nil
 	}
 	return server.Credential{Passwords: []string{u.Password.Value()}, AuthPluginName: u.Auth}, true, nil
+}
+
+// hashAuth checks the users whose password is kept as a
+// mysql_native_password hash (added at runtime); go-mysql checks the
+// others, from their passwords.
+type hashAuth struct {
+	server.DefaultAuthenticationProvider
+	users func() map[string]conf.User
+}
+
+func (h *hashAuth) Authenticate(c *server.Conn, plugin string, data []byte) error {
+	u, ok := h.users()[c.GetUser()]
+	if !ok || u.PasswordHash == "" || plugin != mysql.AUTH_NATIVE_PASSWORD {
+		return h.DefaultAuthenticationProvider.Authenticate(c, plugin, data)
+	}
+	if matchesNativeHash(data, connSalt(c), u.PasswordHash) {
+		return nil
+	}
+	return server.ErrAccessDenied
+}
+
+// matchesNativeHash checks a mysql_native_password answer against the
+// stored hash, as the server does: the answer is SHA1(pw) XOR
+// SHA1(salt, SHA1(SHA1(pw))), and SHA1(SHA1(pw)) is what is stored.
+func matchesNativeHash(answer, salt []byte, hash string) bool {
+	stored, err := hex.DecodeString(strings.TrimPrefix(hash, "*"))
+	if err != nil || len(stored) != sha1.Size || len(answer) != sha1.Size {
+		return false
+	}
+	h := sha1.New()
+	h.Write(salt)
+	h.Write(stored)
+	stage1 := h.Sum(nil)
+	for i := range stage1 {
+		stage1[i] ^= answer[i]
+	}
+	got := sha1.Sum(stage1)
+	return subtle.ConstantTimeCompare(got[:], stored) == 1
+}
+
+// connSalt reads the scramble go-mysql sent the client (it keeps it
+// unexported); checkSaltField makes sure at start that it is there.
+func connSalt(c *server.Conn) []byte {
+	f := reflect.ValueOf(c).Elem().FieldByName("salt")
+	return *(*[]byte)(unsafe.Pointer(f.UnsafeAddr()))
+}
+
+func checkSaltField() error {
+	f, ok := reflect.TypeOf(server.Conn{}).FieldByName("salt")
+	if !ok || f.Type != reflect.TypeOf([]byte(nil)) {
+		return fmt.Errorf("go-mysql's server.Conn has no salt field: users with password_hash cannot log in")
+	}
+	return nil
 }
 
 func (a *authenticator) OnAuthSuccess(c *server.Conn) error {

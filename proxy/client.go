@@ -240,7 +240,8 @@ func (c *clientConn) reauthenticate(users map[string]conf.User, name string) (co
 		return conf.User{}, err
 	}
 	u, known := users[name]
-	ok := known && (u.Password.Value() == "" && len(reply) == 0 ||
+	ok := known && (u.PasswordHash != "" && matchesNativeHash(reply, salt, u.PasswordHash) ||
+		u.PasswordHash == "" && u.Password.Value() == "" && len(reply) == 0 ||
 		u.Password.Value() != "" && subtle.ConstantTimeCompare(reply, mysql.CalcNativePassword(salt, []byte(u.Password.Value()))) == 1)
 	if !ok || (u.RequireTLS && !c.isTLS()) {
 		return conf.User{}, closeWith{errAccessDenied(name, hostOf(c.raw.RemoteAddr()), len(reply) > 0)}

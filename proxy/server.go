@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/cache"
+	"github.com/switchyard/switchyard/conf"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/server"
@@ -84,7 +85,11 @@ func New(clusters []*Backends, set *Settings, version string, tlsConf *tls.Confi
 	if err != nil {
 		return nil, fmt.Errorf("generate RSA key: %w", err)
 	}
-	ms := server.NewServer(version, mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, tlsConf)
+	if err := checkSaltField(); err != nil {
+		return nil, err
+	}
+	hashes := &hashAuth{}
+	ms := server.NewServerWithAuth(version, mysql.DEFAULT_COLLATION_ID, mysql.AUTH_NATIVE_PASSWORD, key, tlsConf, hashes)
 	extra := mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_FOUND_ROWS | mysql.CLIENT_IGNORE_SPACE
 	if set.LoadDataLocal {
 		extra |= mysql.CLIENT_LOCAL_FILES
@@ -99,6 +104,7 @@ func New(clusters []*Backends, set *Settings, version string, tlsConf *tls.Confi
 		s.clusters[b.Name] = b
 	}
 	s.settings.Store(set)
+	hashes.users = func() map[string]conf.User { return s.settings.Load().Users }
 	return s, nil
 }
 

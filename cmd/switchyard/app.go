@@ -46,8 +46,13 @@ type app struct {
 	// process exits. failures receives each listener's end.
 	failed   atomic.Pointer[string]
 	failures chan error
-	// reloadMu lets one reload run at a time; nothing else takes it.
+	// reloadMu lets one reload or runtime change run at a time.
 	reloadMu sync.Mutex
+	// layer is the runtime configuration from etcd applied over the file
+	// (nil: none, or running alone); version is the runtime
+	// configuration version applied (SHOW CONFIG).
+	layer   atomic.Pointer[conf.Runtime]
+	version atomic.Int64
 }
 
 // start builds and starts everything; on failure what was started is
@@ -68,6 +73,9 @@ func start(cfg *conf.Config, log *zap.Logger) (_ *app, err error) {
 		}
 	}
 	a.serve()
+	if a.coord != nil {
+		a.watchRuntime() // the runtime configuration in etcd, now and as it changes
+	}
 	log.Info("switchyard started", zap.String("version", version), zap.String("listen", a.proxy.Addr().String()),
 		zap.Int("clusters", len(a.clusters)), zap.Bool("tls", a.cert != nil))
 	return a, nil

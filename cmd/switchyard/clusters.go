@@ -54,6 +54,7 @@ func startCluster(ctx context.Context, cc conf.Cluster, cfg *conf.Config, state 
 	r := &clusterRuntime{name: cc.Name, version: found.MasterVersion,
 		cluster: backend.NewCluster(cc.Name, servers, found.Master, poolOptions(cc.Pool), backendTLS)}
 	r.policy.Store(policyOf(cc.Routing))
+	applyOffline(r, cc)
 	r.monitor = backend.NewMonitor(r.cluster, monitorOptions(cc.Monitor), clog.Named("monitor"))
 	flog := log.Named("failover") // New adds the cluster
 	r.engine = failover.New(r.cluster, actuatorOf(cc, flog.With(zap.String("cluster", cc.Name))), engineSettings(cc, cfg.Hooks, state), flog)
@@ -113,6 +114,14 @@ func (r *clusterRuntime) coordination() (string, bool) {
 		return "standalone", true
 	}
 	return r.coord.Describe(), r.coord.Healthy()
+}
+
+// applyOffline puts each backend offline or online as the config says
+// (SET BACKEND … OFFLINE is kept there).
+func applyOffline(r *clusterRuntime, cc conf.Cluster) {
+	for _, b := range cc.Backends {
+		_ = r.cluster.Topo.SetOffline(b.Name, b.Offline)
+	}
 }
 
 func serversOf(cc conf.Cluster) []backend.Server {

@@ -24,10 +24,16 @@ import (
 func (a *app) reload(path string) error {
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
-	next, err := conf.Load(path)
+	next, err := a.loadConfig(path, nil)
 	if err != nil {
 		return a.refuse(err)
 	}
+	return a.applyConfig(next)
+}
+
+// applyConfig applies a loaded config whole, or refuses it whole (the
+// caller holds reloadMu).
+func (a *app) applyConfig(next *conf.Config) error {
 	if fixed := needsRestart(a.cfg.Load(), next); len(fixed) > 0 {
 		return a.refuse(fmt.Errorf("these settings change only with a restart: %s", strings.Join(fixed, ", ")))
 	}
@@ -167,6 +173,7 @@ func (p *reloadPlan) apply(a *app) error {
 		}
 	}
 	for _, cp := range p.clusters {
+		applyOffline(cp.r, cp.cfg)
 		cp.r.monitor.SetOptions(monitorOptions(cp.cfg.Monitor))
 		cp.r.monitor.Sync()
 		cp.r.engine.SetSettings(engineSettings(cp.cfg, p.next.Hooks, a.state))

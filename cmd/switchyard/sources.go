@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -63,12 +64,44 @@ func (s sources) Kill(id uint32, query bool) error { return s.a.proxy.Kill(id, q
 // masked).
 func (s sources) Config() string {
 	out, _ := yaml.Marshal(s.a.cfg.Load())
-	return string(out)
+	head := fmt.Sprintf("# runtime configuration version %d", s.a.version.Load())
+	if s.a.coord != nil {
+		head += " (the layer in etcd over " + s.a.cfg.Load().Path + "); applied by:"
+		seen := map[string]bool{}
+		for _, m := range s.Members() {
+			if !seen[m.ID] {
+				seen[m.ID] = true
+				head += fmt.Sprintf(" %s=%d", m.ID, m.ConfigVersion)
+			}
+		}
+	} else {
+		head += " (admin changes are written to " + s.a.cfg.Load().Path + ")"
+	}
+	return head + "\n" + string(out)
 }
 
 func (s sources) Reload() error { return s.a.reload(s.a.cfg.Load().Path) }
 
 func (s sources) Rules() []rules.RuleInfo { return s.a.proxy.Settings().Rules.Info() }
+
+func (s sources) AddUser(u admin.UserChange) (int64, error) {
+	return s.a.changeRuntime("add user "+u.Name, addUserEdit(u))
+}
+func (s sources) DropUser(name string) (int64, error) {
+	return s.a.changeRuntime("drop user "+name, dropUserEdit(name))
+}
+func (s sources) AddRule(text, before string) (int64, error) {
+	return s.a.changeRuntime("add rule", addRuleEdit(text, before))
+}
+func (s sources) DropRule(name string) (int64, error) {
+	return s.a.changeRuntime("drop rule "+name, dropRuleEdit(name))
+}
+func (s sources) SetWeight(b string, w int) (int64, error) {
+	return s.a.changeRuntime(fmt.Sprintf("weight of %s to %d", b, w), weightEdit(b, w))
+}
+func (s sources) SetOffline(b string, off bool) (int64, error) {
+	return s.a.changeRuntime(fmt.Sprintf("%s offline=%v", b, off), offlineEdit(b, off))
+}
 
 func (s sources) ExplainRoute(sql, user, db string) (admin.RouteExplanation, error) {
 	e, err := s.a.proxy.Explain(sql, user, db)
@@ -81,7 +114,7 @@ func (s sources) Members() []admin.Member {
 		for _, r := range s.a.clusters {
 			m, e := r.cluster.Topo.Master()
 			out = append(out, admin.Member{ID: "(this instance, standalone)", Addr: s.a.cfg.Load().Admin.Listen, Cluster: r.name,
-				Master: m, Epoch: e, Leader: true})
+				Master: m, Epoch: e, Leader: true, ConfigVersion: s.a.version.Load()})
 		}
 		return out
 	}

@@ -235,3 +235,35 @@ func TestCacheNeverStaleForItsWriters(t *testing.T) {
 		t.Error("the query log shows no read answered by the cache")
 	}
 }
+
+// TestCacheInvalidatedOnEveryInstance: two instances on etcd, each with
+// the cache rule; a result cached by one is dropped when a write goes
+// through the other.
+func TestCacheInvalidatedOnEveryInstance(t *testing.T) {
+	etcd, err := harness.StartEtcd(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(etcd.Close)
+	var ps []*harness.Proxy
+	for _, id := range []string{"a", "b"} {
+		ps = append(ps, env.StartProxy(t, harness.ProxyOptions{LogLevel: "info", Users: users, Extra: ruleSet + etcd.CoordinationConfig(id, "/inv")}))
+	}
+	a, b := open(t, ps[0], "app"), open(t, ps[1], "app")
+	exec(t, a, "CREATE DATABASE IF NOT EXISTS rc", "CREATE TABLE IF NOT EXISTS rc.t (id INT PRIMARY KEY, v INT)", "REPLACE INTO rc.t VALUES (5, 1)")
+	harness.WaitFor(t, "b to read the row", 10*time.Second, func() bool {
+		var v int
+		return b.QueryRow("SELECT v FROM rc.t WHERE id = ?", 5).Scan(&v) == nil && v == 1
+	})
+	// b has it cached now: a change behind both proxies is not seen.
+	master := harness.MasterOf(t, ps[0].Admin(t))
+	if _, err := env.InstanceDB(t, master).Exec("UPDATE rc.t SET v = 100 WHERE id = 5"); err != nil {
+		t.Fatal(err)
+	}
+	if v := value(t, b, 5); v != 1 {
+		t.Fatalf("b's read was not served from its cache: %d", v)
+	}
+	exec(t, a, "UPDATE rc.t SET v = 2 WHERE id = 5") // through the other instance
+	took := harness.WaitFor(t, "b to drop its cached result", 5*time.Second, func() bool { return value(t, b, 5) == 2 })
+	t.Logf("a write through instance a reached instance b's cache %v later", took.Round(time.Millisecond))
+}
