@@ -74,7 +74,7 @@ func (s *session) uncacheable(c *command, v *clusterView) string {
 		return s.state.readsOnMaster()
 	case v.route.HasTempTables():
 		return "the session has temporary tables"
-	case c.stmt != nil && c.payload[0] == mysql.COM_STMT_EXECUTE && len(c.payload) > 4 && c.payload[4]&0x07 != 0:
+	case c.stmt != nil && c.payload[0] == mysql.COM_STMT_EXECUTE && len(c.payload) > 5 && c.payload[5]&0x07 != 0:
 		return "a cursor"
 	}
 	return ""
@@ -98,9 +98,7 @@ func (s *session) cacheKey(c *command, v *clusterView) string {
 	if c.stmt != nil {
 		b.Write(c.stmt.query)
 		b.WriteByte(0)
-		b.Write(c.stmt.paramTypes) // the types of an execute that sends none
-		b.WriteByte(0)
-		b.Write(c.payload[5:]) // flags, iteration count, nulls, types, values
+		b.Write(c.stmt.executeKey(c.payload))
 	} else {
 		b.Write(c.payload[1:])
 	}

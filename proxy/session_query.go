@@ -77,6 +77,9 @@ func (s *session) executeStmt(data []byte) error {
 	}
 	s.info.noteStatement(st.class.Digest)
 	s.mux.notePin(st.class)
+	if _, err := st.rememberTypes(data); err != nil {
+		return errMalformed("COM_STMT_EXECUTE")
+	}
 	defer func() { st.longDataOn = "" }()
 	return s.exec(&command{class: st.class, payload: data, stmt: st, route: routeStmt, reply: replyResult})
 }

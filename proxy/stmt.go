@@ -99,18 +99,12 @@ func (st *preparedStmt) bindPacket(data []byte, backendID uint32) ([]byte, error
 	if st.numParams == 0 {
 		return out, nil
 	}
+	typed, err := st.rememberTypes(data)
+	if err != nil || typed {
+		return out, err
+	}
 	n := int(st.numParams)
 	flagPos := 10 + (n+7)/8
-	if len(data) <= flagPos {
-		return nil, fmt.Errorf("COM_STMT_EXECUTE too short for %d parameters", n)
-	}
-	if data[flagPos] == 1 {
-		if len(data) < flagPos+1+2*n {
-			return nil, fmt.Errorf("COM_STMT_EXECUTE parameter types truncated")
-		}
-		st.paramTypes = append(st.paramTypes[:0], data[flagPos+1:flagPos+1+2*n]...)
-		return out, nil
-	}
 	if st.paramTypes == nil {
 		return out, nil // nothing bound yet: let the server answer
 	}
@@ -122,6 +116,50 @@ func (st *preparedStmt) bindPacket(data []byte, backendID uint32) ([]byte, error
 	fixed = append(fixed, st.paramTypes...)
 	fixed = append(fixed, out[flagPos+1:]...)
 	return fixed, nil
+}
+
+// rememberTypes records the parameter types an execute sends (typed:
+// it sends them); called for every execute, even one the result cache
+// answers, so a later execute that sends none can be given them.
+func (st *preparedStmt) rememberTypes(data []byte) (typed bool, err error) {
+	if st.numParams == 0 {
+		return false, nil
+	}
+	n := int(st.numParams)
+	flagPos := 10 + (n+7)/8
+	if len(data) <= flagPos {
+		return false, fmt.Errorf("COM_STMT_EXECUTE too short for %d parameters", n)
+	}
+	if data[flagPos] != 1 {
+		return false, nil
+	}
+	if len(data) < flagPos+1+2*n {
+		return false, fmt.Errorf("COM_STMT_EXECUTE parameter types truncated")
+	}
+	st.paramTypes = append(st.paramTypes[:0], data[flagPos+1:flagPos+1+2*n]...)
+	return true, nil
+}
+
+// executeKey is an execute as the result cache knows it: its flags,
+// NULL bitmap, the parameter types (sent now or earlier) and the values,
+// whether or not this execute resends the types.
+func (st *preparedStmt) executeKey(data []byte) []byte {
+	if st.numParams == 0 || len(data) < 5 {
+		return data[min(5, len(data)):]
+	}
+	n := int(st.numParams)
+	flagPos := 10 + (n+7)/8
+	if len(data) <= flagPos {
+		return data[5:]
+	}
+	values := data[flagPos+1:]
+	if data[flagPos] == 1 && len(values) >= 2*n {
+		values = values[2*n:]
+	}
+	key := make([]byte, 0, len(data)+2*n)
+	key = append(key, data[5:flagPos]...)
+	key = append(key, st.paramTypes...)
+	return append(key, values...)
 }
 
 // close handles COM_STMT_CLOSE (no reply) on every connection where the

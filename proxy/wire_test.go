@@ -190,6 +190,35 @@ func TestBindPacketReinsertsTypes(t *testing.T) {
 	}
 }
 
+// TestExecuteKey: an execute that resends its types and one that relies
+// on the types sent before are the same execute for the result cache;
+// other values are not.
+func TestExecuteKey(t *testing.T) {
+	st := &preparedStmt{numParams: 1}
+	typed := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, mysql.MYSQL_TYPE_LONGLONG, 0, 42, 0, 0, 0, 0, 0, 0, 0}
+	untyped := []byte{mysql.COM_STMT_EXECUTE, 5, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 42, 0, 0, 0, 0, 0, 0, 0}
+	other := []byte{mysql.COM_STMT_EXECUTE, 5, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 43, 0, 0, 0, 0, 0, 0, 0}
+	if _, err := st.rememberTypes(typed); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(st.executeKey(typed), st.executeKey(untyped)) {
+		t.Errorf("typed %x, untyped %x", st.executeKey(typed), st.executeKey(untyped))
+	}
+	if bytes.Equal(st.executeKey(untyped), st.executeKey(other)) {
+		t.Error("another value has the same key")
+	}
+	// The types are remembered even when the execute never reaches a
+	// backend (a cache hit): a later untyped one gets them.
+	fresh := &preparedStmt{numParams: 1}
+	if typed, err := fresh.rememberTypes(typed); err != nil || !typed || len(fresh.paramTypes) != 2 {
+		t.Fatalf("rememberTypes: %v %v %x", typed, err, fresh.paramTypes)
+	}
+	out, err := fresh.bindPacket(untyped, 7)
+	if err != nil || out[11] != 1 || out[12] != mysql.MYSQL_TYPE_LONGLONG {
+		t.Fatalf("an untyped execute after a cached typed one: %x %v", out, err)
+	}
+}
+
 func TestParseChangeUser(t *testing.T) {
 	pkt := []byte{mysql.COM_CHANGE_USER}
 	pkt = append(pkt, "bob\x00"...)

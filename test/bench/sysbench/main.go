@@ -132,6 +132,14 @@ func mainErr() error {
 		return err
 	}
 	defer masterOnly.Stop()
+	// A cache rule on sysbench's point select: repeated ids are answered
+	// by the proxy without a server.
+	cached, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning +
+		"rules:\n  - name: point-select\n    match: {regex: '^SELECT c FROM sbtest[0-9]+ WHERE id=\\?$'}\n    cache_ttl: 10m\ncache:\n  max_size: 256MiB\n"})
+	if err != nil {
+		return err
+	}
+	defer cached.Stop()
 
 	servers := serverPids(env)
 	targets := []target{
@@ -148,6 +156,9 @@ func mainErr() error {
 			caseTargets := targets
 			if test == "oltp_point_select" && th == 16 {
 				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-master-only", masterOnly.Addr, masterOnly.Pid()})
+			}
+			if test == "oltp_point_select" {
+				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-cached", cached.Addr, cached.Pid()})
 			}
 			// Rounds interleave the targets, so a slow moment of the
 			// machine hits all of them; each figure is the median.
@@ -171,6 +182,7 @@ func mainErr() error {
 	}
 	split.Stop()
 	masterOnly.Stop()
+	cached.Stop()
 	relay.Process.Kill()
 
 	if err := memoryChecks(env, w, rep); err != nil {
