@@ -65,6 +65,8 @@ type Conn struct {
 	lastUsed time.Time
 	// multiStatements mirrors COM_SET_OPTION state (on after connect).
 	multiStatements bool
+	// hasDeadline: a deadline is set on net (SetDeadline).
+	hasDeadline bool
 	// schemaSelected: a default database was selected on it at some
 	// point (NoteSchema); it then never serves a Variant.NoSchema user.
 	schemaSelected bool
@@ -253,7 +255,15 @@ func (c *Conn) SetBeforeRead(f func()) { c.hook.before = f }
 func (c *Conn) Packets() *packet.Conn { return c.Conn.Conn }
 
 // SetDeadline bounds the next I/O on the connection; zero clears it.
-func (c *Conn) SetDeadline(t time.Time) { _ = c.net.SetDeadline(t) }
+// Clearing a deadline that is not set is free: most statements run
+// without one, and setting one reaches the runtime's timers.
+func (c *Conn) SetDeadline(t time.Time) {
+	if t.IsZero() && !c.hasDeadline {
+		return
+	}
+	c.hasDeadline = !t.IsZero()
+	_ = c.net.SetDeadline(t)
+}
 
 // MarkBroken records that the connection must not be reused.
 func (c *Conn) MarkBroken() { c.broken.Store(true) }

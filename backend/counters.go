@@ -13,8 +13,7 @@ import (
 // a server are created on first use and never removed, so a session keeps
 // a stable pointer for the statement it runs.
 type RouteCounters struct {
-	mu sync.RWMutex
-	by map[string]*serverCounters
+	by sync.Map // server name → *serverCounters: read without a lock on every statement
 }
 
 type serverCounters struct {
@@ -23,21 +22,14 @@ type serverCounters struct {
 }
 
 // NewRouteCounters returns empty counters.
-func NewRouteCounters() *RouteCounters { return &RouteCounters{by: map[string]*serverCounters{}} }
+func NewRouteCounters() *RouteCounters { return &RouteCounters{} }
 
 func (c *RouteCounters) of(name string) *serverCounters {
-	c.mu.RLock()
-	sc := c.by[name]
-	c.mu.RUnlock()
-	if sc != nil {
-		return sc
+	if sc, ok := c.by.Load(name); ok {
+		return sc.(*serverCounters)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.by[name] == nil {
-		c.by[name] = &serverCounters{}
-	}
-	return c.by[name]
+	sc, _ := c.by.LoadOrStore(name, &serverCounters{})
+	return sc.(*serverCounters)
 }
 
 // Begin counts a statement routed to a server, in flight until End.

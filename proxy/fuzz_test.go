@@ -38,8 +38,8 @@ func FuzzWirePackets(f *testing.F) {
 		for n := uint16(0); n < 4; n++ {
 			st := &preparedStmt{numParams: n}
 			if len(p) >= 5 {
-				_, _ = st.bindPacket(p, 9)
-				_, _ = st.bindPacket(p, 9) // with types remembered
+				_, _ = st.bindPacket(nil, p, 9)
+				_, _ = st.bindPacket(nil, p, 9) // with types remembered
 			}
 		}
 		_ = isEOF(p)

@@ -48,7 +48,8 @@ func (in *sessionInfo) noteStatement(digest string) {
 // in the common case).
 func storeIfChanged(p *atomic.Pointer[string], v string) {
 	if cur := p.Load(); cur == nil || *cur != v {
-		p.Store(&v)
+		stored := v // on the heap only when it changed
+		p.Store(&stored)
 	}
 }
 

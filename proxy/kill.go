@@ -78,9 +78,10 @@ func (c *statementControl) start(b *Backends, server string, bc *backend.Conn, a
 	c.now.Store(c.cached)
 	c.mu.Unlock()
 	if timeout > 0 {
+		seq := run.seq // the closure's own copy: run stays on the stack
 		run.timer = time.AfterFunc(timeout, func() {
 			why := fmt.Sprintf("Query execution was interrupted (%s of %s exceeded)", bound, timeout)
-			if err := c.kill(run.seq, why, false); err != nil {
+			if err := c.kill(seq, why, false); err != nil {
 				c.log.Warn("query timeout: the kill failed; the connection is cut instead", zap.Error(err))
 			}
 		})

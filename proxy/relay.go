@@ -33,6 +33,7 @@ type relayer struct {
 	// stateBuf is a session-state block filtered for the client.
 	stateBuf []byte
 	cmdBuf   []byte // framing buffer for commands sent to backends
+	bindBuf  []byte // an execute rewritten for a backend statement id
 	scratch  reply
 	sum      xxhash.Digest // checksum of a reply inside a transaction
 }

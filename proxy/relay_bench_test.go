@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -46,7 +47,11 @@ func frame(seq byte, payloads ...[]byte) []byte {
 // benchSession is a session past its handshake whose master connection
 // is a scripted server.
 func benchSession(b testing.TB, reply []byte) *session {
-	srv := fuzzServer(b)
+	return benchSessionOn(fuzzServer(b), reply)
+}
+
+// benchSessionOn is benchSession on a given proxy (sessions sharing it).
+func benchSessionOn(srv *Server, reply []byte) *session {
 	s := newSession(srv, discardClient{})
 	s.client.adopt(packet.NewConn(discardClient{}))
 	s.login = login{user: srv.settings.Load().Users["app"], caps: mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_TRANSACTIONS}
@@ -132,4 +137,31 @@ func benchRelay(b *testing.B, sql string, reply []byte, wantRows uint64) {
 	if r := s.relay.scratch; !r.ok || r.rows != wantRows {
 		b.Fatalf("relay did not see the %d-row result (ok %v, rows %d)", wantRows, r.ok, r.rows)
 	}
+}
+
+// BenchmarkStatementsParallel runs BenchmarkRelaySmallResult's statement
+// in many sessions of one proxy at once (go test -cpu 1,2,4,8): what is
+// shared between sessions (statistics, counters, the classification
+// cache, settings) must not make a statement cost more with more cores.
+func BenchmarkStatementsParallel(b *testing.B) {
+	srv := fuzzServer(b)
+	reply := resultWith([][]byte{rowPacket(11, 'h')}, eofPacket)
+	texts := make([][]byte, 64) // texts vary like an application's literals
+	for i := range texts {
+		texts[i] = append([]byte{mysql.COM_QUERY}, fmt.Sprintf("SELECT c FROM t WHERE id = %d", i)...)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		s := benchSessionOn(srv, reply)
+		i := 0
+		for pb.Next() {
+			s.client.pc.Sequence = 1
+			if s.answer(texts[i%len(texts)]) {
+				b.Fatal("the session ended")
+			}
+			s.relay.returnBuffers()
+			_ = s.client.flush()
+			i++
+		}
+	})
 }

@@ -188,7 +188,7 @@ func (rl *relayer) replay(bc *backend.Conn, e txEntry, ioTimeout time.Duration) 
 		}
 		saved := e.stmt.paramTypes
 		e.stmt.paramTypes = e.types
-		cmd, err = e.stmt.bindPacket(e.cmd, id)
+		cmd, err = e.stmt.bindPacket(rl.bindBuf, e.cmd, id)
 		e.stmt.paramTypes = saved
 		if err != nil {
 			return 0, err
@@ -269,9 +269,12 @@ func (rl *relayer) commandBytes(c *command, bc *backend.Conn, server string, ioT
 	if c.payload[0] != mysql.COM_STMT_EXECUTE {
 		return withID(c.payload, id), nil
 	}
-	pkt, err := c.stmt.bindPacket(c.payload, id)
+	pkt, err := c.stmt.bindPacket(rl.bindBuf, c.payload, id)
 	if err != nil {
 		return nil, errMalformed(err.Error())
+	}
+	if cap(pkt) <= maxKeptBuffer {
+		rl.bindBuf = pkt[:0]
 	}
 	return pkt, nil
 }

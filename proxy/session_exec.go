@@ -102,14 +102,25 @@ func (s *session) exec(c *command) error {
 			err = s.runOn(c, p)
 			p.leave()
 		}
-		var f *failure
-		if !errors.As(err, &f) {
+		f := asFailure(err)
+		if f == nil {
 			return err // done: nil, the client's error, or the client is gone
 		}
 		if err := s.recover(v, f, tries, deadline); err != nil {
 			return err
 		}
 	}
+}
+
+// asFailure finds a *failure in err's chain (errors.As without the
+// allocation its target costs on every statement).
+func asFailure(err error) *failure {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if f, ok := e.(*failure); ok {
+			return f
+		}
+	}
+	return nil
 }
 
 // clusterOf returns the cluster a command runs on: a transaction's own,

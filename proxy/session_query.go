@@ -28,7 +28,7 @@ func (s *session) query(data []byte) error {
 // A statement calling CONNECTION_ID() is first rewritten to carry the
 // session's id (withConnectionID), and classified as rewritten.
 func (s *session) classify(data []byte) (router.Class, []byte) {
-	cl := s.srv.classifier.Classify(string(data[1:]), s.state.ansiQuotes())
+	cl := s.srv.classifier.ClassifyBytes(data[1:], s.state.ansiQuotes())
 	if cl.ConnectionID {
 		sql := withConnectionID(string(data[1:]), s.id)
 		data = append([]byte{data[0]}, sql...)

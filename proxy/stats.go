@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,57 +23,73 @@ type DigestStat struct {
 	ToMaster, ToReplica uint64
 }
 
+// digestTable is shared by every session: entries are found without a
+// lock (sync.Map: written once per digest, read on every statement) and
+// counted with atomics, so no statement waits for another.
 type digestTable struct {
-	mu sync.Mutex
-	m  map[string]*DigestStat
+	m     sync.Map // digest → *digestEntry
+	count atomic.Int64
 }
 
-func newDigestTable() *digestTable { return &digestTable{m: map[string]*DigestStat{}} }
+type digestEntry struct {
+	digest              string
+	count, rows         atomic.Uint64
+	total, max          atomic.Int64 // nanoseconds
+	toMaster, toReplica atomic.Uint64
+}
+
+func newDigestTable() *digestTable { return &digestTable{} }
 
 func (t *digestTable) record(digest string, d time.Duration, rows uint64, toMaster bool) {
 	if digest == "" {
 		digest = otherDigest
 	}
-	t.mu.Lock()
-	e := t.m[digest]
-	if e == nil {
-		if len(t.m) >= maxDigests {
-			digest = otherDigest
-			e = t.m[digest]
-		}
-		if e == nil {
-			e = &DigestStat{Digest: digest}
-			t.m[digest] = e
-		}
+	e := t.entry(digest)
+	e.count.Add(1)
+	e.total.Add(int64(d))
+	for m := e.max.Load(); int64(d) > m && !e.max.CompareAndSwap(m, int64(d)); m = e.max.Load() {
 	}
-	e.Count++
-	e.Total += d
-	if d > e.Max {
-		e.Max = d
-	}
-	e.Rows += rows
+	e.rows.Add(rows)
 	if toMaster {
-		e.ToMaster++
+		e.toMaster.Add(1)
 	} else {
-		e.ToReplica++
+		e.toReplica.Add(1)
 	}
-	t.mu.Unlock()
+}
+
+// entry returns the digest's entry, made on first use; past maxDigests
+// new shapes count under otherDigest.
+func (t *digestTable) entry(digest string) *digestEntry {
+	if e, ok := t.m.Load(digest); ok {
+		return e.(*digestEntry)
+	}
+	if t.count.Load() >= maxDigests {
+		digest = otherDigest
+		if e, ok := t.m.Load(digest); ok {
+			return e.(*digestEntry)
+		}
+	}
+	e, loaded := t.m.LoadOrStore(digest, &digestEntry{digest: digest})
+	if !loaded {
+		t.count.Add(1)
+	}
+	return e.(*digestEntry)
 }
 
 func (t *digestTable) snapshot() []DigestStat {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]DigestStat, 0, len(t.m))
-	for _, e := range t.m {
-		out = append(out, *e)
-	}
+	var out []DigestStat
+	t.m.Range(func(_, v any) bool {
+		e := v.(*digestEntry)
+		out = append(out, DigestStat{Digest: e.digest, Count: e.count.Load(), Total: time.Duration(e.total.Load()),
+			Max: time.Duration(e.max.Load()), Rows: e.rows.Load(), ToMaster: e.toMaster.Load(), ToReplica: e.toReplica.Load()})
+		return true
+	})
 	return out
 }
 
 func (t *digestTable) reset() {
-	t.mu.Lock()
-	t.m = map[string]*DigestStat{}
-	t.mu.Unlock()
+	t.m.Clear()
+	t.count.Store(0)
 }
 
 // TxOutcome counts what became of the transactions that lost their

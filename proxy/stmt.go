@@ -88,13 +88,14 @@ func withID(data []byte, id uint32) []byte {
 }
 
 // bindPacket rewrites an execute packet for the backend statement id,
-// remembering or re-inserting the parameter types.
+// remembering or re-inserting the parameter types, into dst's memory
+// (reused: no allocation per execute).
 //
 // Layout: 0x17, stmt_id(4), flags(1), iterations(4), then when there are
 // parameters: NULL bitmap ((n+7)/8), new_params_bound_flag(1),
 // [types 2n if the flag is 1], values.
-func (st *preparedStmt) bindPacket(data []byte, backendID uint32) ([]byte, error) {
-	out := append([]byte(nil), data...)
+func (st *preparedStmt) bindPacket(dst, data []byte, backendID uint32) ([]byte, error) {
+	out := append(dst[:0], data...)
 	binary.LittleEndian.PutUint32(out[1:], backendID)
 	if st.numParams == 0 {
 		return out, nil
@@ -110,12 +111,12 @@ func (st *preparedStmt) bindPacket(data []byte, backendID uint32) ([]byte, error
 	}
 	// Re-insert the remembered types: the backend statement may never
 	// have seen them.
-	fixed := make([]byte, 0, len(data)+2*n)
-	fixed = append(fixed, out[:flagPos]...)
-	fixed = append(fixed, 1)
-	fixed = append(fixed, st.paramTypes...)
-	fixed = append(fixed, out[flagPos+1:]...)
-	return fixed, nil
+	tail := len(out) - flagPos - 1
+	out = append(out, make([]byte, 2*n)...) // room for the types
+	copy(out[flagPos+1+2*n:], out[flagPos+1:flagPos+1+tail])
+	out[flagPos] = 1
+	copy(out[flagPos+1:], st.paramTypes)
+	return out, nil
 }
 
 // rememberTypes records the parameter types an execute sends (typed:

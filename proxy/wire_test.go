@@ -169,14 +169,14 @@ func TestBindPacketReinsertsTypes(t *testing.T) {
 	// First execute binds types (flag 1): LONGLONG, VAR_STRING.
 	first := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b10 /*2nd NULL*/, 1,
 		mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0, 5, 0, 0, 0, 0, 0, 0, 0}
-	out, err := st.bindPacket(first, 77)
+	out, err := st.bindPacket(nil, first, 77)
 	if err != nil || binary.LittleEndian.Uint32(out[1:]) != 77 || !bytes.Equal(out[5:], first[5:]) {
 		t.Fatalf("first bind: %x %v", out, err)
 	}
 	// Re-execute without types (flag 0): types must come back for a
 	// backend statement that never saw them.
 	again := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b00, 0, 6, 0, 0, 0, 0, 0, 0, 0, 1, 'x'}
-	out, err = st.bindPacket(again, 78)
+	out, err = st.bindPacket(nil, again, 78)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestBindPacketReinsertsTypes(t *testing.T) {
 	if !bytes.Equal(out, want) {
 		t.Fatalf("got  %x\nwant %x", out, want)
 	}
-	if _, err := st.bindPacket(again[:10], 1); err == nil {
+	if _, err := st.bindPacket(nil, again[:10], 1); err == nil {
 		t.Error("truncated packet accepted")
 	}
 }
@@ -213,7 +213,7 @@ func TestExecuteKey(t *testing.T) {
 	if typed, err := fresh.rememberTypes(typed); err != nil || !typed || len(fresh.paramTypes) != 2 {
 		t.Fatalf("rememberTypes: %v %v %x", typed, err, fresh.paramTypes)
 	}
-	out, err := fresh.bindPacket(untyped, 7)
+	out, err := fresh.bindPacket(nil, untyped, 7)
 	if err != nil || out[11] != 1 || out[12] != mysql.MYSQL_TYPE_LONGLONG {
 		t.Fatalf("an untyped execute after a cached typed one: %x %v", out, err)
 	}

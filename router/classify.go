@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/pingcap/tidb/pkg/parser"
 	"github.com/pingcap/tidb/pkg/parser/ast"
@@ -165,6 +166,18 @@ func NewClassifier(cacheSize int) *Classifier {
 	c := &Classifier{cache: newClassCache(cacheSize)}
 	c.parsers.New = func() any { return parser.New() }
 	return c
+}
+
+// ClassifyBytes is Classify for a text the caller will reuse: looked up
+// in the cache without a copy, copied only when it is not there.
+func (c *Classifier) ClassifyBytes(sql []byte, ansiQuotes bool) Class {
+	if len(sql) == 0 {
+		return c.Classify("", ansiQuotes)
+	}
+	if cl, ok := c.cache.get(cacheKey{sql: unsafe.String(&sql[0], len(sql)), ansi: ansiQuotes}); ok {
+		return cl
+	}
+	return c.Classify(string(sql), ansiQuotes)
 }
 
 // Classify returns the class of one SQL text (possibly several

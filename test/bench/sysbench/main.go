@@ -40,7 +40,7 @@ var (
 	flagTime      = flag.Duration("time", 5*time.Second, "duration of each sysbench run")
 	flagRounds    = flag.Int("rounds", 3, "runs per case and target (the median is reported)")
 	flagThreads   = flag.String("threads", "1,16,64", "sysbench thread counts")
-	flagTests     = flag.String("tests", "oltp_point_select,oltp_read_only,oltp_read_write", "sysbench tests")
+	flagTests     = flag.String("tests", "oltp_point_select,oltp_read_write:text,oltp_read_write", "sysbench tests (\":text\": text protocol; otherwise prepared statements)")
 	flagTables    = flag.Int("tables", 4, "sysbench --tables")
 	flagTableSize = flag.Int("table-size", 10000, "sysbench --table-size")
 	flagOut       = flag.String("out", "bench-results", "directory for result files")
@@ -268,9 +268,15 @@ func prepareData(env *harness.Env) error {
 	return nil
 }
 
+// sysbenchArgs runs test (suffixed ":text" for the text protocol;
+// otherwise sysbench prepares its statements) through addr.
 func sysbenchArgs(test string, threads int, addr string) []string {
 	host, port, _ := net.SplitHostPort(addr)
-	return []string{test, "--db-driver=mysql", "--mysql-host=" + host, "--mysql-port=" + port,
+	mode := "--db-ps-mode=auto"
+	if name, ok := strings.CutSuffix(test, ":text"); ok {
+		test, mode = name, "--db-ps-mode=disable"
+	}
+	return []string{test, mode, "--db-driver=mysql", "--mysql-host=" + host, "--mysql-port=" + port,
 		"--mysql-user=" + sandbox.AppUser, "--mysql-password=" + sandbox.AppPassword, "--mysql-db=sbtest",
 		fmt.Sprintf("--tables=%d", *flagTables), fmt.Sprintf("--table-size=%d", *flagTableSize),
 		fmt.Sprintf("--threads=%d", threads)}
