@@ -96,17 +96,21 @@ bench-deps:
 	@bash scripts/deps.sh bench
 
 ## bench: the cost of the proxy (about 10 min; prints, never fails for being slow):
-##   1. sysbench point_select/read_only/read_write at 1/16/64 threads, each direct,
+##   1. sysbench point_select, read_write (text protocol) and read_write (prepared
+##      statements) at 1/16/64 threads, each direct,
 ##      through haproxy (mode tcp) and through switchyard: qps, p95/p99, ratios,
 ##      CPU µs per query, peak RSS; then RSS for a 1M-row stream and 10k idle
-##      clients. Results also land in bench-results/.
-##   2. hot-path Go benchmarks with allocs/op (relay, classifier, pool).
+##      clients. Results also land in bench-results/, and the ratio table in
+##      docs/performance.md (between its bench markers).
+##   2. hot-path Go benchmarks with allocs/op (relay, classifier, pool, cluster pick,
+##      rules), and sessions in parallel at -cpu 1,2,4,8.
 ##   3. Go-driver benchmarks, proxy vs direct in the same run.
 BENCH_TIME ?= 5s
 BENCH_ROUNDS ?= 3
 bench: deps bench-deps
-	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME) -rounds $(BENCH_ROUNDS)
-	$(GO) test -run '^$$' -bench 'Relay|Classify|PoolCheckoutReturn' -benchmem ./proxy/ ./router/ ./backend/
+	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME) -rounds $(BENCH_ROUNDS) -markdown docs/performance.md
+	$(GO) test -run '^$$' -bench 'Relay|Classify|PoolCheckoutReturn|ClusterPick|Match' -benchmem ./proxy/ ./router/ ./backend/ ./rules/
+	$(GO) test -run '^$$' -bench 'StatementsParallel' -benchmem -cpu 1,2,4,8 ./proxy/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
 
 ## bench-failover: kill -9 the master 5 times under 8 writers for each connection pattern

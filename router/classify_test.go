@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // Expected routes: R = replica may serve it, M = master, B = begin,
@@ -538,4 +539,50 @@ func TestPin(t *testing.T) {
 			t.Errorf("%q: Pin = %v, want %v (class %+v)", tc.sql, got.Pin, tc.pin, got)
 		}
 	}
+}
+
+// TestAppendShape: literals become "?", identifiers (digits and all)
+// stay, so texts that differ only in their literals share a shape and
+// texts that differ otherwise do not.
+func TestAppendShape(t *testing.T) {
+	tests := []struct{ sql, want string }{
+		{"SELECT c FROM sbtest1 WHERE id=4211", "SELECT c FROM sbtest1 WHERE id=?"},
+		{"SELECT c FROM sbtest1 WHERE id BETWEEN 10 AND 109 ORDER BY c", "SELECT c FROM sbtest1 WHERE id BETWEEN ? AND ? ORDER BY c"},
+		{`UPDATE t SET v='it''s', w="a\"b", x=-1.5e+10, y=0x1F WHERE k=?`, "UPDATE t SET v=?, w=?, x=-?, y=? WHERE k=?"},
+		{"SELECT `col 1`, `2x` FROM `db1`.`t2` WHERE a1 = 7", "SELECT `col 1`, `2x` FROM `db1`.`t2` WHERE a1 = ?"},
+		{"INSERT INTO t VALUES (1,'a'),(2,'b')", "INSERT INTO t VALUES (?,?),(?,?)"},
+		{"SELECT x'4142', b'01', N'n'", "SELECT x?, b?, N?"},
+		{"SELECT 'unterminated", "SELECT ?"},
+	}
+	for _, tt := range tests {
+		if got := string(appendShape(nil, tt.sql)); got != tt.want {
+			t.Errorf("appendShape(%q) = %q, want %q", tt.sql, got, tt.want)
+		}
+	}
+	if string(appendShape(nil, "SELECT * FROM t1 WHERE a=1")) == string(appendShape(nil, "SELECT * FROM t2 WHERE a=1")) {
+		t.Error("two tables share a shape")
+	}
+}
+
+// FuzzShapeClass: a text classified through its shape (another text of
+// the same shape was classified first) gets the class the parser gives
+// it, and never a panic.
+func FuzzShapeClass(f *testing.F) {
+	for _, s := range []string{"SELECT c FROM t WHERE id = 1", "UPDATE t SET a = 'x' WHERE id = 2", "SELECT GET_LOCK('a', 1)",
+		"SELECT @a := 1", "SELECT 1 FOR UPDATE", "INSERT INTO t VALUES (1, 'a')"} {
+		f.Add(s, "7")
+	}
+	f.Fuzz(func(t *testing.T, sql, literal string) {
+		other := strings.Replace(sql, "1", literal, 1)
+		if string(appendShape(nil, sql)) != string(appendShape(nil, other)) || !utf8.ValidString(other) {
+			return // not the same shape: nothing to compare
+		}
+		shaped := NewClassifier(100)
+		shaped.Classify(sql, false)
+		got := shaped.Classify(other, false)
+		want := NewClassifier(0).Classify(other, false)
+		if got.Kind != want.Kind || got.Pin != want.Pin || got.DDL != want.DDL {
+			t.Fatalf("%q through the shape of %q: %+v, parsed: %+v", other, sql, got, want)
+		}
+	})
 }

@@ -48,6 +48,8 @@ var (
 	flagStream    = flag.Int("stream-rows", 1000000, "rows streamed by one client for the memory check (0 skips)")
 	flagReplicas  = flag.Int("replicas", 2, "sandbox replicas that serve the reads")
 	flagProcs     = flag.Int("threads-setting", 0, "switchyard's threads setting (GOMAXPROCS; 0 = one per CPU)")
+	flagBefore    = flag.String("before", "", "another switchyard binary (e.g. an older commit's) measured in the same rounds as switchyard-before")
+	flagMarkdown  = flag.String("markdown", "", "write the ratio table (markdown) into this file between the bench markers")
 )
 
 // run is one sysbench run against one target.
@@ -147,6 +149,17 @@ func mainErr() error {
 		{"l4-relay", relay.addr, relay.Process.Pid},
 		{"switchyard", split.Addr, split.Pid()},
 	}
+	if *flagBefore != "" {
+		own := env.Binary
+		env.Binary = *flagBefore
+		before, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning})
+		env.Binary = own
+		if err != nil {
+			return fmt.Errorf("the -before binary: %w", err)
+		}
+		defer before.Stop()
+		targets = append(targets, target{"switchyard-before", before.Addr, before.Pid()})
+	}
 	fmt.Fprintf(w, "sysbench %s per run, median of %d interleaved runs; sandbox master + %d replicas on this machine; l4-relay = haproxy mode tcp to the master; switchyard routes reads to the replicas\n", *flagTime, *flagRounds, *flagReplicas)
 	for _, test := range strings.Split(*flagTests, ",") {
 		if test == "" {
@@ -179,6 +192,12 @@ func mainErr() error {
 			printGroup(w, group)
 			rep.Runs = append(rep.Runs, group...)
 		}
+	}
+	if *flagMarkdown != "" {
+		if err := writeMarkdown(*flagMarkdown, markdownTable(rep.Runs, rep.Started, *flagRounds)); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "\nthe table is in %s\n", *flagMarkdown)
 	}
 	split.Stop()
 	masterOnly.Stop()
@@ -476,6 +495,66 @@ func printGroup(w io.Writer, group []run) {
 	if mo, ok := byName["switchyard-master-only"]; ok {
 		fmt.Fprintf(w, "  reads to the master only: switchyard/l4-relay %.2f, CPU per query %.2f\n", mo.QPS/l.QPS, mo.ProxyCPUus/l.ProxyCPUus)
 	}
+	if b, ok := byName["switchyard-before"]; ok {
+		fmt.Fprintf(w, "  the -before binary: before/l4-relay %.2f, CPU per query %.2f\n", b.QPS/l.QPS, b.ProxyCPUus/l.ProxyCPUus)
+	}
+}
+
+// markdownTable is the ratio table of docs/performance.md: for each
+// workload and thread count, Switchyard's throughput and CPU per query
+// against the L4 relay (and the -before binary's, when measured).
+func markdownTable(runs []run, started time.Time, rounds int) string {
+	var b strings.Builder
+	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
+	fmt.Fprintf(&b, "Measured %s on commit %s, %d interleaved rounds of %s, medians (`make bench`).\n\n",
+		started.UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), rounds, *flagTime)
+	b.WriteString("| workload | threads | qps vs relay | CPU/query vs relay | proxy µs/query | relay µs/query | before: qps, CPU vs relay |\n|---|---|---|---|---|---|---|\n")
+	type key struct {
+		test    string
+		threads int
+	}
+	groups := map[key]map[string]run{}
+	var order []key
+	for _, r := range runs {
+		k := key{r.Test, r.Threads}
+		if groups[k] == nil {
+			groups[k] = map[string]run{}
+			order = append(order, k)
+		}
+		groups[k][r.Target] = r
+	}
+	for _, k := range order {
+		g := groups[k]
+		s, l := g["switchyard"], g["l4-relay"]
+		name := k.test
+		if t, ok := strings.CutSuffix(name, ":text"); ok {
+			name = t + ", text protocol"
+		} else if name != "oltp_point_select" {
+			name += ", prepared statements"
+		}
+		before := "-"
+		if bf, ok := g["switchyard-before"]; ok {
+			before = fmt.Sprintf("%.2f×, %.2f×", bf.QPS/l.QPS, bf.ProxyCPUus/l.ProxyCPUus)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.2f× | %.2f× | %.1f | %.1f | %s |\n", name, k.threads, s.QPS/l.QPS, s.ProxyCPUus/l.ProxyCPUus,
+			s.ProxyCPUus, l.ProxyCPUus, before)
+	}
+	return b.String()
+}
+
+// writeMarkdown puts table between the bench markers of path.
+func writeMarkdown(path, table string) error {
+	const start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i, j := bytes.Index(text, []byte(start)), bytes.Index(text, []byte(end))
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s … %s markers", path, start, end)
+	}
+	out := append(append(append([]byte{}, text[:i+len(start)]...), "\n"+table...), text[j:]...)
+	return os.WriteFile(path, out, 0o644)
 }
 
 // memoryChecks measures the proxy's RSS while one client streams a large
