@@ -247,6 +247,106 @@ func (c *Config) validate() []fieldError {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		add("tls", "cert and key must be set together")
 	}
+	errs = append(errs, c.validateUsers()...)
+	errs = append(errs, c.validateClusters()...)
+	p := c.Pool
+	if p.MaxConnections <= 0 {
+		add("pool.max_connections", "must be positive")
+	}
+	if p.MaxIdle < 0 || p.MaxIdle > p.MaxConnections {
+		add("pool.max_idle", "must be between 0 and pool.max_connections")
+	}
+	errs = append(errs, c.validateSettings()...)
+	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
+		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
+	}
+	if c.Routing.ReplicaChoice != "session" && c.Routing.ReplicaChoice != "statement" {
+		add("routing.replica_choice", "%q: use session or statement", c.Routing.ReplicaChoice)
+	}
+	if c.Routing.TransactionReplay.MaxSize < 0 || c.Routing.TransactionReplay.MaxSize > 1<<30 {
+		add("routing.transaction_replay.max_size", "must be between 0 and 1GiB")
+	}
+	if c.Routing.NoReplica != "master" && c.Routing.NoReplica != "error" {
+		add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)
+	}
+	errs = append(errs, c.validateServices()...)
+	return append(errs, c.validateRules()...)
+}
+
+// validateServices checks the admin and HTTP accounts, coordination,
+// the log and the cache.
+func (c *Config) validateServices() []fieldError {
+	var errs []fieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
+	}
+	if c.Admin.Listen != "" && (c.Admin.User == "" || c.Admin.Password.Value() == "") {
+		add("admin.password", "the admin listener needs its own user and password")
+	}
+	if c.HTTP.Listen != "" && (c.HTTP.User == "" || c.HTTP.Password.Value() == "") {
+		add("http.password", "the HTTP listener needs a user and password (http.user/http.password, or the admin port's)")
+	}
+	if e := c.Coordination.Etcd; e != nil {
+		if len(e.Endpoints) == 0 {
+			add("coordination.etcd.endpoints", "at least one endpoint is required")
+		}
+		if e.Prefix != "" && !strings.HasPrefix(e.Prefix, "/") {
+			add("coordination.etcd.prefix", "%q must start with /", e.Prefix)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", "%q: use debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		add("log.format", "%q: use json or console", c.Log.Format)
+	}
+	if c.Log.SlowQueryTime < 0 {
+		add("log.slow_query_time", "must not be negative")
+	}
+	if c.Cache.MaxSize < 0 || c.Cache.MaxSize > 64<<30 {
+		add("cache.max_size", "must be between 0 and 64GiB")
+	}
+	return errs
+}
+
+// validateSettings checks the durations and the monitor's failure count.
+func (c *Config) validateSettings() []fieldError {
+	var errs []fieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
+	}
+	p := c.Pool
+	for field, d := range map[string]Duration{
+		"pool.connect_timeout": p.ConnectTimeout, "pool.io_timeout": p.IOTimeout,
+		"pool.acquire_timeout": p.AcquireTimeout, "handshake_timeout": c.HandshakeTimeout,
+		"monitor.interval": c.Monitor.Interval, "monitor.connect_timeout": c.Monitor.ConnectTimeout,
+		"failover.hold_timeout": c.Failover.HoldTimeout, "failover.apply_timeout": c.Failover.ApplyTimeout,
+		"failover.switchover_drain": c.Failover.SwitchoverDrain,
+		"routing.gtid_wait_timeout": c.Routing.GTIDWaitTimeout,
+		"failover.timeouts.hold":    c.Failover.Timeouts.Hold, "failover.timeouts.inspect": c.Failover.Timeouts.Inspect,
+		"failover.timeouts.fence": c.Failover.Timeouts.Fence, "failover.timeouts.promote": c.Failover.Timeouts.Promote,
+		"failover.timeouts.repoint": c.Failover.Timeouts.Repoint, "failover.timeouts.verify": c.Failover.Timeouts.Verify,
+		"failover.timeouts.coordinate": c.Failover.Timeouts.Coordinate, "failover.timeouts.undo": c.Failover.Timeouts.Undo,
+		"failover.timeouts.rejoin": c.Failover.Timeouts.Rejoin,
+	} {
+		if d <= 0 {
+			add(field, "must be a positive duration")
+		}
+	}
+	if c.Monitor.FailCount < 1 {
+		add("monitor.failcount", "must be at least 1")
+	}
+	return errs
+}
+
+// validateUsers checks the application accounts.
+func (c *Config) validateUsers() []fieldError {
+	var errs []fieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
+	}
 	if len(c.Users) == 0 {
 		add("users", "at least one user is required")
 	}
@@ -278,75 +378,7 @@ func (c *Config) validate() []fieldError {
 			}
 		}
 	}
-	errs = append(errs, c.validateClusters()...)
-	p := c.Pool
-	if p.MaxConnections <= 0 {
-		add("pool.max_connections", "must be positive")
-	}
-	if p.MaxIdle < 0 || p.MaxIdle > p.MaxConnections {
-		add("pool.max_idle", "must be between 0 and pool.max_connections")
-	}
-	for field, d := range map[string]Duration{
-		"pool.connect_timeout": p.ConnectTimeout, "pool.io_timeout": p.IOTimeout,
-		"pool.acquire_timeout": p.AcquireTimeout, "handshake_timeout": c.HandshakeTimeout,
-		"monitor.interval": c.Monitor.Interval, "monitor.connect_timeout": c.Monitor.ConnectTimeout,
-		"failover.hold_timeout": c.Failover.HoldTimeout, "failover.apply_timeout": c.Failover.ApplyTimeout,
-		"failover.switchover_drain": c.Failover.SwitchoverDrain,
-		"routing.gtid_wait_timeout": c.Routing.GTIDWaitTimeout,
-		"failover.timeouts.hold":    c.Failover.Timeouts.Hold, "failover.timeouts.inspect": c.Failover.Timeouts.Inspect,
-		"failover.timeouts.fence": c.Failover.Timeouts.Fence, "failover.timeouts.promote": c.Failover.Timeouts.Promote,
-		"failover.timeouts.repoint": c.Failover.Timeouts.Repoint, "failover.timeouts.verify": c.Failover.Timeouts.Verify,
-		"failover.timeouts.coordinate": c.Failover.Timeouts.Coordinate, "failover.timeouts.undo": c.Failover.Timeouts.Undo,
-		"failover.timeouts.rejoin": c.Failover.Timeouts.Rejoin,
-	} {
-		if d <= 0 {
-			add(field, "must be a positive duration")
-		}
-	}
-	if c.Monitor.FailCount < 1 {
-		add("monitor.failcount", "must be at least 1")
-	}
-	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
-		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
-	}
-	if c.Routing.ReplicaChoice != "session" && c.Routing.ReplicaChoice != "statement" {
-		add("routing.replica_choice", "%q: use session or statement", c.Routing.ReplicaChoice)
-	}
-	if c.Routing.TransactionReplay.MaxSize < 0 || c.Routing.TransactionReplay.MaxSize > 1<<30 {
-		add("routing.transaction_replay.max_size", "must be between 0 and 1GiB")
-	}
-	if c.Routing.NoReplica != "master" && c.Routing.NoReplica != "error" {
-		add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)
-	}
-	if c.Admin.Listen != "" && (c.Admin.User == "" || c.Admin.Password.Value() == "") {
-		add("admin.password", "the admin listener needs its own user and password")
-	}
-	if c.HTTP.Listen != "" && (c.HTTP.User == "" || c.HTTP.Password.Value() == "") {
-		add("http.password", "the HTTP listener needs a user and password (http.user/http.password, or the admin port's)")
-	}
-	if e := c.Coordination.Etcd; e != nil {
-		if len(e.Endpoints) == 0 {
-			add("coordination.etcd.endpoints", "at least one endpoint is required")
-		}
-		if e.Prefix != "" && !strings.HasPrefix(e.Prefix, "/") {
-			add("coordination.etcd.prefix", "%q must start with /", e.Prefix)
-		}
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log.level", "%q: use debug, info, warn or error", c.Log.Level)
-	}
-	if c.Log.Format != "json" && c.Log.Format != "console" {
-		add("log.format", "%q: use json or console", c.Log.Format)
-	}
-	if c.Log.SlowQueryTime < 0 {
-		add("log.slow_query_time", "must not be negative")
-	}
-	if c.Cache.MaxSize < 0 || c.Cache.MaxSize > 64<<30 {
-		add("cache.max_size", "must be between 0 and 64GiB")
-	}
-	return append(errs, c.validateRules()...)
+	return errs
 }
 
 // validateRules checks each rule: a unique name, conditions that parse,

@@ -12,8 +12,14 @@
 // clusters existed (<prefix>/topology, /election, /operation); cluster c
 // uses <prefix>/clusters/c/….
 //
+// Beside the topology, etcd carries what every instance must share: the
+// runtime configuration layer (<prefix>/config/runtime, compare-and-swap,
+// runtime.go) and result-cache invalidations (<prefix>/cache/invalidate,
+// invalidate.go).
+//
 // Goroutines: one checks etcd's health and refreshes this instance's
-// registration; per cluster, one campaigns for leadership and one watches
-// the topology. A cluster's failover engine calls Leader, Healthy, Begin,
-// Commit and Abort.
+// registration; one publishes cache invalidations; per cluster, one
+// campaigns for leadership and one watches the topology; WatchRuntime and
+// WatchInvalidations add one watch each. A cluster's failover engine
+// calls Leader, Healthy, Begin, Commit and Abort.
 package coord

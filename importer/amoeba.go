@@ -26,22 +26,7 @@ func ReadAmoeba(p *Plan, dbServersPath, amoebaPath string) error {
 	if err != nil {
 		return err
 	}
-	servers := map[string]*amoebaServer{}
-	var order []string
-	for _, s := range root.all("dbServer") {
-		as := &amoebaServer{node: s, parent: s.attrs["parent"], virtual: s.attrs["virtual"] == "true", props: map[string]*xnode{}}
-		for _, part := range []string{"factoryConfig", "poolConfig"} {
-			if c := s.first(part); c != nil {
-				for k, v := range c.properties() {
-					as.props[k] = v
-				}
-			}
-		}
-		servers[s.attrs["name"]] = as
-		if s.attrs["abstractive"] != "true" {
-			order = append(order, s.attrs["name"])
-		}
-	}
+	servers, order := amoebaServers(root)
 	prop := func(name, key string) *xnode {
 		for s, depth := servers[name], 0; s != nil && depth < 10; s, depth = servers[s.parent], depth+1 {
 			if v, ok := s.props[key]; ok {
@@ -94,6 +79,28 @@ func ReadAmoeba(p *Plan, dbServersPath, amoebaPath string) error {
 		return nil
 	}
 	return amoebaMain(p, c, amoebaPath, servers)
+}
+
+// amoebaServers reads the dbServer entries, by name, and the names of
+// the concrete ones in file order.
+func amoebaServers(root *xnode) (map[string]*amoebaServer, []string) {
+	servers := map[string]*amoebaServer{}
+	var order []string
+	for _, s := range root.all("dbServer") {
+		as := &amoebaServer{node: s, parent: s.attrs["parent"], virtual: s.attrs["virtual"] == "true", props: map[string]*xnode{}}
+		for _, part := range []string{"factoryConfig", "poolConfig"} {
+			if c := s.first(part); c != nil {
+				for k, v := range c.properties() {
+					as.props[k] = v
+				}
+			}
+		}
+		servers[s.attrs["name"]] = as
+		if s.attrs["abstractive"] != "true" {
+			order = append(order, s.attrs["name"])
+		}
+	}
+	return servers, order
 }
 
 func amoebaMain(p *Plan, c *Cluster, path string, servers map[string]*amoebaServer) error {

@@ -178,9 +178,18 @@ func mycatDataHost(p *Plan, dh *xnode, file string) (*Cluster, error) {
 	if hb := dh.first("heartbeat"); hb != nil {
 		p.skip(hb.at(file), "heartbeat "+hb.text, "the monitor checks each server's replication state every monitor.interval")
 	}
+	if err := mycatHosts(p, c, dh, file); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// mycatHosts reads a dataHost's writeHosts and their readHosts into c.
+func mycatHosts(p *Plan, c *Cluster, dh *xnode, file string) error {
+	a := dh.attrs
 	writeHosts := dh.all("writeHost")
 	if len(writeHosts) == 0 {
-		return nil, dh.errorf(file, "dataHost %s has no <writeHost>", a["name"])
+		return dh.errorf(file, "dataHost %s has no <writeHost>", a["name"])
 	}
 	for i, w := range writeHosts {
 		if i == 0 {
@@ -189,7 +198,7 @@ func mycatDataHost(p *Plan, dh *xnode, file string) (*Cluster, error) {
 		}
 		b, err := mycatHost(c, w, file, "writeHost")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if i > 0 && a["switchType"] != "-1" && !b.NoMaster {
 			b.Candidate = true
@@ -197,14 +206,14 @@ func mycatDataHost(p *Plan, dh *xnode, file string) (*Cluster, error) {
 		}
 		for _, r := range w.all("readHost") {
 			if _, err := mycatHost(c, r, file, "readHost"); err != nil {
-				return nil, err
+				return err
 			}
 			if r.attrs["user"] != "" && r.attrs["user"] != w.attrs["user"] {
 				p.skip(r.at(file), "readHost "+r.attrs["host"]+" user="+r.attrs["user"], "one backend account per application user on every server: "+w.attrs["user"])
 			}
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // mycatHost adds (or completes) the backend a writeHost/readHost names.

@@ -40,27 +40,7 @@ func Render(p *Plan) []byte {
 	} else {
 		renderClusters(w, p)
 	}
-	for _, section := range []string{"pool", "monitor", "failover", "routing"} {
-		var lines []func()
-		for _, st := range clusterSettings {
-			if v := or(st.get(first), st.def); st.section == section && v.set() {
-				lines = append(lines, func() { w.kv(1, st.key, v) })
-			}
-		}
-		if section == "failover" {
-			lines = append(lines, func() {
-				w.kv(1, "state_file", value{"/var/lib/switchyard/state.json", "", "where the .deb's unit may write"})
-			})
-		}
-		if len(lines) == 0 {
-			continue
-		}
-		w.line(section + ":")
-		for _, l := range lines {
-			l()
-		}
-		w.line("")
-	}
+	renderSections(w, first)
 	renderHooks(w, p)
 	w.line("admin:")
 	w.kv(1, "listen", or(p.AdminListen, value{"127.0.0.1:6033", "", "loopback: the admin port changes the topology"}))
@@ -82,6 +62,33 @@ func Render(p *Plan) []byte {
 		}
 	}
 	return []byte(w.String())
+}
+
+// renderSections writes the top-level pool, monitor, failover and
+// routing sections from the first cluster's settings (defaults where it
+// has none).
+func renderSections(w *writer, first *Cluster) {
+	for _, section := range []string{"pool", "monitor", "failover", "routing"} {
+		var lines []func()
+		for _, st := range clusterSettings {
+			if v := or(st.get(first), st.def); st.section == section && v.set() {
+				lines = append(lines, func() { w.kv(1, st.key, v) })
+			}
+		}
+		if section == "failover" {
+			lines = append(lines, func() {
+				w.kv(1, "state_file", value{"/var/lib/switchyard/state.json", "", "where the .deb's unit may write"})
+			})
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		w.line(section + ":")
+		for _, l := range lines {
+			l()
+		}
+		w.line("")
+	}
 }
 
 // clusterSetting is one per-cluster setting: where it goes, what the

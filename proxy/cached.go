@@ -17,10 +17,18 @@ import (
 // cache_ttl is answered from the cache when it can be, else runs and
 // fills it; every write invalidates what it makes stale (see package
 // cache for why a result is never older than the last write through
-// Switchyard).
+// Switchyard). The session orchestrates (fromCache, and calls around
+// each statement in runOn); cacheUse owns the rest.
 
 // maxCachedReply bounds one cached reply (bigger ones are relayed, not kept).
 const maxCachedReply = 1 << 20
+
+// cacheUse is a session's use of the shared result cache: the tables
+// its open transaction wrote (invalidated again when it ends).
+type cacheUse struct {
+	c        *cache.Cache // nil: no cache
+	txWrites txWrites
+}
 
 // cacheFill is a read that will fill the cache if it succeeds.
 type cacheFill struct {
@@ -29,19 +37,28 @@ type cacheFill struct {
 	done   bool
 }
 
+// cacheFacts is what of the session decides whether a read's result
+// depends on the session.
+type cacheFacts struct {
+	inTx, tempTables bool
+	readsOnMaster    string
+}
+
 // fromCache answers c from the cache when a rule asks for caching and
 // the statement may be cached; on a miss it prepares c to fill it.
 // served says the client got its answer (err: writing it failed).
 func (s *session) fromCache(c *command, v *clusterView) (served bool, err error) {
-	if why := s.uncacheable(c, v); why != "" {
+	facts := cacheFacts{inTx: s.tx.open() || s.state.autocommitOff(), tempTables: v.route.HasTempTables(),
+		readsOnMaster: s.state.readsOnMaster()}
+	if why := uncacheable(c, facts); why != "" {
 		return false, nil
 	}
-	key := s.cacheKey(c, v)
+	key := cacheKey(c, v.b.Name, s.login.user.BackendUser, s.state.tagFor(false), s.login.caps)
 	start := time.Now()
-	res, ok := s.srv.cache.Get(key, start)
+	res, ok := s.rc.c.Get(key, start)
 	c.act.CacheResult(ok)
 	if !ok {
-		c.fill = &cacheFill{key: key, ticket: s.srv.cache.Begin(v.b.Name, c.class.Tables)}
+		c.fill = &cacheFill{key: key, ticket: s.rc.c.Begin(v.b.Name, c.class.Tables)}
 		return false, nil
 	}
 	if _, err := s.client.out.Write(res.Data); err != nil {
@@ -61,18 +78,18 @@ func (s *session) fromCache(c *command, v *clusterView) (served bool, err error)
 // Read-your-writes needs no exception: a cached result already has every
 // write through Switchyard to its tables (package cache), the session's
 // own included.
-func (s *session) uncacheable(c *command, v *clusterView) string {
+func uncacheable(c *command, f cacheFacts) string {
 	cl := c.class
 	switch {
 	case !c.runs() || c.reply != replyResult || len(c.payload) >= mysql.MaxPayloadLen:
 		return "not a statement"
 	case cl.Kind != router.KindRead || cl.Pin || cl.Hint == router.HintMaster:
 		return "not a plain read"
-	case s.tx.open() || s.state.autocommitOff():
+	case f.inTx:
 		return "in a transaction"
-	case s.state.readsOnMaster() != "":
-		return s.state.readsOnMaster()
-	case v.route.HasTempTables():
+	case f.readsOnMaster != "":
+		return f.readsOnMaster
+	case f.tempTables:
 		return "the session has temporary tables"
 	case c.stmt != nil && c.payload[0] == mysql.COM_STMT_EXECUTE && len(c.payload) > 5 && c.payload[5]&0x07 != 0:
 		return "a cursor"
@@ -84,16 +101,16 @@ func (s *session) uncacheable(c *command, v *clusterView) string {
 // privileges), the session state that shapes results (database,
 // character set, sql_mode, time zone … as replayed), the capabilities
 // that shape the packets, and the statement with its parameters.
-func (s *session) cacheKey(c *command, v *clusterView) string {
+func cacheKey(c *command, cluster, backendUser, stateTag string, caps uint32) string {
 	var b strings.Builder
 	b.Grow(len(c.payload) + 128)
-	b.WriteString(v.b.Name)
+	b.WriteString(cluster)
 	b.WriteByte(0)
-	b.WriteString(s.login.user.BackendUser)
+	b.WriteString(backendUser)
 	b.WriteByte(0)
-	b.WriteString(s.state.tagFor(false))
+	b.WriteString(stateTag)
 	b.WriteByte(0)
-	b.WriteString(hex.EncodeToString([]byte{byte(s.login.caps), byte(s.login.caps >> 8), byte(s.login.caps >> 16), byte(s.login.caps >> 24)}))
+	b.WriteString(hex.EncodeToString([]byte{byte(caps), byte(caps >> 8), byte(caps >> 16), byte(caps >> 24)}))
 	b.WriteByte(0)
 	if c.stmt != nil {
 		b.Write(c.stmt.query)
@@ -105,45 +122,43 @@ func (s *session) cacheKey(c *command, v *clusterView) string {
 	return b.String()
 }
 
-// finishFill stores what a filling read relayed, when it may: a complete
-// OK result, read on the master or on a replica that has every write to
-// its tables the cache knows of.
-func (s *session) finishFill(c *command, p placement, r *reply, data []byte, captured bool) {
+// finish stores what a filling read relayed, when it may: a complete OK
+// result, read on the master or on a replica that has every write to its
+// tables the cache knows of (a write whose GTID is unknown counts as
+// missing on replicas for as long as replication may lag).
+func (u *cacheUse) finish(c *command, p placement, r *reply, data []byte, captured bool, lag time.Duration) {
 	f := c.fill
 	if f == nil || f.done {
 		return
 	}
 	f.done = true
 	ok := captured && r.ok && r.serverErr == nil && !r.cursor && p.target != "" &&
-		s.replicaHasWrites(p, s.srv.cache.LastWrites(f.ticket))
+		replicaHas(p.view.b.topology(), p.target, u.c.LastWrites(f.ticket), lag)
 	if !ok {
-		s.srv.cache.Abandon(f.ticket)
+		u.c.Abandon(f.ticket)
 		return
 	}
-	s.srv.cache.Put(f.ticket, f.key, cache.Result{Data: data, Rows: r.rows}, c.act.CacheTTL, time.Now())
+	u.c.Put(f.ticket, f.key, cache.Result{Data: data, Rows: r.rows}, c.act.CacheTTL, time.Now())
 }
 
-// abandonFill ends a fill that did not finish (the read failed).
-func (s *session) abandonFill(c *command) {
+// abandon ends a fill that did not finish (the read failed).
+func (u *cacheUse) abandon(c *command) {
 	if f := c.fill; f != nil && !f.done {
 		f.done = true
-		s.srv.cache.Abandon(f.ticket)
+		u.c.Abandon(f.ticket)
 	}
 }
 
-// replicaHasWrites: the server that answered has applied every write in
-// writes (the master always has). A write whose GTID is unknown counts
-// as missing on replicas for as long as replication may lag.
-func (s *session) replicaHasWrites(p placement, writes []cache.Write) bool {
-	topo := p.view.b.topology()
-	if p.target == topo.Master || len(writes) == 0 {
+// replicaHas: target has applied every write in writes (the master
+// always has).
+func replicaHas(topo *backend.Topology, target string, writes []cache.Write, lag time.Duration) bool {
+	if target == topo.Master || len(writes) == 0 {
 		return true
 	}
-	st := topo.Server(p.target)
+	st := topo.Server(target)
 	if st == nil {
 		return false
 	}
-	lag := s.cmd.set.cluster(p.view.b.Name).Policy.MaxLag
 	for _, w := range writes {
 		if w.GTID == "" {
 			if time.Since(w.At) < lag {
@@ -172,41 +187,40 @@ func writeTables(cl router.Class) (tables []string, all bool, writes bool) {
 	return nil, true, true
 }
 
-// invalidateFor drops what a write is about to make stale (before it is
+// invalidate drops what a write is about to make stale (before it is
 // sent) or made stale (after its reply, with its GTID); inside a
 // transaction the tables are remembered for its end. Nothing happens
 // when no rule caches and nothing is cached.
-func (s *session) invalidateFor(c *command, v *clusterView, gtid string, after bool) {
-	ca := s.srv.cache
-	if ca == nil || !c.runs() {
+func (u *cacheUse) invalidate(c *command, cluster, gtid string, after, inTx, rulesCache bool) {
+	if u.c == nil || !c.runs() {
 		return
 	}
 	tables, all, writes := writeTables(c.class)
-	if !writes || (ca.Idle() && !s.cmd.set.Rules.Caches()) {
+	if !writes || (u.c.Idle() && !rulesCache) {
 		return
 	}
 	if all {
 		tables = nil
 	}
-	ca.Invalidate(v.b.Name, tables, gtid, time.Now())
-	if after && s.tx.open() {
-		s.txWrites.add(v.b.Name, tables, all)
+	u.c.Invalidate(cluster, tables, gtid, time.Now())
+	if after && inTx {
+		u.txWrites.add(cluster, tables, all)
 	}
 }
 
-// invalidateAtTxEnd invalidates, with the commit's GTID, the tables the
-// ended transaction wrote: a reader that ran between its writes and its
+// txEnded invalidates, with the commit's GTID, the tables the ended
+// transaction wrote: a reader that ran between its writes and its
 // commit saw the old rows.
-func (s *session) invalidateAtTxEnd(gtid string) {
-	w := &s.txWrites
-	if w.cluster == "" || s.tx.open() {
+func (u *cacheUse) txEnded(gtid string, txOpen bool) {
+	w := &u.txWrites
+	if w.cluster == "" || txOpen {
 		return
 	}
 	tables := w.tables
 	if w.all {
 		tables = nil
 	}
-	s.srv.cache.Invalidate(w.cluster, tables, gtid, time.Now())
+	u.c.Invalidate(w.cluster, tables, gtid, time.Now())
 	*w = txWrites{tables: w.tables[:0]}
 }
 

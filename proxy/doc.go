@@ -27,6 +27,10 @@
 //	mux.go               muxState: why connections are kept between statements
 //	stmt.go              stmtRegistry: prepared statements (proxy ids, prepared lazily per connection)
 //	kill.go              statementControl: KILL, query timeouts, shutdown of a running statement
+//	rules.go             what query rules see of a command; the error of a blocked one
+//	cached.go            cacheUse: answering reads from the result cache, filling it, invalidating it
+//	querylog.go          QueryLog: JSON lines of rule-marked and slow statements
+//	explain.go           Server.Explain: EXPLAIN ROUTE, a decision without a session
 //	relay.go, relay_rows.go  relayer: the wire to backends, replies relayed packet by packet
 //	info.go              sessionInfo: what other goroutines may read of a session
 //	wire.go, client.go, errors.go, stats.go, rewrite.go, auth.go  protocol helpers
@@ -36,7 +40,8 @@
 //	session.loop      read one command packet (bounded by max_allowed_packet)
 //	session.dispatch  by command byte; the loop writes the ERR packet a handler returns
 //	session.query     classify (router.Classifier)
-//	session.exec      clusterOf (router.ClusterMap), checkTx, place (router.Decide, the
+//	session.exec      query rules (block, route, cache, timeout, log), the result cache,
+//	                  clusterOf (router.ClusterMap), checkTx, place (router.Decide, the
 //	                  write gate for the master, a connection in the session's state),
 //	                  runOn; a failure goes through nextStep, under one deadline
 //	session.runOn     send and relay (relayer); observe what the reply said: status,

@@ -65,17 +65,17 @@ func (q *QueryLog) Close() error {
 }
 
 // logQuery writes a statement to the query log when a rule asks for it
-// or it was slow.
+// or it was slow (target "": a statement a rule blocked).
 func (s *session) logQuery(c *command, cluster, target string, r *reply, took time.Duration) {
 	set := s.cmd.set
 	if set.QueryLog == nil {
 		return
 	}
-	slow := set.SlowQuery > 0 && took >= set.SlowQuery
+	slow := set.SlowQuery > 0 && took >= set.SlowQuery && target != ""
 	if !c.act.Log && !slow {
 		return
 	}
-	e := s.queryLogEntry(c)
+	e := newQueryLogEntry(c, &s.login, s.state.db)
 	e.Cluster, e.Target, e.Slow, e.Micros, e.Rows = cluster, target, slow, took.Microseconds(), r.rows
 	if r.serverErr != nil {
 		e.Error = r.serverErr.Error()
@@ -83,20 +83,10 @@ func (s *session) logQuery(c *command, cluster, target string, r *reply, took ti
 	set.QueryLog.Write(e)
 }
 
-// logBlocked writes a blocked statement when its rule asks for logging.
-func (s *session) logBlocked(c *command) {
-	if q := s.cmd.set.QueryLog; q != nil && c.act.Log {
-		e := s.queryLogEntry(c)
-		e.Error = errBlocked(c.act).Error()
-		q.Write(e)
-	}
-}
-
-func (s *session) queryLogEntry(c *command) *QueryLogEntry {
+func newQueryLogEntry(c *command, l *login, db string) *QueryLogEntry {
 	digest := c.class.Digest
 	if digest == "" {
 		digest = "(too long to normalize)"
 	}
-	return &QueryLogEntry{Time: time.Now(), User: s.login.user.Name, Client: s.login.client.String(), Database: s.state.db,
-		Digest: digest, Rule: c.act.Rules}
+	return &QueryLogEntry{Time: time.Now(), User: l.user.Name, Client: l.client.String(), Database: db, Digest: digest, Rule: c.act.Rules}
 }

@@ -9,14 +9,12 @@ import (
 	"github.com/switchyard/switchyard/rules"
 )
 
-// ruleStatement is what the query rules see of a command: its text (the
-// prepared statement's for an execute), digest, kind and tables, and who
-// runs it from where.
-func (s *session) ruleStatement(c *command) *rules.Statement {
-	st := &s.cmd.rule
-	*st = rules.Statement{SQL: commandSQL(c), Digest: c.class.Digest, User: s.login.user.Name, Schema: s.state.db,
-		Client: s.login.client, Kind: ruleKind(c.class), Tables: c.class.Tables}
-	return st
+// ruleStatement fills st with what the query rules see of a command: its
+// text (the prepared statement's for an execute), digest, kind and
+// tables, and who runs it from where (in database db).
+func ruleStatement(st *rules.Statement, c *command, l *login, db string) {
+	*st = rules.Statement{SQL: commandSQL(c), Digest: c.class.Digest, User: l.user.Name, Schema: db,
+		Client: l.client, Kind: ruleKind(c.class), Tables: c.class.Tables}
 }
 
 // commandSQL is the statement text of a COM_QUERY or COM_STMT_EXECUTE,

@@ -47,9 +47,8 @@ type session struct {
 	stmts  stmtRegistry
 	ctl    statementControl
 	relay  relayer
-	// txWrites are the tables the open transaction wrote, invalidated in
-	// the result cache again when it ends.
-	txWrites txWrites
+	// rc is the session's use of the result cache.
+	rc cacheUse
 	// status is the server status flags last seen (in transaction,
 	// autocommit, cursor …), as the client sees them.
 	status uint16
@@ -108,6 +107,7 @@ func newSession(srv *Server, c net.Conn) *session {
 	s.relay.client = &s.client
 	s.info.started = time.Now()
 	s.cmd.set = srv.settings.Load()
+	s.rc.c = srv.cache
 	return s
 }
 
@@ -200,7 +200,7 @@ func (s *session) loop() {
 			return // KILL CONNECTION: the client finds its connection closed
 		}
 		if err != nil {
-			s.readFailed(err)
+			s.client.readFailed(err, s.cmd.set.MaxAllowedPacket, &s.login, s.log)
 			return
 		}
 		s.cmd.set = s.srv.settings.Load()
@@ -253,22 +253,22 @@ func (s *session) dispatchSafely(data []byte) (err error) {
 	return s.dispatch(data)
 }
 
-// readFailed answers what can be answered about a bad read before closing.
-func (s *session) readFailed(err error) {
+// readFailed answers what can be answered about a bad read of a command
+// (at most max bytes) before the session closes.
+func (c *clientConn) readFailed(err error, max int, l *login, log *zap.Logger) {
 	switch {
 	case errors.Is(err, errPacketTooLarge):
-		max := s.cmd.set.MaxAllowedPacket
-		s.log.Info("client packet over max_allowed_packet", zap.Int("max", max))
-		_ = s.client.write(s.login.errPacket(errPacketTooBig(max)))
-		_ = s.client.flush()
+		log.Info("client packet over max_allowed_packet", zap.Int("max", max))
+		_ = c.write(l.errPacket(errPacketTooBig(max)))
+		_ = c.flush()
 		// Read (and drop) what the client is still sending, briefly, so the
 		// close is not a reset that destroys the error packet in flight.
-		_ = s.client.raw.SetReadDeadline(time.Now().Add(2 * time.Second))
-		_, _ = io.Copy(io.Discard, io.LimitReader(s.client.raw, int64(2*max)))
+		_ = c.raw.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c.raw, int64(2*max)))
 	case isSequenceError(err):
-		_ = s.client.write(s.login.errPacket(&mysql.MyError{Code: mysql.ER_NET_PACKETS_OUT_OF_ORDER, State: "08S01", Message: "Got packets out of order"}))
+		_ = c.write(l.errPacket(&mysql.MyError{Code: mysql.ER_NET_PACKETS_OUT_OF_ORDER, State: "08S01", Message: "Got packets out of order"}))
 	default:
-		s.log.Debug("client read failed", zap.Error(err))
+		log.Debug("client read failed", zap.Error(err))
 	}
 }
 

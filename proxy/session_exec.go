@@ -70,24 +70,26 @@ func changesNothing(cl router.Class) bool {
 // from now.
 func (s *session) exec(c *command) error {
 	if s.cmd.set.Rules.Len() > 0 && c.runs() {
-		c.act = s.cmd.set.Rules.Match(s.ruleStatement(c))
+		ruleStatement(&s.cmd.rule, c, &s.login, s.state.db)
+		c.act = s.cmd.set.Rules.Match(&s.cmd.rule)
 		if !c.act.None() {
 			c.act.Hit(time.Now())
 		}
 		if c.act.Block != "" {
-			s.logBlocked(c)
-			return errBlocked(c.act)
+			err := errBlocked(c.act)
+			s.logQuery(c, "", "", &reply{serverErr: err}, 0)
+			return err
 		}
 	}
 	v, err := s.clusterOf(c)
 	if err != nil {
 		return err
 	}
-	if c.act.CacheTTL > 0 && s.srv.cache != nil {
+	if c.act.CacheTTL > 0 && s.rc.c != nil {
 		if served, err := s.fromCache(c, v); served {
 			return err
 		}
-		defer s.abandonFill(c)
+		defer s.rc.abandon(c)
 	}
 	deadline := time.Now().Add(s.cmd.set.cluster(v.b.Name).HoldTimeout)
 	for tries := 0; ; tries++ {
@@ -346,7 +348,8 @@ func (s *session) runOn(c *command, p placement) error {
 		s.relay.checksum(r)
 	}
 	s.tx.sending(c)
-	s.invalidateFor(c, p.view, "", false)
+	caches := s.cmd.set.Rules.Caches()
+	s.rc.invalidate(c, p.view.b.Name, "", false, s.tx.open(), caches)
 	if c.fill != nil {
 		s.client.startCapture(maxCachedReply)
 	}
@@ -354,7 +357,7 @@ func (s *session) runOn(c *command, p placement) error {
 	if c.fill != nil {
 		data, captured := s.client.stopCapture()
 		if err == nil {
-			s.finishFill(c, p, r, data, captured)
+			s.rc.finish(c, p, r, data, captured, set.Policy.MaxLag)
 		}
 	}
 	if err != nil {
@@ -363,11 +366,9 @@ func (s *session) runOn(c *command, p placement) error {
 	took := time.Since(start)
 	err = s.observe(c, p, r, took, toMaster)
 	if r.ok {
-		s.invalidateFor(c, p.view, r.gtid, true)
+		s.rc.invalidate(c, p.view.b.Name, r.gtid, true, s.tx.open(), caches)
 	}
-	if s.txWrites.cluster != "" {
-		s.invalidateAtTxEnd(r.gtid)
-	}
+	s.rc.txEnded(r.gtid, s.tx.open())
 	s.logQuery(c, p.view.b.Name, p.target, r, took)
 	return err
 }

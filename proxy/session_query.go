@@ -18,21 +18,22 @@ func (s *session) query(data []byte) error {
 			return s.kill(id, query)
 		}
 	}
-	cl, data := s.classify(data)
+	cl, data := classifyCommand(s.srv.classifier, data, s.state.ansiQuotes(), s.id)
 	s.info.noteStatement(cl.Digest)
 	s.mux.notePin(cl)
 	return s.exec(&command{class: cl, payload: data, route: routeByClass, reply: replyResult})
 }
 
-// classify classifies the SQL of a COM_QUERY or COM_STMT_PREPARE packet.
-// A statement calling CONNECTION_ID() is first rewritten to carry the
-// session's id (withConnectionID), and classified as rewritten.
-func (s *session) classify(data []byte) (router.Class, []byte) {
-	cl := s.srv.classifier.ClassifyBytes(data[1:], s.state.ansiQuotes())
+// classifyCommand classifies the SQL of a COM_QUERY or COM_STMT_PREPARE
+// packet of session id. A statement calling CONNECTION_ID() is first
+// rewritten to carry the session's id (withConnectionID), and classified
+// as rewritten.
+func classifyCommand(cls *router.Classifier, data []byte, ansiQuotes bool, id uint32) (router.Class, []byte) {
+	cl := cls.ClassifyBytes(data[1:], ansiQuotes)
 	if cl.ConnectionID {
-		sql := withConnectionID(string(data[1:]), s.id)
+		sql := withConnectionID(string(data[1:]), id)
 		data = append([]byte{data[0]}, sql...)
-		cl = s.srv.classifier.Classify(sql, s.state.ansiQuotes())
+		cl = cls.Classify(sql, ansiQuotes)
 		cl.ConnectionID = false
 	}
 	return cl, data
@@ -60,7 +61,7 @@ func (s *session) initDB(data []byte) error {
 // errors), the reply relayed with the proxy's id in place of the server's.
 // Other backends prepare it lazily when a later execute runs there.
 func (s *session) prepare(data []byte) error {
-	cl, data := s.classify(data)
+	cl, data := classifyCommand(s.srv.classifier, data, s.state.ansiQuotes(), s.id)
 	s.info.noteStatement(cl.Digest)
 	return s.exec(&command{class: cl, payload: data, route: routeByClass, reply: replyPrepare, stmtID: s.stmts.nextID()})
 }

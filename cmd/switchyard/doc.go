@@ -11,8 +11,11 @@
 //	             translation into each package's settings
 //	reload.go    RELOAD CONFIG / SIGHUP: apply the whole file, or refuse
 //	             it whole with what needs a restart
+//	runtime.go   admin changes (users, rules, weights, offline): written
+//	             into the file when alone, shared through etcd otherwise
 //	sources.go   what the admin port and the metrics read (their Sources)
 //
 // Goroutines: main waits on signals and listener failures (run.go); each
-// listener, engine, monitor and coordinator has its own.
+// listener, engine, monitor and coordinator has its own; with etcd, the
+// runtime configuration watch applies changes under the reload lock.
 package main
