@@ -34,6 +34,7 @@ lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags faults ./test/chaos/ ./test/transactions/
+	$(GO) vet -tags soak ./test/soak/
 
 ## test: everything CI runs (installs MariaDB and the MySQL chroot if missing;
 ##   starts its own servers): every package against MariaDB, then the suites
@@ -41,10 +42,10 @@ lint:
 ##   package at a time (three mysqld per package load 2 cores enough)
 ##   and the driver matrix and transaction suite once more through a -race
 ##   build of the proxy, with the packages' own tests under -race
-MYSQL_SUITES := ./test/failover/ ./test/routing/ ./test/operator/ ./test/transactions/ ./test/clusters/
+MYSQL_SUITES := ./test/failover/ ./test/routing/ ./test/operator/ ./test/transactions/ ./test/clusters/ ./test/rules/
 RACE_CI_SUITES := ./test/drivers/ ./test/transactions/
 RACE_SUITES := ./test/drivers/ ./test/transactions/ ./test/failover/ ./test/operator/ ./test/proxy/ ./test/clusters/
-RACE_UNITS := ./proxy/ ./backend/ ./router/ ./failover/ ./admin/ ./metrics/ ./coord/ ./internal/... ./web/
+RACE_UNITS := ./proxy/ ./backend/ ./router/ ./failover/ ./admin/ ./metrics/ ./coord/ ./internal/... ./web/ ./rules/ ./cache/
 test: deps lint
 	$(GO) test -count=1 -timeout 25m ./...
 	SWITCHYARD_TEST_FLAVOR=mysql $(GO) test -count=1 -p 1 -timeout 20m $(MYSQL_SUITES)

@@ -122,11 +122,13 @@ func TestBlockRouteAndTimeout(t *testing.T) {
 	_, err = app.Exec("SELECT SLEEP(5)")
 	took := time.Since(start)
 	t.Logf("SELECT SLEEP(5) under a 1 s rule timeout: %v after %v", err, took.Round(time.Millisecond))
-	if err == nil || !strings.Contains(err.Error(), "rule short-sleeps") {
-		t.Errorf("the error does not name the rule: %v", err)
-	}
-	if err == nil && took >= 5*time.Second {
+	if took >= 4*time.Second {
 		t.Fatal("the rule's timeout did not end the statement")
+	}
+	// MariaDB fails the killed statement; MySQL's SLEEP() returns 1 when
+	// interrupted, with no error.
+	if err != nil && !strings.Contains(err.Error(), "rule short-sleeps") {
+		t.Errorf("the error does not name the rule: %v", err)
 	}
 	// The query log has the blocked statement, with its rule.
 	entries := readLog(t, qlog)
@@ -191,8 +193,9 @@ func TestCacheNeverStaleForItsWriters(t *testing.T) {
 	if v := value(t, app, 1); v != 2 {
 		t.Fatalf("after a write through the proxy: %d, want 2", v)
 	}
-	// Another session, with the split on for reads from replicas too.
-	other := open(t, p, "report")
+	// Another session (its reads on the master too: a replica may lag
+	// behind another session's write, cache or not).
+	other := open(t, p, "app")
 	if v := value(t, other, 1); v != 2 {
 		t.Fatalf("another session after the write: %d, want 2", v)
 	}
@@ -215,6 +218,11 @@ func TestCacheNeverStaleForItsWriters(t *testing.T) {
 	if v := value(t, other, 2); v != 3 {
 		t.Fatalf("after the commit: %d, want 3", v)
 	}
+	// Reads from replicas (report's rule): a replica behind the commit may
+	// answer the old value, but that answer is never kept, so the new
+	// value shows once the replica has it (within the 60 s TTL).
+	report := open(t, p, "report")
+	harness.WaitFor(t, "a replica read to see the commit", 10*time.Second, func() bool { return value(t, report, 2) == 3 })
 	rows := harness.AdminRows(t, p.Admin(t), "SHOW RULES")
 	for _, r := range rows {
 		if r["name"] == "hot-lookup" && (r["cache_hits"] == "0" || r["cache_misses"] == "0") {
@@ -247,13 +255,27 @@ func TestCacheInvalidatedOnEveryInstance(t *testing.T) {
 	t.Cleanup(etcd.Close)
 	var ps []*harness.Proxy
 	for _, id := range []string{"a", "b"} {
-		ps = append(ps, env.StartProxy(t, harness.ProxyOptions{LogLevel: "info", Users: users, Extra: ruleSet + etcd.CoordinationConfig(id, "/inv")}))
+		// Reads on the master: a read from a replica right after another
+		// instance's write is never cached (its GTID is not known here).
+		ps = append(ps, env.StartProxy(t, harness.ProxyOptions{LogLevel: "info", Users: users,
+			Extra: ruleSet + "routing:\n  read_write_split: false\n" + etcd.CoordinationConfig(id, "/inv")}))
 	}
 	a, b := open(t, ps[0], "app"), open(t, ps[1], "app")
 	exec(t, a, "CREATE DATABASE IF NOT EXISTS rc", "CREATE TABLE IF NOT EXISTS rc.t (id INT PRIMARY KEY, v INT)", "REPLACE INTO rc.t VALUES (5, 1)")
-	harness.WaitFor(t, "b to read the row", 10*time.Second, func() bool {
+	// Until b answers from its cache (a fill racing the invalidation of
+	// a's own write, arriving through etcd, is dropped: read again).
+	bAdmin := ps[1].Admin(t)
+	harness.WaitFor(t, "b to cache the row", 10*time.Second, func() bool {
 		var v int
-		return b.QueryRow("SELECT v FROM rc.t WHERE id = ?", 5).Scan(&v) == nil && v == 1
+		if b.QueryRow("SELECT v FROM rc.t WHERE id = ?", 5).Scan(&v) != nil || v != 1 {
+			return false
+		}
+		for _, r := range harness.AdminRows(t, bAdmin, "SHOW RULES") {
+			if r["name"] == "hot-lookup" && r["cache_hits"] != "0" {
+				return true
+			}
+		}
+		return false
 	})
 	// b has it cached now: a change behind both proxies is not seen.
 	master := harness.MasterOf(t, ps[0].Admin(t))
