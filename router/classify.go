@@ -283,7 +283,8 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 		// Executable comments run code the parser reads as a comment.
 		return Class{Kind: KindWrite, Reason: "executable comment", Hint: hint, Pin: true, State: guessState(sql)}
 	}
-	stmts, err := c.parse(sql, ansiQuotes)
+	stmts, release, err := c.parse(sql, ansiQuotes)
+	defer release() // the AST lives in the parser's memory until then
 	if err != nil || len(stmts) == 0 {
 		kind, rollback := fallbackKind(sql)
 		return Class{Kind: kind, Reason: reasonUnparsable, Hint: hint, Pin: true, Rollback: rollback, State: guessState(sql),
@@ -322,17 +323,19 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 // STATS prints it ("select `v` from `t` where `id` = ?").
 func NormalizeDigest(d string) string { return parser.Normalize(d, "ON") }
 
-// parse runs a pooled parser. Some valid SQL makes the TiDB parser's
-// value driver panic (an 82-digit decimal literal): that is an error
-// here, and the parser, in an unknown state, is not pooled again.
-func (c *Classifier) parse(sql string, ansiQuotes bool) (stmts []ast.StmtNode, err error) {
+// parse runs a pooled parser. The statements point into the parser's
+// own memory, which its next Parse overwrites: release hands the parser
+// back and is called only once they are no longer read. Some valid SQL
+// makes the TiDB parser's value driver panic (an 82-digit decimal
+// literal): that is an error here, and the parser, in an unknown state,
+// is not pooled again.
+func (c *Classifier) parse(sql string, ansiQuotes bool) (stmts []ast.StmtNode, release func(), err error) {
 	p := c.parsers.Get().(*parser.Parser)
+	release = func() { c.parsers.Put(p) }
 	defer func() {
 		if r := recover(); r != nil {
-			stmts, err = nil, fmt.Errorf("parser panic: %v", r)
-			return
+			stmts, release, err = nil, func() {}, fmt.Errorf("parser panic: %v", r)
 		}
-		c.parsers.Put(p)
 	}()
 	var mode mysql.SQLMode
 	if ansiQuotes {
@@ -340,7 +343,7 @@ func (c *Classifier) parse(sql string, ansiQuotes bool) (stmts []ast.StmtNode, e
 	}
 	p.SetSQLMode(mode)
 	stmts, _, err = p.Parse(sql, "", "")
-	return stmts, err
+	return stmts, release, err
 }
 
 // merge combines the classes of a multi-statement: the strongest kind

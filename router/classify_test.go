@@ -1,9 +1,11 @@
 package router
 
 import (
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -459,6 +461,46 @@ func TestCacheReturnsSameClass(t *testing.T) {
 				t.Fatalf("cached %q: %+v want %+v", q, got, want)
 			}
 		}
+	}
+}
+
+// TestClassifyConcurrently: sessions classify at the same time with
+// pooled parsers. A statement's AST lives in its parser's memory, so a
+// parser handed back before its AST was read would give another
+// session's tables (and a data race under -race).
+func TestClassifyConcurrently(t *testing.T) {
+	shared := NewClassifier(0) // no cache: every call parses
+	var texts []string
+	for i := 0; i < 40; i++ {
+		texts = append(texts,
+			fmt.Sprintf("SELECT a%d FROM t%d JOIN u%d ON t%d.id = u%d.id", i, i, i, i, i),
+			fmt.Sprintf("UPDATE w%d SET v = v + 1; SELECT * FROM r%d FOR UPDATE", i, i))
+	}
+	want := make([]Class, len(texts))
+	for i, q := range texts {
+		want[i] = NewClassifier(0).Classify(q, false)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8*len(texts))
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for round := 0; round < 20; round++ {
+				for k := range texts {
+					i := (k + g*7) % len(texts)
+					if got := shared.Classify(texts[i], false); !reflect.DeepEqual(got, want[i]) {
+						errs <- fmt.Sprintf("%q: %+v want %+v", texts[i], got, want[i])
+						return
+					}
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
 
