@@ -15,11 +15,7 @@ import (
 // promotes once, seen alike by both instances, while the other cluster
 // keeps its master.
 func TestTwoProxiesTwoClusters(t *testing.T) {
-	etcd, err := harness.StartEtcd(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
+	etcd := harness.EtcdFor(t)
 	var ps []*harness.Proxy
 	var adms []*sql.DB
 	for _, id := range []string{"a", "b"} {

@@ -19,13 +19,6 @@ import (
 // clusters named after the dataHosts, each Mycat user starts on the
 // cluster of its schema, and statements go to the cluster of the
 // database they name.
-func write(t *testing.T, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestImportedFleetRuns(t *testing.T) {
 	dir := t.TempDir()
 	sb := env.Sandbox
@@ -47,17 +40,17 @@ func TestImportedFleetRuns(t *testing.T) {
 		}
 		dataHosts.WriteString("\t\t</writeHost>\n\t</dataHost>\n")
 		path := filepath.Join(dir, fmt.Sprintf("app%d.cnf", k+1))
-		write(t, path, fmt.Sprintf("[server default]\nuser=%s\npassword=%s\nrepl_user=%s\nrepl_password=%s\nping_interval=1\n\n%s",
+		harness.WriteFile(t, path, fmt.Sprintf("[server default]\nuser=%s\npassword=%s\nrepl_user=%s\nrepl_password=%s\nping_interval=1\n\n%s",
 			sandbox.MonitorUser, sandbox.MonitorPassword, sandbox.ReplUser, sandbox.ReplPassword, servers.String()), 0o600)
 		mha = append(mha, "--mha", path)
 	}
-	write(t, filepath.Join(dir, "schema.xml"), "<?xml version=\"1.0\"?>\n<mycat:schema xmlns:mycat=\"http://io.mycat/\">\n"+
+	harness.WriteFile(t, filepath.Join(dir, "schema.xml"), "<?xml version=\"1.0\"?>\n<mycat:schema xmlns:mycat=\"http://io.mycat/\">\n"+
 		schemas.String()+nodes.String()+dataHosts.String()+"</mycat:schema>\n", 0o600)
 	ports, err := harness.FreePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(dir, "server.xml"), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+	harness.WriteFile(t, filepath.Join(dir, "server.xml"), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
 <mycat:server xmlns:mycat="http://io.mycat/">
 	<system>
 		<property name="bindIp">127.0.0.1</property>
@@ -80,7 +73,7 @@ func TestImportedFleetRuns(t *testing.T) {
 		"/var/lib/switchyard/state.json", filepath.Join(dir, "state.json"),
 		"/var/log/switchyard/switchyard.log", filepath.Join(dir, "switchyard.log"),
 		"listen: 127.0.0.1:9033", fmt.Sprintf("listen: 127.0.0.1:%d", ports[2])).Replace(string(generated))
-	write(t, out, text, 0o600)
+	harness.WriteFile(t, out, text, 0o600)
 	if b, err := exec.Command(env.Binary, "check", "--config", out).CombinedOutput(); err != nil {
 		t.Fatalf("switchyard check on the imported config: %v\n%s", err, b)
 	}

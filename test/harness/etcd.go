@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"testing"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -42,6 +43,18 @@ func StartEtcd(dir string) (*Etcd, error) {
 		return nil, fmt.Errorf("etcd did not start within 30s")
 	}
 	return &Etcd{Etcd: e, URL: cu.String(), Config: cfg}, nil
+}
+
+// EtcdFor starts an etcd member for test t, in its temporary directory,
+// and stops it when t ends.
+func EtcdFor(t testing.TB) *Etcd {
+	t.Helper()
+	e, err := StartEtcd(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	return e
 }
 
 // CoordinationConfig is the coordination section for instance id on e.

@@ -20,6 +20,14 @@ import (
 	"github.com/switchyard/switchyard/sandbox"
 )
 
+// WriteFile writes a test's file or fails it.
+func WriteFile(t testing.TB, path, content string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // WaitFor polls cond every 50 ms until it holds, or fails the test after
 // limit naming what it waited for.
 func WaitFor(t testing.TB, what string, limit time.Duration, cond func() bool) time.Duration {

@@ -33,21 +33,14 @@ const mhaScript = `#!/bin/sh
 echo "$(basename "$0") $*" >> %s
 `
 
-func write(t *testing.T, path, content string, mode os.FileMode) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), mode); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestImportedMHAAndMycatConfigRuns(t *testing.T) {
 	dir := t.TempDir()
 	calls := filepath.Join(dir, "calls.log")
-	write(t, filepath.Join(dir, "master_ip_failover"), fmt.Sprintf(mhaScript, calls), 0o755)
-	write(t, filepath.Join(dir, "master_ip_online_change"), fmt.Sprintf(mhaScript, calls), 0o755)
+	harness.WriteFile(t, filepath.Join(dir, "master_ip_failover"), fmt.Sprintf(mhaScript, calls), 0o755)
+	harness.WriteFile(t, filepath.Join(dir, "master_ip_online_change"), fmt.Sprintf(mhaScript, calls), 0o755)
 	sb := env.Sandbox
 	master, r1, r2 := sb.Instances[0], sb.Instances[1], sb.Instances[2]
-	write(t, filepath.Join(dir, "app1.cnf"), fmt.Sprintf(`[server default]
+	harness.WriteFile(t, filepath.Join(dir, "app1.cnf"), fmt.Sprintf(`[server default]
 manager_workdir=/var/log/masterha/app1
 manager_log=/var/log/masterha/app1/manager.log
 user=%s
@@ -77,7 +70,7 @@ no_master=1
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, filepath.Join(dir, "schema.xml"), fmt.Sprintf(`<?xml version="1.0"?>
+	harness.WriteFile(t, filepath.Join(dir, "schema.xml"), fmt.Sprintf(`<?xml version="1.0"?>
 <!DOCTYPE mycat:schema SYSTEM "schema.dtd">
 <mycat:schema xmlns:mycat="http://io.mycat/">
 	<schema name="shop" checkSQLschema="false" sqlMaxLimit="100" dataNode="dn1"/>
@@ -91,7 +84,7 @@ no_master=1
 	</dataHost>
 </mycat:schema>
 `, master.Port, sandbox.AppUser, sandbox.AppPassword, r1.Port, sandbox.AppUser, sandbox.AppPassword, r2.Port, sandbox.AppUser, sandbox.AppPassword), 0o600)
-	write(t, filepath.Join(dir, "server.xml"), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
+	harness.WriteFile(t, filepath.Join(dir, "server.xml"), fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?>
 <mycat:server xmlns:mycat="http://io.mycat/">
 	<system>
 		<property name="bindIp">127.0.0.1</property>
@@ -119,7 +112,7 @@ no_master=1
 		"/var/lib/switchyard/state.json", filepath.Join(dir, "state.json"),
 		"/var/log/switchyard/switchyard.log", filepath.Join(dir, "switchyard.log"),
 		"listen: 127.0.0.1:9033", fmt.Sprintf("listen: 127.0.0.1:%d", ports[2])).Replace(string(generated))
-	write(t, out, text, 0o600)
+	harness.WriteFile(t, out, text, 0o600)
 	cfg, err := conf.Load(out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)

@@ -248,11 +248,7 @@ func TestCacheNeverStaleForItsWriters(t *testing.T) {
 // the cache rule; a result cached by one is dropped when a write goes
 // through the other.
 func TestCacheInvalidatedOnEveryInstance(t *testing.T) {
-	etcd, err := harness.StartEtcd(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
+	etcd := harness.EtcdFor(t)
 	var ps []*harness.Proxy
 	for _, id := range []string{"a", "b"} {
 		// Reads on the master: a read from a replica right after another

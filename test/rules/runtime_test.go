@@ -95,11 +95,7 @@ func TestRuntimeChangesAlone(t *testing.T) {
 // on the first, both run the same configuration version, and it survives
 // a restart.
 func TestRuntimeChangesShared(t *testing.T) {
-	etcd, err := harness.StartEtcd(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(etcd.Close)
+	etcd := harness.EtcdFor(t)
 	var ps []*harness.Proxy
 	for _, id := range []string{"a", "b"} {
 		ps = append(ps, env.StartProxy(t, harness.ProxyOptions{LogLevel: "info", Users: users, Extra: etcd.CoordinationConfig(id, "/rt")}))
