@@ -16,7 +16,8 @@ import (
 // writers for each connection pattern (a connection per worker, a shared
 // driver pool, a new connection per write) and prints, per pattern, the
 // median time from the kill to the first write sent after it and
-// acknowledged, the writes that failed, and the median of each failover
+// acknowledged, the writes that failed, the acknowledged writes missing
+// on the new master, and the median of each failover
 // step (make bench-failover). b.N is ignored: one run is fifteen
 // failovers.
 func BenchmarkFailoverTime(b *testing.B) {
@@ -29,18 +30,23 @@ func BenchmarkFailoverTime(b *testing.B) {
 		adm, _ := sql.Open("mysql", fmt.Sprintf("admin:admin@tcp(%s)/", p.AdminAddr))
 		var firsts []time.Duration
 		var failed []int64
+		lost := 0
 		steps := map[string][]time.Duration{}
 		for run := 0; run < kills; run++ {
-			w := harness.StartWritersPattern(b, p, 8, "fobench", fmt.Sprintf("p%d", i), pattern)
+			table := fmt.Sprintf("p%d", i)
+			w := harness.StartWritersPattern(b, p, 8, "fobench", table, pattern)
 			w.WaitMore(b, 100)
 			master := harness.MasterOf(b, adm)
 			killed := time.Now()
 			if err := env.Sandbox.Kill(master, syscall.SIGKILL); err != nil {
 				b.Fatal(err)
 			}
-			harness.WaitFor(b, "a new master", 30*time.Second, func() bool { return harness.MasterOf(b, adm) != master })
+			var promoted string
+			harness.WaitFor(b, "a new master", 30*time.Second, func() bool { promoted = harness.MasterOf(b, adm); return promoted != "" && promoted != master })
 			w.WaitMore(b, 50)
-			w.Stop()
+			acked := w.Stop()
+			n, _ := env.Lost(b, promoted, "fobench", table, acked)
+			lost += n
 			firsts = append(firsts, w.FirstAckAfter(killed))
 			failed = append(failed, w.Failed())
 			recs := harness.AdminRows(b, adm, "SHOW FAILOVERS")
@@ -53,8 +59,8 @@ func BenchmarkFailoverTime(b *testing.B) {
 		adm.Close()
 		p.Stop()
 		fmt.Printf("\n%s (%s): kill -9 under 8 writers, %d runs\n", pattern, harness.Flavor(), kills)
-		fmt.Printf("  first new write after the kill: median %s (min %s, max %s); failed writes per kill %v\n",
-			median(firsts), minOf(firsts), maxOf(firsts), failed)
+		fmt.Printf("  first new write after the kill: median %s (min %s, max %s); failed writes per kill %v; acknowledged writes lost: %d\n",
+			median(firsts), minOf(firsts), maxOf(firsts), failed, lost)
 		fmt.Printf("  steps (median):")
 		for _, name := range []string{"hold", "pick", "fence", "apply", "promote", "repoint", "retarget", "verify"} {
 			fmt.Printf(" %s=%s", name, median(steps[name]))
