@@ -149,6 +149,8 @@ type Proxy struct {
 	logMu      sync.Mutex
 	log        *bytes.Buffer
 	done       chan error
+	// environ and args are what it was launched with (Relaunch).
+	environ, args []string
 }
 
 // Log returns what the proxy printed so far.
@@ -348,6 +350,7 @@ func (e *Env) StartConfig(t testing.TB, path, addr, adminAddr, httpAddr string) 
 // launch starts the process and waits until its admin port answers (it
 // is bound last).
 func (e *Env) launch(p *Proxy, environ []string, args ...string) (*Proxy, error) {
+	p.environ, p.args = environ, args
 	p.cmd = exec.Command(e.Binary, append([]string{"run", "--config", p.ConfigPath, "--drain-timeout", "5s"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = lockedWriter{p}, lockedWriter{p}
 	p.cmd.Env = append(os.Environ(), environ...)
@@ -370,6 +373,17 @@ func (e *Env) launch(p *Proxy, environ []string, args ...string) (*Proxy, error)
 	}
 	p.Stop()
 	return nil, fmt.Errorf("switchyard did not listen on %s\n%s", p.AdminAddr, p.Log())
+}
+
+// Relaunch starts a stopped proxy again with the same config, ports and
+// arguments; its log goes on in the same buffer.
+func (e *Env) Relaunch(p *Proxy) error {
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	p.done = make(chan error, 1)
+	_, err := e.launch(p, p.environ, p.args...)
+	return err
 }
 
 // Stop sends SIGTERM and waits for the process (SIGKILL after 10 s).

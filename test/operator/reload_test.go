@@ -125,6 +125,19 @@ func TestReloadAppliesEverythingOrRefuses(t *testing.T) {
 // at once: neither waits for the change to end (the change keeps the
 // settings it started with).
 func TestReloadAndMetricsDuringASwitchover(t *testing.T) {
+	// The package's shared proxy is stopped while this test's proxy
+	// changes masters: two instances not coordinated through etcd would
+	// both manage the servers (one rejoining as a replica what the other
+	// is promoting). It starts again once this test's proxy has stopped
+	// (cleanups run last registered first).
+	if err := proxy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := env.Relaunch(proxy); err != nil {
+			t.Errorf("the shared proxy did not start again: %v", err)
+		}
+	})
 	marker := t.TempDir() + "/hook-running"
 	p := env.StartProxy(t, harness.ProxyOptions{LogLevel: "info",
 		Extra: "hooks:\n  post_switchover: touch " + marker + "; sleep 4\n  timeout: 30s\n"})
@@ -162,14 +175,16 @@ func TestReloadAndMetricsDuringASwitchover(t *testing.T) {
 		t.Fatalf("switchover: %v", err)
 	}
 	_ = os.WriteFile(p.ConfigPath, orig, 0o600)
-	// Back to the sandbox's first master, for the tests that follow; the
-	// package's shared proxy, not coordinated with this one, follows the
-	// change it sees on the servers.
+	// Back to the sandbox's first master for the tests that follow, with
+	// every replica replicating from it before the shared proxy's
+	// pre-flight check looks.
 	if _, err := adm.Exec("SWITCHOVER TO 'master'"); err != nil {
 		t.Fatal(err)
 	}
-	shared := proxy.Admin(t)
-	harness.WaitFor(t, "the shared proxy to follow the switchovers", 30*time.Second, func() bool {
-		return byName(rowsOf(t, shared, "SHOW STATUS"), "variable")["master"]["value"] == "master"
-	})
+	for _, name := range []string{"replica1", "replica2"} {
+		harness.WaitFor(t, name+" replicating from the master", 30*time.Second, func() bool {
+			b := harness.Backend(t, adm, name)
+			return b["role"] == "replica" && b["state"] == "up" && b["lag_seconds"] != ""
+		})
+	}
 }
