@@ -7,8 +7,10 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -17,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -550,6 +553,16 @@ func (e *Env) Direct(t testing.TB, db, params string) *sql.DB {
 // FreePorts returns n loopback ports free now.
 func FreePorts(n int) ([]int, error) { return freePorts(n) }
 
+// Ports for proxies and etcd come from below the sandboxes' range
+// (sandbox.FreeBasePort: 12000 and up) and far from the kernel's
+// ephemeral range (32768 and up by default): a port the kernel handed
+// out with "127.0.0.1:0" is free again once closed, and any outgoing
+// connection of a test running beside this one may take it before the
+// proxy binds it (seen as "address already in use").
+const portLo, portSpan = 5000, 7000
+
+var portCursor atomic.Int64
+
 func freePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
@@ -557,14 +570,21 @@ func freePorts(n int) ([]int, error) {
 			l.Close()
 		}
 	}()
+	if portCursor.Load() == 0 {
+		portCursor.CompareAndSwap(0, int64(rand.IntN(portSpan))+1)
+	}
 	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for tries := 0; len(out) < n; tries++ {
+		if tries > portSpan {
+			return nil, errors.New("no free loopback port below 12000")
+		}
+		port := portLo + int(portCursor.Add(int64(1+rand.IntN(7))))%portSpan
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			return nil, err
+			continue // taken: try the next
 		}
 		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		out = append(out, port)
 	}
 	return out, nil
 }
