@@ -3,7 +3,6 @@ package clusters_test
 import (
 	"database/sql"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -68,12 +67,7 @@ func TestImportedFleetRuns(t *testing.T) {
 	if b, err := exec.Command(env.Binary, args...).CombinedOutput(); err != nil || !strings.Contains(string(b), "2 cluster(s)") {
 		t.Fatalf("switchyard import: %v\n%s", err, b)
 	}
-	generated, _ := os.ReadFile(out)
-	text := strings.NewReplacer(
-		"/var/lib/switchyard/state.json", filepath.Join(dir, "state.json"),
-		"/var/log/switchyard/switchyard.log", filepath.Join(dir, "switchyard.log"),
-		"listen: 127.0.0.1:9033", fmt.Sprintf("listen: 127.0.0.1:%d", ports[2])).Replace(string(generated))
-	harness.WriteFile(t, out, text, 0o600)
+	text := harness.LocalizeImported(t, out, dir, ports[2])
 	if b, err := exec.Command(env.Binary, "check", "--config", out).CombinedOutput(); err != nil {
 		t.Fatalf("switchyard check on the imported config: %v\n%s", err, b)
 	}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +28,24 @@ func WriteFile(t testing.TB, path, content string, mode os.FileMode) {
 	if err := os.WriteFile(path, []byte(content), mode); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// LocalizeImported rewrites the config `switchyard import` wrote at path
+// for a test: where the .deb keeps state and log does not exist on a test
+// machine, and the status page's port must be a free one (the only three
+// lines changed). It returns the new text.
+func LocalizeImported(t testing.TB, path, dir string, httpPort int) string {
+	t.Helper()
+	generated, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer(
+		"/var/lib/switchyard/state.json", filepath.Join(dir, "state.json"),
+		"/var/log/switchyard/switchyard.log", filepath.Join(dir, "switchyard.log"),
+		"listen: 127.0.0.1:9033", fmt.Sprintf("listen: 127.0.0.1:%d", httpPort)).Replace(string(generated))
+	WriteFile(t, path, text, 0o600)
+	return text
 }
 
 // WaitFor polls cond every 50 ms until it holds, or fails the test after

@@ -105,14 +105,7 @@ no_master=1
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("switchyard import: %v\n%s", err, b)
 	}
-	generated, _ := os.ReadFile(out)
-	// Where the .deb puts state and log does not exist on a test machine,
-	// and the status page's port must be free: the only three lines changed.
-	text := strings.NewReplacer(
-		"/var/lib/switchyard/state.json", filepath.Join(dir, "state.json"),
-		"/var/log/switchyard/switchyard.log", filepath.Join(dir, "switchyard.log"),
-		"listen: 127.0.0.1:9033", fmt.Sprintf("listen: 127.0.0.1:%d", ports[2])).Replace(string(generated))
-	harness.WriteFile(t, out, text, 0o600)
+	text := harness.LocalizeImported(t, out, dir, ports[2])
 	cfg, err := conf.Load(out)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, text)
