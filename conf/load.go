@@ -214,60 +214,64 @@ type fieldError struct {
 	msg   string
 }
 
+// fieldErrors collects what a validation step found.
+type fieldErrors []fieldError
+
+func (e *fieldErrors) add(field, format string, args ...any) {
+	*e = append(*e, fieldError{field, fmt.Sprintf(format, args...)})
+}
+
 func (c *Config) validate() []fieldError {
-	var errs []fieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
 	checkAddr := func(field, v string, required bool) {
 		if v == "" {
 			if required {
-				add(field, "is required (host:port)")
+				errs.add(field, "is required (host:port)")
 			}
 			return
 		}
 		if _, port, err := net.SplitHostPort(v); err != nil {
-			add(field, "%q is not host:port", v)
+			errs.add(field, "%q is not host:port", v)
 		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-			add(field, "%q has an invalid port", v)
+			errs.add(field, "%q has an invalid port", v)
 		}
 	}
 	checkAddr("listen", c.Listen, true)
 	checkAddr("admin.listen", c.Admin.Listen, false)
 	checkAddr("http.listen", c.HTTP.Listen, false)
 	if c.MaxAllowedPacket < 1024 || c.MaxAllowedPacket > 1<<30 {
-		add("max_allowed_packet", "must be between 1KiB and 1GiB")
+		errs.add("max_allowed_packet", "must be between 1KiB and 1GiB")
 	}
 	if c.Threads < 0 {
-		add("threads", "must be 0 (one per CPU) or positive")
+		errs.add("threads", "must be 0 (one per CPU) or positive")
 	}
 	if c.MaxClientConnections <= 0 {
-		add("max_client_connections", "must be positive")
+		errs.add("max_client_connections", "must be positive")
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-		add("tls", "cert and key must be set together")
+		errs.add("tls", "cert and key must be set together")
 	}
 	errs = append(errs, c.validateUsers()...)
 	errs = append(errs, c.validateClusters()...)
 	p := c.Pool
 	if p.MaxConnections <= 0 {
-		add("pool.max_connections", "must be positive")
+		errs.add("pool.max_connections", "must be positive")
 	}
 	if p.MaxIdle < 0 || p.MaxIdle > p.MaxConnections {
-		add("pool.max_idle", "must be between 0 and pool.max_connections")
+		errs.add("pool.max_idle", "must be between 0 and pool.max_connections")
 	}
 	errs = append(errs, c.validateSettings()...)
 	if c.Routing.Consistency != "session" && c.Routing.Consistency != "eventual" {
-		add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
+		errs.add("routing.consistency", "%q: use session or eventual", c.Routing.Consistency)
 	}
 	if c.Routing.ReplicaChoice != "session" && c.Routing.ReplicaChoice != "statement" {
-		add("routing.replica_choice", "%q: use session or statement", c.Routing.ReplicaChoice)
+		errs.add("routing.replica_choice", "%q: use session or statement", c.Routing.ReplicaChoice)
 	}
 	if c.Routing.TransactionReplay.MaxSize < 0 || c.Routing.TransactionReplay.MaxSize > 1<<30 {
-		add("routing.transaction_replay.max_size", "must be between 0 and 1GiB")
+		errs.add("routing.transaction_replay.max_size", "must be between 0 and 1GiB")
 	}
 	if c.Routing.NoReplica != "master" && c.Routing.NoReplica != "error" {
-		add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)
+		errs.add("routing.no_replica", "%q: use master or error", c.Routing.NoReplica)
 	}
 	errs = append(errs, c.validateServices()...)
 	return append(errs, c.validateRules()...)
@@ -276,47 +280,41 @@ func (c *Config) validate() []fieldError {
 // validateServices checks the admin and HTTP accounts, coordination,
 // the log and the cache.
 func (c *Config) validateServices() []fieldError {
-	var errs []fieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
 	if c.Admin.Listen != "" && (c.Admin.User == "" || c.Admin.Password.Value() == "") {
-		add("admin.password", "the admin listener needs its own user and password")
+		errs.add("admin.password", "the admin listener needs its own user and password")
 	}
 	if c.HTTP.Listen != "" && (c.HTTP.User == "" || c.HTTP.Password.Value() == "") {
-		add("http.password", "the HTTP listener needs a user and password (http.user/http.password, or the admin port's)")
+		errs.add("http.password", "the HTTP listener needs a user and password (http.user/http.password, or the admin port's)")
 	}
 	if e := c.Coordination.Etcd; e != nil {
 		if len(e.Endpoints) == 0 {
-			add("coordination.etcd.endpoints", "at least one endpoint is required")
+			errs.add("coordination.etcd.endpoints", "at least one endpoint is required")
 		}
 		if e.Prefix != "" && !strings.HasPrefix(e.Prefix, "/") {
-			add("coordination.etcd.prefix", "%q must start with /", e.Prefix)
+			errs.add("coordination.etcd.prefix", "%q must start with /", e.Prefix)
 		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
-		add("log.level", "%q: use debug, info, warn or error", c.Log.Level)
+		errs.add("log.level", "%q: use debug, info, warn or error", c.Log.Level)
 	}
 	if c.Log.Format != "json" && c.Log.Format != "console" {
-		add("log.format", "%q: use json or console", c.Log.Format)
+		errs.add("log.format", "%q: use json or console", c.Log.Format)
 	}
 	if c.Log.SlowQueryTime < 0 {
-		add("log.slow_query_time", "must not be negative")
+		errs.add("log.slow_query_time", "must not be negative")
 	}
 	if c.Cache.MaxSize < 0 || c.Cache.MaxSize > 64<<30 {
-		add("cache.max_size", "must be between 0 and 64GiB")
+		errs.add("cache.max_size", "must be between 0 and 64GiB")
 	}
 	return errs
 }
 
 // validateSettings checks the durations and the monitor's failure count.
 func (c *Config) validateSettings() []fieldError {
-	var errs []fieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
 	p := c.Pool
 	for field, d := range map[string]Duration{
 		"pool.connect_timeout": p.ConnectTimeout, "pool.io_timeout": p.IOTimeout,
@@ -332,49 +330,46 @@ func (c *Config) validateSettings() []fieldError {
 		"failover.timeouts.rejoin": c.Failover.Timeouts.Rejoin,
 	} {
 		if d <= 0 {
-			add(field, "must be a positive duration")
+			errs.add(field, "must be a positive duration")
 		}
 	}
 	if c.Monitor.FailCount < 1 {
-		add("monitor.failcount", "must be at least 1")
+		errs.add("monitor.failcount", "must be at least 1")
 	}
 	return errs
 }
 
 // validateUsers checks the application accounts.
 func (c *Config) validateUsers() []fieldError {
-	var errs []fieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
 	if len(c.Users) == 0 {
-		add("users", "at least one user is required")
+		errs.add("users", "at least one user is required")
 	}
 	seenUser := map[string]bool{}
 	for i, u := range c.Users {
 		f := fmt.Sprintf("users[%d]", i)
 		if u.Name == "" {
-			add(f+".name", "is required")
+			errs.add(f+".name", "is required")
 		} else if seenUser[u.Name] {
-			add(f+".name", "duplicate user %q", u.Name)
+			errs.add(f+".name", "duplicate user %q", u.Name)
 		}
 		seenUser[u.Name] = true
 		if u.Auth != "mysql_native_password" && u.Auth != "caching_sha2_password" {
-			add(f+".auth", "%q: use mysql_native_password or caching_sha2_password", u.Auth)
+			errs.add(f+".auth", "%q: use mysql_native_password or caching_sha2_password", u.Auth)
 		}
 		if u.Name == c.Admin.User && c.Admin.Listen != "" {
-			add(f+".name", "%q is also the admin user; use distinct accounts", u.Name)
+			errs.add(f+".name", "%q is also the admin user; use distinct accounts", u.Name)
 		}
 		if u.PasswordHash != "" {
 			switch {
 			case u.Password.Value() != "":
-				add(f+".password_hash", "give password or password_hash, not both")
+				errs.add(f+".password_hash", "give password or password_hash, not both")
 			case !ValidPasswordHash(u.PasswordHash):
-				add(f+".password_hash", "%q is not a mysql_native_password hash (* and 40 hex digits)", u.PasswordHash)
+				errs.add(f+".password_hash", "%q is not a mysql_native_password hash (* and 40 hex digits)", u.PasswordHash)
 			case u.Auth != "mysql_native_password":
-				add(f+".password_hash", "works with auth mysql_native_password only")
+				errs.add(f+".password_hash", "works with auth mysql_native_password only")
 			case u.BackendPassword.Value() == "":
-				add(f+".backend_password", "is required with password_hash (the proxy logs in to the servers with it)")
+				errs.add(f+".backend_password", "is required with password_hash (the proxy logs in to the servers with it)")
 			}
 		}
 	}
@@ -384,7 +379,7 @@ func (c *Config) validateUsers() []fieldError {
 // validateRules checks each rule: a unique name, conditions that parse,
 // at least one action, a route the proxy knows.
 func (c *Config) validateRules() []fieldError {
-	var errs []fieldError
+	var errs fieldErrors
 	clusters := map[string]bool{}
 	for _, cl := range c.resolved {
 		clusters[cl.Name] = true
@@ -392,9 +387,7 @@ func (c *Config) validateRules() []fieldError {
 	seen := map[string]bool{}
 	for i, r := range c.Rules {
 		f := fmt.Sprintf("rules[%d]", i)
-		add := func(field, format string, args ...any) {
-			errs = append(errs, fieldError{f + field, fmt.Sprintf(format, args...)})
-		}
+		add := func(field, format string, args ...any) { errs.add(f+field, format, args...) }
 		switch {
 		case r.Name == "":
 			add(".name", "is required")
@@ -451,10 +444,7 @@ func (r Rule) Check(clusters map[string]bool) error {
 // unique across all clusters) and settings, the schema map and the users'
 // clusters.
 func (c *Config) validateClusters() []fieldError {
-	var errs []fieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
 	seenName, seenAddr, clusters := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for i, cl := range c.resolved {
 		// A config without clusters names its fields as written.
@@ -464,30 +454,30 @@ func (c *Config) validateClusters() []fieldError {
 		}
 		switch {
 		case cl.Name == "" || strings.ContainsAny(cl.Name, " /.'`\""):
-			add(f+".name", "%q: a cluster needs a name of letters, digits, - or _", cl.Name)
+			errs.add(f+".name", "%q: a cluster needs a name of letters, digits, - or _", cl.Name)
 		case clusters[cl.Name]:
-			add(f+".name", "duplicate cluster %q", cl.Name)
+			errs.add(f+".name", "duplicate cluster %q", cl.Name)
 		}
 		clusters[cl.Name] = true
 		errs = append(errs, validateBackends(backends, cl.Backends, seenName, seenAddr)...)
 		if len(cl.Backends) > 1 && cl.Monitor.User == "" {
-			add(where+"monitor.user", "is required with more than one backend (replica health, lag and roles come from the monitor)")
+			errs.add(where+"monitor.user", "is required with more than one backend (replica health, lag and roles come from the monitor)")
 		}
 		if len(cl.Backends) > 1 && cl.Failover.Enabled && cl.Failover.ReplicationUser == "" {
-			add(where+"failover.replication_user", "is required when failover is enabled: replicas are repointed with it")
+			errs.add(where+"failover.replication_user", "is required when failover is enabled: replicas are repointed with it")
 		}
 	}
 	for db, cl := range c.Schemas {
 		if !clusters[cl] {
-			add("schemas."+db, "cluster %q is not defined", cl)
+			errs.add("schemas."+db, "cluster %q is not defined", cl)
 		}
 	}
 	for i, u := range c.Users {
 		if u.Cluster != "" && !clusters[u.Cluster] {
-			add(fmt.Sprintf("users[%d].cluster", i), "cluster %q is not defined", u.Cluster)
+			errs.add(fmt.Sprintf("users[%d].cluster", i), "cluster %q is not defined", u.Cluster)
 		}
 		if u.MaxConnections < 0 {
-			add(fmt.Sprintf("users[%d].max_connections", i), "must not be negative")
+			errs.add(fmt.Sprintf("users[%d].max_connections", i), "must not be negative")
 		}
 	}
 	return errs
@@ -496,42 +486,39 @@ func (c *Config) validateClusters() []fieldError {
 // validateBackends checks one cluster's backends; names and addresses
 // must be unique across clusters (seen*).
 func validateBackends(field string, list []Backend, seenName, seenAddr map[string]bool) []fieldError {
-	var errs []fieldError
-	add := func(field, format string, args ...any) {
-		errs = append(errs, fieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var errs fieldErrors
 	if len(list) == 0 {
-		add(field, "at least one backend is required")
+		errs.add(field, "at least one backend is required")
 	}
 	allNoMaster := len(list) > 1
 	for i, b := range list {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if b.Name == "" {
-			add(f+".name", "is required")
+			errs.add(f+".name", "is required")
 		} else if seenName[b.Name] {
-			add(f+".name", "duplicate backend name %q (names are unique across clusters)", b.Name)
+			errs.add(f+".name", "duplicate backend name %q (names are unique across clusters)", b.Name)
 		}
 		seenName[b.Name] = true
 		if b.Host == "" {
-			add(f+".host", "is required")
+			errs.add(f+".host", "is required")
 		}
 		if b.Port <= 0 || b.Port > 65535 {
-			add(f+".port", "%d is not a valid port", b.Port)
+			errs.add(f+".port", "%d is not a valid port", b.Port)
 		}
 		if seenAddr[b.Addr()] {
-			add(f+".port", "address %s is used by another backend", b.Addr())
+			errs.add(f+".port", "address %s is used by another backend", b.Addr())
 		}
 		seenAddr[b.Addr()] = true
 		if b.Weight < 0 {
-			add(f+".weight", "must not be negative")
+			errs.add(f+".weight", "must not be negative")
 		}
 		if b.Candidate && b.NoMaster {
-			add(f+".no_master", "a backend cannot be both candidate and no_master")
+			errs.add(f+".no_master", "a backend cannot be both candidate and no_master")
 		}
 		allNoMaster = allNoMaster && b.NoMaster
 	}
 	if allNoMaster {
-		add(field, "every backend is no_master: no server could ever be master")
+		errs.add(field, "every backend is no_master: no server could ever be master")
 	}
 	return errs
 }
