@@ -154,8 +154,8 @@ func TestStateFile(t *testing.T) {
 	if c1.Epoch != 7 || c1.Master != "db2" || len(c1.History) != maxHistory || c1.History[0].Epoch != 30 || c2.Master != "db5" {
 		t.Fatalf("reopened: c1 %d %s %d records; c2 %+v", c1.Epoch, c1.Master, len(c1.History), c2)
 	}
-	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
-		t.Fatalf("temporary file left behind: %v", err)
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("temporary file left behind: %v", entries)
 	}
 	old := filepath.Join(dir, "old.json")
 	if err := os.WriteFile(old, []byte(`{"epoch": 12, "master": "db1", "history": []}`), 0o600); err != nil {

@@ -4,8 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
+
+	"github.com/switchyard/switchyard/internal/atomicfile"
 )
 
 // maxHistory bounds the failovers and switchovers kept per cluster, in
@@ -83,33 +84,5 @@ func (f *StateFile) save(cluster string, p persisted) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSynced(f.path, data)
-}
-
-// writeFileSynced replaces path with data durably.
-func writeFileSynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	w, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	_, err = w.Write(data)
-	if err == nil {
-		err = w.Sync()
-	}
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("replace %s: %w", path, err)
-	}
-	if dir, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = dir.Sync()
-		_ = dir.Close()
-	}
-	return nil
+	return atomicfile.Write(f.path, data, 0o600)
 }

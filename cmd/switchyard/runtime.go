@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/admin"
 	"github.com/switchyard/switchyard/conf"
 	"github.com/switchyard/switchyard/coord"
+	"github.com/switchyard/switchyard/internal/atomicfile"
 )
 
 // Runtime configuration: the admin port changes users, rules, weights
@@ -82,7 +82,7 @@ func (a *app) changeRuntime(what string, edit runtimeEdit) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeFileAtomic(running.Path, text); err != nil {
+	if err := atomicfile.Write(running.Path, text, 0o600); err != nil {
 		return 0, fmt.Errorf("persist to %s: %w", running.Path, err)
 	}
 	if err := plan.apply(a); err != nil {
@@ -175,36 +175,6 @@ func (a *app) watchRuntime() {
 				zap.Int64("version", layer.Version), zap.Error(err))
 		}
 	})
-}
-
-// writeFileAtomic replaces path with data: a temporary file beside it,
-// fsynced, renamed over it, keeping its mode.
-func writeFileAtomic(path string, data []byte) error {
-	mode := os.FileMode(0o600)
-	if st, err := os.Stat(path); err == nil {
-		mode = st.Mode().Perm()
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // The edits behind the admin commands.
