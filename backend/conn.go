@@ -251,6 +251,34 @@ func (h *hookConn) Read(p []byte) (int, error) {
 // SetBeforeRead installs f to run before each blocking read (nil removes it).
 func (c *Conn) SetBeforeRead(f func()) { c.hook.before = f }
 
+// WriteCommand writes one command packet (buf: a 4-byte header gap, then
+// the payload) whose reply the caller reads next, through Packets or
+// Reader. On plain TCP the write is left to the first read of the reply
+// (sockio.Conn.WriteBeforeRead), which then waits for the reply without
+// trying a read first: one system call less per command. The packet
+// layer's sequence advances as WritePacket's would. CommandUnsent tells,
+// after a failed read, whether the command ever left.
+func (c *Conn) WriteCommand(buf []byte) error {
+	pc := c.Packets()
+	sock, plain := c.hook.Conn.(*sockio.Conn)
+	n := len(buf) - 4
+	if !plain || n >= mysql.MaxPayloadLen || pc.Compression != mysql.MYSQL_COMPRESS_NONE || c.rd.Buffered() > 0 {
+		return pc.WritePacket(buf)
+	}
+	buf[0], buf[1], buf[2], buf[3] = byte(n), byte(n>>8), byte(n>>16), pc.Sequence
+	pc.Sequence++
+	sock.WriteBeforeRead(buf)
+	return nil
+}
+
+// CommandUnsent reports whether the last WriteCommand's packet failed to
+// leave (its write, done by the reply's first read, failed): the server
+// never received the command.
+func (c *Conn) CommandUnsent() bool {
+	sock, plain := c.hook.Conn.(*sockio.Conn)
+	return plain && sock.QueuedWriteFailed()
+}
+
 // Packets exposes the framed packet connection for relaying.
 func (c *Conn) Packets() *packet.Conn { return c.Conn.Conn }
 

@@ -176,23 +176,36 @@ func abandon(bc *backend.Conn, err error) error {
 	return err
 }
 
-// send writes one command packet to the backend. With a query timeout,
-// a socket deadline past it (by ioTimeout) is the backstop when killing
-// the statement fails (a hung server).
-func (rl *relayer) send(bc *backend.Conn, cmd []byte, queryTimeout, ioTimeout time.Duration) error {
+// send writes one command packet without a reply (COM_STMT_CLOSE,
+// COM_STMT_SEND_LONG_DATA) to the backend.
+func (rl *relayer) send(bc *backend.Conn, cmd []byte, ioTimeout time.Duration) error {
+	return bc.Packets().WritePacket(rl.frame(bc, cmd, 0, ioTimeout))
+}
+
+// request sends one command whose reply the caller reads next: the
+// write may be left to the reply's first read (backend.Conn.WriteCommand),
+// so its failure can surface there; bc.CommandUnsent tells it apart.
+// With a query timeout, a socket deadline past it (by ioTimeout) is the
+// backstop when killing the statement fails (a hung server).
+func (rl *relayer) request(bc *backend.Conn, cmd []byte, queryTimeout, ioTimeout time.Duration) error {
+	return bc.WriteCommand(rl.frame(bc, cmd, queryTimeout, ioTimeout))
+}
+
+// frame readies bc for a new command and returns cmd behind a packet
+// header gap, in the relayer's reused buffer.
+func (rl *relayer) frame(bc *backend.Conn, cmd []byte, queryTimeout, ioTimeout time.Duration) []byte {
 	if queryTimeout > 0 {
 		bc.SetDeadline(time.Now().Add(queryTimeout + ioTimeout))
 	} else {
 		bc.SetDeadline(time.Time{})
 	}
 	bc.Sent()
-	bp := bc.Packets()
-	bp.ResetSequence()
+	bc.Packets().ResetSequence()
 	buf := append(append(rl.cmdBuf[:0], 0, 0, 0, 0), cmd...)
 	if cap(buf) <= maxKeptBuffer {
 		rl.cmdBuf = buf // reused for the next command
 	}
-	return bp.WritePacket(buf)
+	return buf
 }
 
 // reply relays the reply to c to the client.

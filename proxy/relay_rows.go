@@ -148,7 +148,7 @@ func (rl *relayer) prepareOn(bc *backend.Conn, st *preparedStmt, ioTimeout time.
 		return id, nil
 	}
 	cmd := append([]byte{mysql.COM_STMT_PREPARE}, st.query...)
-	if err := rl.send(bc, cmd, 0, ioTimeout); err != nil {
+	if err := rl.request(bc, cmd, 0, ioTimeout); err != nil {
 		return 0, err
 	}
 	p, err := rl.readBackend(bc)
@@ -194,7 +194,7 @@ func (rl *relayer) replay(bc *backend.Conn, e txEntry, ioTimeout time.Duration) 
 			return 0, err
 		}
 	}
-	if err := rl.send(bc, cmd, 0, ioTimeout); err != nil {
+	if err := rl.request(bc, cmd, 0, ioTimeout); err != nil {
 		return 0, err
 	}
 	r := rl.newReply()

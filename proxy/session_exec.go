@@ -423,10 +423,11 @@ func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply, s
 			r.serverErr = errQueryKilled(why)
 		}
 	}()
-	if err := s.relay.send(p.bc, send, timeout, set.IOTimeout); err != nil {
+	if err := s.relay.request(p.bc, send, timeout, set.IOTimeout); err != nil {
 		return false, err
 	}
-	return true, s.relay.reply(c, p.bc, r, s.cmd.set)
+	err = s.relay.reply(c, p.bc, r, s.cmd.set)
+	return err == nil || !p.bc.CommandUnsent(), err
 }
 
 // observe takes in what a relayed reply said: session state, the

@@ -126,7 +126,7 @@ func (s *session) sendLongData(data []byte) error {
 	st.longDataOn = d.Target
 	id, err := s.relay.prepareOn(bc, st, set.IOTimeout)
 	if err == nil {
-		err = s.relay.send(bc, withID(data, id), 0, set.IOTimeout)
+		err = s.relay.send(bc, withID(data, id), set.IOTimeout)
 	}
 	if err != nil {
 		bc.MarkBroken()

@@ -177,7 +177,7 @@ func (r *stmtRegistry) close(data []byte, rl *relayer) {
 		}
 		pkt := []byte{mysql.COM_STMT_CLOSE, 0, 0, 0, 0}
 		binary.LittleEndian.PutUint32(pkt[1:], id)
-		if err := rl.send(bc, pkt, 0, 0); err != nil {
+		if err := rl.send(bc, pkt, 0); err != nil {
 			bc.MarkBroken()
 		}
 	}

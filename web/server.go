@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -46,6 +47,11 @@ type Server struct {
 // New builds the handler tree.
 func New(src Sources, log *zap.Logger) *Server {
 	s := &Server{src: src, log: log}
+	if src.Pprof {
+		// Sample one lock contention in 10 for /debug/pprof/mutex: off
+		// (the default) the mutex profile would always be empty.
+		runtime.SetMutexProfileFraction(10)
+	}
 	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: zap.NewStdLog(log)}
 	return s
 }

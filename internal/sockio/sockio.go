@@ -18,11 +18,15 @@ type Conn struct {
 	rbuf  []byte
 	rn    int
 	rerr  syscall.Errno
-	wbuf  []byte
-	wn    int
-	werr  syscall.Errno
+	w     pendingWrite // Write's
+	q     pendingWrite // the queued request's, written under the read lock
 	readF func(fd uintptr) bool
 	wrF   func(fd uintptr) bool
+	// queued is a request written by the next Read (WriteBeforeRead);
+	// queueFailed: that write failed, so the peer never got the request.
+	queued      []byte
+	queueFailed bool
+	sendReadF   func(fd uintptr) bool
 }
 
 // Wrap returns c with raw-syscall I/O when it is a TCP connection, and c
@@ -39,6 +43,7 @@ func Wrap(c net.Conn) net.Conn {
 	sc := &Conn{TCPConn: tc, rc: rc}
 	sc.readF = sc.readOnce
 	sc.wrF = sc.writeSome
+	sc.sendReadF = sc.writeThenRead
 	return sc
 }
 
@@ -54,10 +59,56 @@ func (c *Conn) readOnce(fd uintptr) bool {
 	return true
 }
 
+// WriteBeforeRead queues p, a request whose answer the caller reads
+// next: the next Read writes it, then waits for the answer without first
+// trying a read that could only find nothing. That saves one system call
+// per request (a read returning EAGAIN) and is safe because the write
+// happens after the runtime armed the wait: an answer arriving at once
+// still wakes it. It must only queue a request on a connection whose
+// peer sends nothing unasked (a server in the command phase) and whose
+// earlier answers were read in full; Write and Read send the queue
+// first. QueuedWriteFailed tells afterwards whether the request got out.
+func (c *Conn) WriteBeforeRead(p []byte) {
+	c.queued, c.queueFailed = p, false
+}
+
+// QueuedWriteFailed reports whether the request queued by
+// WriteBeforeRead was not written (the Read that should have written it
+// failed first).
+func (c *Conn) QueuedWriteFailed() bool { return c.queueFailed }
+
+// writeThenRead writes the queued request, then reads once the socket is
+// readable. A write the socket cannot take at once ends the callback;
+// Read finishes it the ordinary way.
+func (c *Conn) writeThenRead(fd uintptr) bool {
+	if c.q.buf != nil {
+		if !c.q.writeSome(fd) || c.q.err != 0 {
+			return true
+		}
+		c.q.buf = nil
+		return false // the answer cannot be there yet: wait for it
+	}
+	return c.readOnce(fd)
+}
+
+// sendQueued writes the queued request through the ordinary Write.
+func (c *Conn) sendQueued() error {
+	q := c.queued
+	c.queued = nil
+	if _, err := c.Write(q); err != nil {
+		c.queueFailed = true
+		return err
+	}
+	return nil
+}
+
 // Read reads like net.Conn.Read.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if c.queued != nil {
+		return c.writeAndRead(p)
 	}
 	c.rbuf, c.rn, c.rerr = p, 0, 0
 	err := c.rc.Read(c.readF)
@@ -74,37 +125,93 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return c.rn, nil
 }
 
-func (c *Conn) writeSome(fd uintptr) bool {
-	for c.wn < len(c.wbuf) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wbuf[c.wn])), uintptr(len(c.wbuf)-c.wn))
+// pendingWrite is one write in progress: what is left of buf past n, or
+// the error that stopped it.
+type pendingWrite struct {
+	buf []byte
+	n   int
+	err syscall.Errno
+}
+
+// writeSome writes until done or an error (true), or until the socket
+// buffer is full (false: wait until writable).
+func (w *pendingWrite) writeSome(fd uintptr) bool {
+	for w.n < len(w.buf) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&w.buf[w.n])), uintptr(len(w.buf)-w.n))
 		switch e {
 		case 0:
-			c.wn += int(r)
+			w.n += int(r)
 		case syscall.EAGAIN:
-			return false // socket buffer full: wait until writable
+			return false
 		case syscall.EINTR:
 		default:
-			c.werr = e
+			w.err = e
 			return true
 		}
 	}
 	return true
 }
 
-// Write writes all of p like net.Conn.Write.
+func (c *Conn) writeSome(fd uintptr) bool { return c.w.writeSome(fd) }
+
+// writeAndRead is Read with a queued request: one RawRead writes it and
+// waits for the answer.
+func (c *Conn) writeAndRead(p []byte) (int, error) {
+	c.q = pendingWrite{buf: c.queued}
+	c.rbuf, c.rn, c.rerr = p, 0, 0
+	err := c.rc.Read(c.sendReadF)
+	rest := c.q.buf
+	if rest != nil {
+		rest = rest[c.q.n:]
+	}
+	werr := c.q.err
+	c.rbuf, c.q = nil, pendingWrite{}
+	switch {
+	case werr != 0:
+		c.queued, c.queueFailed = nil, true
+		return 0, c.opError("write", os.NewSyscallError("write", werr))
+	case rest != nil:
+		// The socket took only part of it, or the wait failed before the
+		// write (closed, deadline): finish it the ordinary way, which
+		// reports the same failure as a write's.
+		c.queued = rest
+		if err := c.sendQueued(); err != nil {
+			return 0, err
+		}
+		return c.Read(p)
+	}
+	c.queued = nil
+	if err != nil {
+		return 0, c.opError("read", err)
+	}
+	if c.rerr != 0 {
+		return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
+	}
+	if c.rn == 0 {
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+// Write writes all of p like net.Conn.Write, after a queued request.
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	c.wbuf, c.wn, c.werr = p, 0, 0
+	if c.queued != nil {
+		if err := c.sendQueued(); err != nil {
+			return 0, err
+		}
+	}
+	c.w = pendingWrite{buf: p}
 	err := c.rc.Write(c.wrF)
-	n := c.wn
-	c.wbuf = nil
+	n, werr := c.w.n, c.w.err
+	c.w = pendingWrite{}
 	if err != nil {
 		return n, c.opError("write", err)
 	}
-	if c.werr != 0 {
-		return n, c.opError("write", os.NewSyscallError("write", c.werr))
+	if werr != 0 {
+		return n, c.opError("write", os.NewSyscallError("write", werr))
 	}
 	return n, nil
 }

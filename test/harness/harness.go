@@ -215,6 +215,8 @@ type ProxyOptions struct {
 	// SkipCheck starts even if the pre-flight check finds errors (e.g. a
 	// backend account with READ_ONLY ADMIN, as MariaDB's test suite needs).
 	SkipCheck bool
+	// Pprof serves Go's profiler on the proxy's HTTP port.
+	Pprof bool
 }
 
 // StartProxy writes a config for the sandbox and starts the binary on
@@ -272,6 +274,9 @@ func (e *Env) ProxyConfig(o ProxyOptions) (*Proxy, error) {
 	fmt.Fprintf(&b, "failover:\n  replication_user: %s\n  replication_password: %s\n%s", sandbox.ReplUser, sandbox.ReplPassword, o.Failover)
 	fmt.Fprintf(&b, "admin:\n  listen: %s\n  user: admin\n  password: admin\n", p.AdminAddr)
 	fmt.Fprintf(&b, "http:\n  listen: %s\n", p.HTTPAddr)
+	if o.Pprof {
+		b.WriteString("  pprof: true\n")
+	}
 	level := o.LogLevel
 	if level == "" {
 		level = "debug"

@@ -14,11 +14,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,6 +52,7 @@ var (
 	flagProcs     = flag.Int("threads-setting", 0, "switchyard's threads setting (GOMAXPROCS; 0 = one per CPU)")
 	flagBefore    = flag.String("before", "", "another switchyard binary (e.g. an older commit's) measured in the same rounds as switchyard-before")
 	flagMarkdown  = flag.String("markdown", "", "write the ratio table (markdown) into this file between the bench markers")
+	flagProfile   = flag.String("profile", "", "write Switchyard's CPU and mutex profiles of each case's first round into this directory")
 )
 
 // run is one sysbench run against one target.
@@ -87,6 +90,7 @@ type target struct {
 	name string
 	addr string
 	pid  int
+	http string // the proxy's HTTP port, for -profile
 }
 
 func main() {
@@ -124,7 +128,7 @@ func mainErr() error {
 		return err
 	}
 	defer relay.Process.Kill()
-	split, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning})
+	split, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning, Pprof: *flagProfile != ""})
 	if err != nil {
 		return err
 	}
@@ -145,9 +149,9 @@ func mainErr() error {
 
 	servers := serverPids(env)
 	targets := []target{
-		{"direct", env.Sandbox.Master().Addr(), 0},
-		{"l4-relay", relay.addr, relay.Process.Pid},
-		{"switchyard", split.Addr, split.Pid()},
+		{"direct", env.Sandbox.Master().Addr(), 0, ""},
+		{"l4-relay", relay.addr, relay.Process.Pid, ""},
+		{"switchyard", split.Addr, split.Pid(), split.HTTPAddr},
 	}
 	if *flagBefore != "" {
 		own := env.Binary
@@ -158,7 +162,7 @@ func mainErr() error {
 			return fmt.Errorf("the -before binary: %w", err)
 		}
 		defer before.Stop()
-		targets = append(targets, target{"switchyard-before", before.Addr, before.Pid()})
+		targets = append(targets, target{"switchyard-before", before.Addr, before.Pid(), ""})
 	}
 	fmt.Fprintf(w, "sysbench %s per run, median of %d interleaved runs; sandbox master + %d replicas on this machine; l4-relay = haproxy mode tcp to the master; switchyard routes reads to the replicas\n", *flagTime, *flagRounds, *flagReplicas)
 	for _, test := range strings.Split(*flagTests, ",") {
@@ -168,17 +172,26 @@ func mainErr() error {
 		for _, th := range parseInts(*flagThreads) {
 			caseTargets := targets
 			if test == "oltp_point_select" && th == 16 {
-				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-master-only", masterOnly.Addr, masterOnly.Pid()})
+				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-master-only", masterOnly.Addr, masterOnly.Pid(), ""})
 			}
 			if test == "oltp_point_select" {
-				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-cached", cached.Addr, cached.Pid()})
+				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-cached", cached.Addr, cached.Pid(), ""})
 			}
 			// Rounds interleave the targets, so a slow moment of the
 			// machine hits all of them; each figure is the median.
 			byTarget := make([][]run, len(caseTargets))
 			for round := 0; round < *flagRounds; round++ {
 				for i, tg := range caseTargets {
+					var profiled chan error
+					if *flagProfile != "" && tg.http != "" && round == 0 {
+						profiled = profile(tg.http, fmt.Sprintf("%s-%d", strings.ReplaceAll(test, ":", "-"), th))
+					}
 					r, err := sysbench(test, th, tg, servers)
+					if profiled != nil {
+						if perr := <-profiled; perr != nil {
+							return perr
+						}
+					}
 					if err != nil {
 						return err
 					}
@@ -447,6 +460,64 @@ func sysbench(test string, threads int, tg target, servers []int) (run, error) {
 	}
 	r.ServerCPU = float64((serversAfter - serversBefore).Microseconds()) / r.Queries
 	return r, nil
+}
+
+// profile fetches Switchyard's CPU profile and mutex contention over most
+// of one sysbench run, into -profile/{cpu,mutex}-NAME.pprof.
+func profile(httpAddr, name string) chan error {
+	done := make(chan error, 1)
+	seconds := max(1, int(flagTime.Seconds())-1)
+	go func() {
+		var errs []error
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, kind := range []string{"profile", "mutex"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := fetchProfile(httpAddr, kind, seconds, name); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		done <- errors.Join(errs...)
+	}()
+	return done
+}
+
+func fetchProfile(httpAddr, kind string, seconds int, name string) error {
+	req, err := http.NewRequest("GET", fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", httpAddr, kind, seconds), nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("admin", "admin") // the harness's HTTP credentials
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", kind, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", kind, resp.Status)
+	}
+	file := "cpu"
+	if kind == "mutex" {
+		file = "mutex"
+	}
+	if err := os.MkdirAll(*flagProfile, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(*flagProfile, file+"-"+name+".pprof"))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile %s: %w", kind, err)
+	}
+	return f.Close()
 }
 
 // percentiles reads p95 and p99 (ms per event) from sysbench's histogram.
