@@ -29,18 +29,18 @@ func TestAlive(t *testing.T) {
 		return c, srv
 	}
 	c, srv := dial()
-	if !c.Alive(time.Second) {
+	if !c.Alive(time.Now(), time.Second) {
 		t.Fatal("a live idle connection was taken for dead")
 	}
 	srv.Close()
-	if !eventually(func() bool { return !c.Alive(time.Second) }) || !c.Broken() {
+	if !eventually(func() bool { return !c.Alive(time.Now(), time.Second) }) || !c.Broken() {
 		t.Fatal("a connection the server closed was taken for alive")
 	}
 	c2, srv2 := dial()
 	defer srv2.Close()
 	c2.sent = time.Now()
 	srv2.Close()
-	if !c2.Alive(time.Hour) {
+	if !c2.Alive(time.Now(), time.Hour) {
 		t.Fatal("a connection used just now was looked at (it should be taken as alive)")
 	}
 	c3, srv3 := dial()
@@ -48,7 +48,7 @@ func TestAlive(t *testing.T) {
 	if _, err := srv3.Write([]byte{0xff}); err != nil {
 		t.Fatal(err)
 	}
-	if !eventually(func() bool { return !c3.Alive(time.Second) }) {
+	if !eventually(func() bool { return !c3.Alive(time.Now(), time.Second) }) {
 		t.Fatal("a connection with unasked bytes was taken for alive")
 	}
 }

@@ -84,14 +84,16 @@ type Conn struct {
 	sent time.Time
 }
 
-// Sent records that a command was written now.
-func (c *Conn) Sent() { c.sent = time.Now() }
+// SentAt records that a command was written at now (the caller's clock
+// reading: one per command is enough, and each costs).
+func (c *Conn) SentAt(now time.Time) { c.sent = now }
 
-// Alive reports whether a connection idle for more than after can still
-// be used: a server that closed it (its wait_timeout, a restart) left an
-// EOF, or an error packet, to read. A connection used more recently is
-// taken as alive without a look. A dead one is marked broken.
-func (c *Conn) Alive(after time.Duration) bool {
+// Alive reports whether a connection idle for more than after (as of
+// now) can still be used: a server that closed it (its wait_timeout, a
+// restart) left an EOF, or an error packet, to read. A connection used
+// more recently is taken as alive without a look. A dead one is marked
+// broken.
+func (c *Conn) Alive(now time.Time, after time.Duration) bool {
 	if c.Broken() {
 		return false
 	}
@@ -99,7 +101,7 @@ func (c *Conn) Alive(after time.Duration) bool {
 		c.broken.Store(true)
 		return false
 	}
-	if c.tcp == nil || time.Since(c.sent) < after {
+	if c.tcp == nil || now.Sub(c.sent) < after {
 		return true
 	}
 	rc, err := c.tcp.SyscallConn()

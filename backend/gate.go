@@ -22,14 +22,15 @@ type WriteGate struct {
 // NewWriteGate puts a gate in front of topo's master.
 func NewWriteGate(topo *TopologyStore) *WriteGate { return &WriteGate{topo: topo} }
 
-// Enter is called before a statement runs on the master: it waits (up to
-// timeout) while writes are held, and counts the statement as in flight
+// Enter is called before a statement runs on the master: it waits (until
+// deadline) while writes are held, and counts the statement as in flight
 // until Leave. inTx lets statements of an open transaction through a hold
 // that does not cover transactions (holding them would only make their
 // transaction fail later). The common case (nothing held) allocates
 // nothing.
-func (g *WriteGate) Enter(timeout time.Duration, inTx bool) (master string, epoch uint64, err error) {
-	var deadline <-chan time.Time
+func (g *WriteGate) Enter(deadline time.Time, inTx bool) (master string, epoch uint64, err error) {
+	var expired <-chan time.Time
+	var timeout time.Duration
 	for {
 		changed := g.topo.Changed()
 		t := g.topo.Topology()
@@ -41,14 +42,15 @@ func (g *WriteGate) Enter(timeout time.Duration, inTx bool) (master string, epoc
 			}
 			return t.Master, t.Epoch, nil
 		}
-		if deadline == nil {
+		if expired == nil {
+			timeout = max(time.Until(deadline), 0)
 			timer := time.NewTimer(timeout)
 			defer timer.Stop()
-			deadline = timer.C
+			expired = timer.C
 		}
 		select {
 		case <-changed:
-		case <-deadline:
+		case <-expired:
 			return "", t.Epoch, fmt.Errorf("writes held for a topology change: waited %s", timeout)
 		}
 	}

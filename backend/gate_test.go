@@ -12,7 +12,7 @@ func TestWriteGate(t *testing.T) {
 	c := NewCluster("default", []Server{{Name: "m"}, {Name: "r"}}, "m", PoolOptions{}, nil)
 	g := c.Gate
 	enters := func(inTx bool) bool {
-		_, _, err := g.Enter(20*time.Millisecond, inTx)
+		_, _, err := g.Enter(time.Now().Add(20*time.Millisecond), inTx)
 		if err == nil {
 			g.Leave()
 		}

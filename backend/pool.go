@@ -122,7 +122,7 @@ func (p *Pool) AcquireTagged(ctx context.Context, v Variant, tag string) (*Conn,
 		if c := p.popIdleLocked(v, tag); c != nil {
 			p.inUse[c] = struct{}{}
 			p.mu.Unlock()
-			if p.expired(c, time.Now()) || !c.Alive(aliveCheckAfter) {
+			if now := time.Now(); p.expired(c, now) || !c.Alive(now, aliveCheckAfter) {
 				p.discard(c)
 				continue
 			}

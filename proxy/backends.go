@@ -34,7 +34,7 @@ type Gate interface {
 	// change and counts a statement in flight on the master until Leave.
 	// inTx lets an open transaction's statements through a hold that
 	// does not cover transactions.
-	Enter(timeout time.Duration, inTx bool) (master string, epoch uint64, err error)
+	Enter(deadline time.Time, inTx bool) (master string, epoch uint64, err error)
 	Leave()
 	// TxOpened and TxClosed count transactions open on the master (a
 	// switchover lets them finish before it fences the master).

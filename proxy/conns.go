@@ -19,6 +19,7 @@ type connSet struct {
 	state *sessionState
 	stmts *stmtRegistry
 	info  *sessionInfo
+	now   *time.Time // the session's clock reading for the current command
 }
 
 // heldConn is a held backend connection, its cluster, and the version of
@@ -32,8 +33,8 @@ type heldConn struct {
 // notSynced marks a connection that has never had the session's state.
 const notSynced = ^uint64(0)
 
-func newConnSet(st *sessionState, stmts *stmtRegistry, info *sessionInfo) connSet {
-	return connSet{held: map[string]*heldConn{}, state: st, stmts: stmts, info: info}
+func newConnSet(st *sessionState, stmts *stmtRegistry, info *sessionInfo, now *time.Time) connSet {
+	return connSet{held: map[string]*heldConn{}, state: st, stmts: stmts, info: info, now: now}
 }
 
 // get returns the held connection to server, or nil.
@@ -65,7 +66,7 @@ func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*backe
 	if h != nil {
 		// A connection the server closed while the session was idle
 		// (wait_timeout, a restart) is replaced before anything is sent.
-		if h.bc.Alive(backend.AliveCheckAfter) {
+		if h.bc.Alive(*cs.now, backend.AliveCheckAfter) {
 			return h.bc, nil
 		}
 		cs.release(server)

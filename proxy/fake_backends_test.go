@@ -55,12 +55,12 @@ func (f *fakeBackends) backends() *Backends {
 // fakeGate is the real write gate with the onEnter hook.
 type fakeGate struct{ f *fakeBackends }
 
-func (g fakeGate) Enter(timeout time.Duration, inTx bool) (string, uint64, error) {
+func (g fakeGate) Enter(deadline time.Time, inTx bool) (string, uint64, error) {
 	if h := g.f.onEnter; h != nil {
 		g.f.onEnter = nil
 		h()
 	}
-	return g.f.Gate.Enter(timeout, inTx)
+	return g.f.Gate.Enter(deadline, inTx)
 }
 func (g fakeGate) Leave()    { g.f.Gate.Leave() }
 func (g fakeGate) TxOpened() { g.f.Gate.TxOpened() }

@@ -27,6 +27,7 @@ import (
 // replies to the client, with the per-command buffers it owns.
 type relayer struct {
 	client *clientConn
+	now    *time.Time // the session's clock reading for the current command
 	login  *login
 	pktBuf *[]byte // backend packet buffer, held during a command (packetBufs)
 	okBuf  []byte
@@ -199,7 +200,7 @@ func (rl *relayer) frame(bc *backend.Conn, cmd []byte, queryTimeout, ioTimeout t
 	} else {
 		bc.SetDeadline(time.Time{})
 	}
-	bc.Sent()
+	bc.SentAt(*rl.now)
 	bc.Packets().ResetSequence()
 	buf := append(append(rl.cmdBuf[:0], 0, 0, 0, 0), cmd...)
 	if cap(buf) <= maxKeptBuffer {

@@ -92,7 +92,10 @@ type clusterView struct {
 
 // scratch is per-command state.
 type scratch struct {
-	set    *Settings // read once per command
+	set *Settings // read once per command
+	// now is when the command arrived: the one clock reading a command
+	// takes (deadlines, durations, connection use), as each costs.
+	now    time.Time
 	target string    // where the last command ran
 	cmdBuf []byte    // framing buffer for commands sent to backends
 	// rule is what the query rules look at, reused (no allocation).
@@ -102,9 +105,10 @@ type scratch struct {
 func newSession(srv *Server, c net.Conn) *session {
 	s := &session{srv: srv, log: srv.log, views: views{}, stmts: newStmtRegistry()}
 	s.client.raw = c
-	s.conns = newConnSet(&s.state, &s.stmts, &s.info)
+	s.conns = newConnSet(&s.state, &s.stmts, &s.info, &s.cmd.now)
 	s.ctl.init(srv, &s.info)
 	s.relay.client = &s.client
+	s.relay.now = &s.cmd.now
 	s.info.started = time.Now()
 	s.cmd.set = srv.settings.Load()
 	s.rc.c = srv.cache
@@ -213,6 +217,7 @@ func (s *session) loop() {
 // answer runs one command and writes the error it returned, if any; true
 // ends the session.
 func (s *session) answer(data []byte) (end bool) {
+	s.cmd.now = time.Now()
 	s.mux.commandStarts()
 	err := s.dispatchSafely(data)
 	if err == nil {

@@ -73,7 +73,7 @@ func (s *session) exec(c *command) error {
 		ruleStatement(&s.cmd.rule, c, &s.login, s.state.db)
 		c.act = s.cmd.set.Rules.Match(&s.cmd.rule)
 		if !c.act.None() {
-			c.act.Hit(time.Now())
+			c.act.Hit(s.cmd.now)
 		}
 		if c.act.Block != "" {
 			err := errBlocked(c.act)
@@ -91,7 +91,7 @@ func (s *session) exec(c *command) error {
 		}
 		defer s.rc.abandon(c)
 	}
-	deadline := time.Now().Add(s.cmd.set.cluster(v.b.Name).HoldTimeout)
+	deadline := s.cmd.now.Add(s.cmd.set.cluster(v.b.Name).HoldTimeout)
 	for tries := 0; ; tries++ {
 		if tries > 0 && s.info.killed.Load() {
 			return errConnectionKilled() // KILL CONNECTION or a shutdown: no second try
@@ -254,7 +254,7 @@ func (s *session) place(c *command, v *clusterView, deadline time.Time) (placeme
 	p := placement{view: v, target: d.Target, epoch: topo.Epoch}
 	toMaster := d.Target == topo.Master
 	if toMaster {
-		master, _, err := v.b.Gate.Enter(max(time.Until(deadline), 0), s.tx.open())
+		master, _, err := v.b.Gate.Enter(deadline, s.tx.open())
 		if err != nil {
 			return placement{}, errHeld(err)
 		}
@@ -341,7 +341,6 @@ func (s *session) runOn(c *command, p placement) error {
 	}
 	count := p.view.b.Count.Begin(p.target)
 	defer count.End()
-	start := time.Now()
 	toMaster := p.target == p.view.b.topology().Master
 	r := s.relay.newReply()
 	if s.tx.recording(c, toMaster, set.TxReplay.Enabled, s.state.autocommitOff()) {
@@ -363,7 +362,7 @@ func (s *session) runOn(c *command, p placement) error {
 	if err != nil {
 		return s.lost(c, p, r, sent, err)
 	}
-	took := time.Since(start)
+	took := time.Since(s.cmd.now) // as the client waited: from its command's arrival
 	err = s.observe(c, p, r, took, toMaster)
 	if r.ok {
 		s.rc.invalidate(c, p.view.b.Name, r.gtid, true, s.tx.open(), caches)

@@ -76,7 +76,8 @@ func (s *session) openSession() error {
 	storeIfChanged(&s.info.db, s.state.db)
 	storeIfChanged(&s.info.cluster, s.home.b.Name)
 	set := s.cmd.set.cluster(s.home.b.Name)
-	deadline := time.Now().Add(set.HoldTimeout)
+	s.cmd.now = time.Now() // before the first command: connections are taken now
+	deadline := s.cmd.now.Add(set.HoldTimeout)
 	for {
 		topo := s.home.b.topology()
 		var lastErr error

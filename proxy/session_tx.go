@@ -25,7 +25,7 @@ func (s *session) checkTx(c *command, v *clusterView, deadline time.Time) (handl
 		return false, nil
 	}
 	s.followEpoch(v)
-	if h := s.conns.get(s.tx.on); s.tx.lost == "" && (h == nil || !h.bc.Alive(backend.AliveCheckAfter)) {
+	if h := s.conns.get(s.tx.on); s.tx.lost == "" && (h == nil || !h.bc.Alive(s.cmd.now, backend.AliveCheckAfter)) {
 		if !s.tx.kept {
 			// A read-only transaction on a replica is not kept: it died
 			// with its connection.
@@ -114,7 +114,7 @@ func (s *session) enterMasterForReplay(v *clusterView, deadline time.Time) (stri
 	for {
 		s.followEpoch(v)
 		epoch := v.b.topology().Epoch
-		master, _, err := v.b.Gate.Enter(max(time.Until(deadline), 0), false)
+		master, _, err := v.b.Gate.Enter(deadline, false)
 		if err != nil {
 			return "", nil, fmt.Errorf("no master came: %v", err)
 		}

@@ -54,6 +54,10 @@ type transaction struct {
 	epoch uint64 // topology epoch it runs in
 	log   []txEntry
 	size  int
+	// arena holds the logged statements' bytes; it and log keep their
+	// memory from one transaction to the next (no allocation per
+	// statement once a session has run a transaction).
+	arena []byte
 	// unreplayable says why it cannot be replayed ("" when it can).
 	unreplayable string
 	// lost says why the connection carrying it is gone ("" while it lives).
@@ -84,7 +88,7 @@ func (t *transaction) server() string {
 
 // begin opens a transaction the server reported on server of v.
 func (t *transaction) begin(server string, v *clusterView, kept bool) {
-	*t = transaction{phase: txOpen, on: server, view: v, kept: kept, epoch: v.epoch}
+	*t = transaction{phase: txOpen, on: server, view: v, kept: kept, epoch: v.epoch, log: t.log[:0], arena: t.arena[:0]}
 	if kept {
 		v.b.Gate.TxOpened()
 	}
@@ -142,16 +146,28 @@ func (t *transaction) record(c *command, r *reply, maxSize int) {
 		t.unreplayable = fmt.Sprintf("larger than routing.transaction_replay.max_size (%d bytes)", maxSize)
 	}
 	if t.unreplayable != "" {
-		t.log, t.size = nil, 0
+		t.forget()
 		return
 	}
-	e := txEntry{cmd: append([]byte(nil), c.payload...), stmt: c.stmt, sum: r.sum.Sum64()}
+	e := txEntry{cmd: t.keep(c.payload), stmt: c.stmt, sum: r.sum.Sum64()}
 	if c.stmt != nil {
-		e.types = append([]byte(nil), c.stmt.paramTypes...)
+		e.types = t.keep(c.stmt.paramTypes)
 	}
 	t.log = append(t.log, e)
 	t.size += len(e.cmd)
 }
+
+// keep copies b into the arena. A copy stays valid when the arena grows
+// (it keeps pointing at the old array) until the transaction ends.
+func (t *transaction) keep(b []byte) []byte {
+	start := len(t.arena)
+	t.arena = append(t.arena, b...)
+	return t.arena[start:len(t.arena):len(t.arena)]
+}
+
+// maxKeptArena bounds the log memory a session keeps between
+// transactions.
+const maxKeptArena = 64 << 10
 
 // lose records why the transaction's connection is gone (the first
 // reason is kept).
@@ -172,7 +188,18 @@ func (t *transaction) end() {
 	if t.open() && t.kept {
 		t.view.b.Gate.TxClosed()
 	}
+	t.forget()
+	log, arena := t.log, t.arena
 	*t = transaction{}
+	if cap(arena) <= maxKeptArena {
+		t.log, t.arena = log, arena
+	}
+}
+
+// forget empties the log, keeping its memory for the next transaction.
+func (t *transaction) forget() {
+	clear(t.log) // no statement stays reachable from a finished log
+	t.log, t.arena, t.size = t.log[:0], t.arena[:0], 0
 }
 
 // abort ends the transaction as one the proxy could not keep: every
