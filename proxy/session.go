@@ -96,8 +96,8 @@ type scratch struct {
 	// now is when the command arrived: the one clock reading a command
 	// takes (deadlines, durations, connection use), as each costs.
 	now    time.Time
-	target string    // where the last command ran
-	cmdBuf []byte    // framing buffer for commands sent to backends
+	target string // where the last command ran
+	cmdBuf []byte // framing buffer for commands sent to backends
 	// rule is what the query rules look at, reused (no allocation).
 	rule rules.Statement
 }
