@@ -231,7 +231,10 @@ func mostAdvanced(st *backend.ServerState, topo *backend.Topology) bool {
 // pickReplica chooses among eligible replicas at random, in proportion
 // to their weights.
 func (s *Session) pickReplica(topo *backend.Topology, p Policy) (string, error) {
-	now := time.Now()
+	var now time.Time // read only when a replica is avoided: clock readings cost
+	if len(s.avoid) > 0 {
+		now = time.Now()
+	}
 	if !p.PerStatement && s.replica != "" {
 		if st := topo.Server(s.replica); st != nil && Eligible(st, topo, p) && !s.avoided(s.replica, now) {
 			return s.replica, nil
