@@ -106,10 +106,13 @@ bench-deps:
 ##   2. hot-path Go benchmarks with allocs/op (relay, classifier, pool, cluster pick,
 ##      rules), and sessions in parallel at -cpu 1,2,4,8.
 ##   3. Go-driver benchmarks, proxy vs direct in the same run.
+##   BENCH_BEFORE=<commit or binary> measures that switchyard too, in the same
+##   rounds (the table's before column).
 BENCH_TIME ?= 5s
 BENCH_ROUNDS ?= 3
+BENCH_BEFORE ?=
 bench: deps bench-deps
-	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME) -rounds $(BENCH_ROUNDS) -markdown docs/performance.md
+	$(GO) run ./test/bench/sysbench -time $(BENCH_TIME) -rounds $(BENCH_ROUNDS) -markdown docs/performance.md $(if $(BENCH_BEFORE),-before $(BENCH_BEFORE))
 	$(GO) test -run '^$$' -bench 'Relay|Classify|PoolCheckoutReturn|ClusterPick|Match' -benchmem ./proxy/ ./router/ ./backend/ ./rules/
 	$(GO) test -run '^$$' -bench 'StatementsParallel' -benchmem -cpu 1,2,4,8 ./proxy/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/

@@ -383,3 +383,72 @@ func TestPingAndQueryAfterIdle(t *testing.T) {
 		t.Fatal(s, err)
 	}
 }
+
+// A prepared statement costs one COM_STMT_PREPARE per backend connection
+// it runs on, not one per execute: executes outside and inside a
+// transaction (replica, then master) reuse what each connection has.
+func TestPreparedOncePerBackendConnection(t *testing.T) {
+	counters := func() (prepares, executes int64) {
+		for _, in := range env.Sandbox.Instances {
+			db := env.InstanceDB(t, in.Name)
+			rows, err := db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_stmt_prepare', 'Com_stmt_execute')")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var name string
+				var n int64
+				if err := rows.Scan(&name, &n); err != nil {
+					t.Fatal(err)
+				}
+				if name == "Com_stmt_prepare" {
+					prepares += n
+				} else {
+					executes += n
+				}
+			}
+			rows.Close()
+		}
+		return prepares, executes
+	}
+	db := proxy.Open(t, "", "interpolateParams=false")
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := context.Background()
+	prep0, exec0 := counters()
+	st, err := conn.PrepareContext(ctx, "SELECT ? + 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const n = 50
+	run := func(what string) {
+		for i := 0; i < n; i++ {
+			var got int
+			if err := st.QueryRowContext(ctx, i).Scan(&got); err != nil || got != i+1 {
+				t.Fatalf("%s execute %d: %d, %v", what, i, got, err)
+			}
+		}
+	}
+	run("autocommit")
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	run("in a transaction")
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		t.Fatal(err)
+	}
+	run("after the transaction")
+	prep1, exec1 := counters()
+	// One prepare where the client's PREPARE ran, at most one more on each
+	// other server its executes went to.
+	if p := prep1 - prep0; p < 1 || p > int64(len(env.Sandbox.Instances)) {
+		t.Errorf("%d executes cost %d COM_STMT_PREPARE on the servers, want 1 to %d", 3*n, p, len(env.Sandbox.Instances))
+	}
+	if e := exec1 - exec0; e != 3*n {
+		t.Errorf("servers ran %d COM_STMT_EXECUTE, want %d", e, 3*n)
+	}
+}

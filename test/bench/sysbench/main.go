@@ -50,7 +50,7 @@ var (
 	flagStream    = flag.Int("stream-rows", 1000000, "rows streamed by one client for the memory check (0 skips)")
 	flagReplicas  = flag.Int("replicas", 2, "sandbox replicas that serve the reads")
 	flagProcs     = flag.Int("threads-setting", 0, "switchyard's threads setting (GOMAXPROCS; 0 = one per CPU)")
-	flagBefore    = flag.String("before", "", "another switchyard binary (e.g. an older commit's) measured in the same rounds as switchyard-before")
+	flagBefore    = flag.String("before", "", "another switchyard, a binary or a git commit (built here), measured in the same rounds as switchyard-before")
 	flagMarkdown  = flag.String("markdown", "", "write the ratio table (markdown) into this file between the bench markers")
 	flagProfile   = flag.String("profile", "", "write Switchyard's CPU and mutex profiles of each case's first round into this directory")
 )
@@ -154,8 +154,12 @@ func mainErr() error {
 		{"switchyard", split.Addr, split.Pid(), split.HTTPAddr},
 	}
 	if *flagBefore != "" {
+		bin, err := beforeBinary(*flagBefore, env.Dir)
+		if err != nil {
+			return err
+		}
 		own := env.Binary
-		env.Binary = *flagBefore
+		env.Binary = bin
 		before, err := env.StartProxyErr(harness.ProxyOptions{LogLevel: "warn", Extra: proxyTuning})
 		env.Binary = own
 		if err != nil {
@@ -222,6 +226,26 @@ func mainErr() error {
 	}
 	rep.Duration = time.Since(rep.Started).Round(time.Second).String()
 	return save(rep, out.Bytes())
+}
+
+// beforeBinary returns -before as a binary: the file it names, or the
+// switchyard of the git commit it names, built in a temporary worktree.
+func beforeBinary(before, dir string) (string, error) {
+	if st, err := os.Stat(before); err == nil && !st.IsDir() {
+		return before, nil
+	}
+	tree := filepath.Join(dir, "before-src")
+	bin := filepath.Join(dir, "switchyard-before")
+	if out, err := exec.Command("git", "worktree", "add", "--detach", "-f", tree, before).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("-before %s is neither a file nor a commit: %v: %s", before, err, out)
+	}
+	defer exec.Command("git", "worktree", "remove", "--force", tree).Run()
+	build := exec.Command("go", "build", "-o", bin, "./cmd/switchyard")
+	build.Dir = tree
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build switchyard at %s: %v: %s", before, err, out)
+	}
+	return bin, nil
 }
 
 // median takes, field by field, the median of runs of one case.
