@@ -601,8 +601,12 @@ func printGroup(w io.Writer, group []run) {
 func markdownTable(runs []run, started time.Time, rounds int) string {
 	var b strings.Builder
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	fmt.Fprintf(&b, "Measured %s on commit %s, %d interleaved rounds of %s, medians (`make bench`).\n\n",
+	fmt.Fprintf(&b, "Measured %s on commit %s, %d interleaved rounds of %s, medians (`make bench`)",
 		started.UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(commit)), rounds, *flagTime)
+	if *flagBefore != "" {
+		fmt.Fprintf(&b, "; before: %s, measured in the same rounds", *flagBefore)
+	}
+	b.WriteString(".\n\n")
 	b.WriteString("| workload | threads | qps vs relay | CPU/query vs relay | proxy µs/query | relay µs/query | before: qps, CPU vs relay |\n|---|---|---|---|---|---|---|\n")
 	type key struct {
 		test    string
