@@ -165,9 +165,13 @@ func (t *transaction) keep(b []byte) []byte {
 	return t.arena[start:len(t.arena):len(t.arena)]
 }
 
-// maxKeptArena bounds the log memory a session keeps between
-// transactions.
-const maxKeptArena = 64 << 10
+// maxKeptArena and maxKeptLog bound the log memory a session keeps
+// between transactions (an OLTP transaction fits; thousands of sessions
+// each keeping a big one's would not).
+const (
+	maxKeptArena = 16 << 10
+	maxKeptLog   = 256
+)
 
 // lose records why the transaction's connection is gone (the first
 // reason is kept).
@@ -191,7 +195,7 @@ func (t *transaction) end() {
 	t.forget()
 	log, arena := t.log, t.arena
 	*t = transaction{}
-	if cap(arena) <= maxKeptArena {
+	if cap(arena) <= maxKeptArena && cap(log) <= maxKeptLog {
 		t.log, t.arena = log, arena
 	}
 }

@@ -1,0 +1,55 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// The log copies statements into one arena that grows while a transaction
+// runs: every entry must still read as its statement afterwards, and the
+// memory is kept for the next transaction only when it is small.
+func TestTransactionLogArena(t *testing.T) {
+	cases := []struct {
+		name     string
+		stmts    int
+		stmtSize int
+		wantKept bool
+	}{
+		{"a small transaction keeps its memory", 20, 100, true},
+		{"a large one gives it back", 40, 1000, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tx := transaction{kept: true}
+			var want [][]byte
+			for i := 0; i < tc.stmts; i++ {
+				payload := append([]byte{mysql.COM_QUERY}, fmt.Sprintf("INSERT INTO t VALUES (%d, '%s')", i, bytes.Repeat([]byte{'x'}, tc.stmtSize))...)
+				want = append(want, payload)
+				tx.record(&command{payload: payload}, &reply{sum: xxhash.New()}, 1<<20)
+				payload[1] = 'X' // the client's buffer is reused: the log has its own copy
+			}
+			if tx.unreplayable != "" || len(tx.log) != tc.stmts {
+				t.Fatalf("logged %d of %d statements (%q)", len(tx.log), tc.stmts, tx.unreplayable)
+			}
+			for i, e := range tx.log {
+				if want[i][1] = 'I'; !bytes.Equal(e.cmd, want[i]) {
+					t.Fatalf("entry %d reads %.40q, want %.40q", i, e.cmd, want[i])
+				}
+			}
+			tx.end()
+			if kept := cap(tx.arena) > 0; kept != tc.wantKept {
+				t.Errorf("arena kept after the transaction: %v, want %v (cap %d)", kept, tc.wantKept, cap(tx.arena))
+			}
+			if len(tx.log) != 0 || len(tx.arena) != 0 || tx.size != 0 {
+				t.Errorf("after end: %d entries, %d arena bytes, size %d; want none", len(tx.log), len(tx.arena), tx.size)
+			}
+			if tc.wantKept && tx.log[:1][0].cmd != nil {
+				t.Error("a finished transaction's entry still points at its statement")
+			}
+		})
+	}
+}
