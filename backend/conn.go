@@ -58,6 +58,7 @@ type Conn struct {
 	*client.Conn
 	net      net.Conn
 	hook     *hookConn
+	sock     *sockio.Conn  // the raw-syscall socket under hook (nil: TLS, scripted)
 	rd       *bufio.Reader // every read from the server goes through it
 	pool     *Pool
 	variant  Variant
@@ -213,7 +214,8 @@ func newConn(cc *client.Conn, netConn net.Conn, hook *hookConn) *Conn {
 	rd := bufio.NewReaderSize(hook, readBufferSize)
 	cc.Conn = packet.NewTLSConn(bufferedConn{Conn: hook, rd: rd}) // unbuffered packet layer over rd
 	now := time.Now()
-	return &Conn{Conn: cc, net: netConn, hook: hook, rd: rd, created: now, lastUsed: now, multiStatements: true, sent: now}
+	sock, _ := hook.Conn.(*sockio.Conn)
+	return &Conn{Conn: cc, net: netConn, hook: hook, sock: sock, rd: rd, created: now, lastUsed: now, multiStatements: true, sent: now}
 }
 
 // bufferedConn reads through the Conn's buffer and writes straight out.
@@ -262,24 +264,20 @@ func (c *Conn) SetBeforeRead(f func()) { c.hook.before = f }
 // after a failed read, whether the command ever left.
 func (c *Conn) WriteCommand(buf []byte) error {
 	pc := c.Packets()
-	sock, plain := c.hook.Conn.(*sockio.Conn)
 	n := len(buf) - 4
-	if !plain || n >= mysql.MaxPayloadLen || pc.Compression != mysql.MYSQL_COMPRESS_NONE || c.rd.Buffered() > 0 {
+	if c.sock == nil || n >= mysql.MaxPayloadLen || pc.Compression != mysql.MYSQL_COMPRESS_NONE || c.rd.Buffered() > 0 {
 		return pc.WritePacket(buf)
 	}
 	buf[0], buf[1], buf[2], buf[3] = byte(n), byte(n>>8), byte(n>>16), pc.Sequence
 	pc.Sequence++
-	sock.WriteBeforeRead(buf)
+	c.sock.WriteBeforeRead(buf)
 	return nil
 }
 
 // CommandUnsent reports whether the last WriteCommand's packet failed to
 // leave (its write, done by the reply's first read, failed): the server
 // never received the command.
-func (c *Conn) CommandUnsent() bool {
-	sock, plain := c.hook.Conn.(*sockio.Conn)
-	return plain && sock.QueuedWriteFailed()
-}
+func (c *Conn) CommandUnsent() bool { return c.sock != nil && c.sock.QueuedWriteFailed() }
 
 // Packets exposes the framed packet connection for relaying.
 func (c *Conn) Packets() *packet.Conn { return c.Conn.Conn }

@@ -15,18 +15,17 @@ type Conn struct {
 
 	// State for the read and write callbacks, kept here so the callbacks
 	// are bound once (no allocation per call).
-	rbuf  []byte
-	rn    int
-	rerr  syscall.Errno
-	w     pendingWrite // Write's
-	q     pendingWrite // the queued request's, written under the read lock
-	readF func(fd uintptr) bool
-	wrF   func(fd uintptr) bool
-	// queued is a request written by the next Read (WriteBeforeRead);
+	rbuf []byte
+	rn   int
+	rerr syscall.Errno
+	w    pendingWrite // Write's
+	// q is a request queued by WriteBeforeRead, written by the next Read;
 	// queueFailed: that write failed, so the peer never got the request.
-	queued      []byte
+	q           pendingWrite
 	queueFailed bool
+	readF       func(fd uintptr) bool
 	sendReadF   func(fd uintptr) bool
+	wrF         func(fd uintptr) bool
 }
 
 // Wrap returns c with raw-syscall I/O when it is a TCP connection, and c
@@ -42,8 +41,8 @@ func Wrap(c net.Conn) net.Conn {
 	}
 	sc := &Conn{TCPConn: tc, rc: rc}
 	sc.readF = sc.readOnce
-	sc.wrF = sc.writeSome
 	sc.sendReadF = sc.writeThenRead
+	sc.wrF = sc.w.writeSome
 	return sc
 }
 
@@ -69,7 +68,7 @@ func (c *Conn) readOnce(fd uintptr) bool {
 // earlier answers were read in full; Write and Read send the queue
 // first. QueuedWriteFailed tells afterwards whether the request got out.
 func (c *Conn) WriteBeforeRead(p []byte) {
-	c.queued, c.queueFailed = p, false
+	c.q, c.queueFailed = pendingWrite{buf: p}, false
 }
 
 // QueuedWriteFailed reports whether the request queued by
@@ -78,41 +77,52 @@ func (c *Conn) WriteBeforeRead(p []byte) {
 func (c *Conn) QueuedWriteFailed() bool { return c.queueFailed }
 
 // writeThenRead writes the queued request, then reads once the socket is
-// readable. A write the socket cannot take at once ends the callback;
-// Read finishes it the ordinary way.
+// readable. A write that fails or that the socket cannot take at once
+// ends the callback; Read finishes it the ordinary way.
 func (c *Conn) writeThenRead(fd uintptr) bool {
 	if c.q.buf != nil {
 		if !c.q.writeSome(fd) || c.q.err != 0 {
 			return true
 		}
-		c.q.buf = nil
+		c.q = pendingWrite{}
 		return false // the answer cannot be there yet: wait for it
 	}
 	return c.readOnce(fd)
 }
 
-// sendQueued writes the queued request through the ordinary Write.
+// sendQueued writes what is left of the queued request through the
+// ordinary Write (which waits for room, and reports a failure).
 func (c *Conn) sendQueued() error {
-	q := c.queued
-	c.queued = nil
-	if _, err := c.Write(q); err != nil {
+	rest := c.q.buf[c.q.n:]
+	c.q = pendingWrite{}
+	if _, err := c.Write(rest); err != nil {
 		c.queueFailed = true
 		return err
 	}
 	return nil
 }
 
-// Read reads like net.Conn.Read.
+// Read reads like net.Conn.Read, after writing a queued request.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c.queued != nil {
-		return c.writeAndRead(p)
+	f := c.readF
+	if c.q.buf != nil {
+		f = c.sendReadF
 	}
 	c.rbuf, c.rn, c.rerr = p, 0, 0
-	err := c.rc.Read(c.readF)
+	err := c.rc.Read(f)
 	c.rbuf = nil
+	if c.q.buf != nil {
+		// The queued write failed, the socket took only part of it, or the
+		// wait ended before it (closed, deadline): finish it as an
+		// ordinary write, which reports the failure, then read.
+		if err := c.sendQueued(); err != nil {
+			return 0, err
+		}
+		return c.Read(p)
+	}
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -152,53 +162,12 @@ func (w *pendingWrite) writeSome(fd uintptr) bool {
 	return true
 }
 
-func (c *Conn) writeSome(fd uintptr) bool { return c.w.writeSome(fd) }
-
-// writeAndRead is Read with a queued request: one RawRead writes it and
-// waits for the answer.
-func (c *Conn) writeAndRead(p []byte) (int, error) {
-	c.q = pendingWrite{buf: c.queued}
-	c.rbuf, c.rn, c.rerr = p, 0, 0
-	err := c.rc.Read(c.sendReadF)
-	rest := c.q.buf
-	if rest != nil {
-		rest = rest[c.q.n:]
-	}
-	werr := c.q.err
-	c.rbuf, c.q = nil, pendingWrite{}
-	switch {
-	case werr != 0:
-		c.queued, c.queueFailed = nil, true
-		return 0, c.opError("write", os.NewSyscallError("write", werr))
-	case rest != nil:
-		// The socket took only part of it, or the wait failed before the
-		// write (closed, deadline): finish it the ordinary way, which
-		// reports the same failure as a write's.
-		c.queued = rest
-		if err := c.sendQueued(); err != nil {
-			return 0, err
-		}
-		return c.Read(p)
-	}
-	c.queued = nil
-	if err != nil {
-		return 0, c.opError("read", err)
-	}
-	if c.rerr != 0 {
-		return 0, c.opError("read", os.NewSyscallError("read", c.rerr))
-	}
-	if c.rn == 0 {
-		return 0, io.EOF
-	}
-	return c.rn, nil
-}
-
 // Write writes all of p like net.Conn.Write, after a queued request.
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c.queued != nil {
+	if c.q.buf != nil {
 		if err := c.sendQueued(); err != nil {
 			return 0, err
 		}
