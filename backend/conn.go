@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -278,6 +279,48 @@ func (c *Conn) WriteCommand(buf []byte) error {
 // leave (its write, done by the reply's first read, failed): the server
 // never received the command.
 func (c *Conn) CommandUnsent() bool { return c.sock != nil && c.sock.QueuedWriteFailed() }
+
+// ReadPacket reads the next packet's payload, appended to dst (the relay
+// passes a 4-byte header gap, to write the packet on unchanged). A packet
+// that fits the read buffer is framed here, from the buffer, with one
+// copy; go-mysql's reader (ReadPacketReuseMem), which copies each packet
+// three times through two pooled buffers, keeps the rest: compressed
+// connections, packets of 16 MiB or more, packets larger than the buffer.
+// The sequence is checked and advanced either way.
+func (c *Conn) ReadPacket(dst []byte) ([]byte, error) {
+	pc := c.Packets()
+	if pc.Compression != mysql.MYSQL_COMPRESS_NONE {
+		return pc.ReadPacketReuseMem(dst)
+	}
+	hdr, err := c.rd.Peek(4)
+	if err != nil {
+		return nil, fmt.Errorf("read packet header: %w", cutShort(err, len(hdr)))
+	}
+	size := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+	if size >= mysql.MaxPayloadLen || 4+size > c.rd.Size() {
+		return pc.ReadPacketReuseMem(dst)
+	}
+	if hdr[3] != pc.Sequence {
+		return nil, fmt.Errorf("invalid sequence %d != %d", hdr[3], pc.Sequence)
+	}
+	p, err := c.rd.Peek(4 + size)
+	if err != nil {
+		return nil, fmt.Errorf("read packet of %d bytes: %w", size, cutShort(err, len(p)))
+	}
+	dst = append(dst, p[4:]...)
+	_, _ = c.rd.Discard(4 + size)
+	pc.Sequence++
+	return dst, nil
+}
+
+// cutShort makes an end of stream after part of a packet (got bytes of
+// it) io.ErrUnexpectedEOF, as io.ReadFull does.
+func cutShort(err error, got int) error {
+	if err == io.EOF && got > 0 {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
 
 // Packets exposes the framed packet connection for relaying.
 func (c *Conn) Packets() *packet.Conn { return c.Conn.Conn }

@@ -151,7 +151,7 @@ func (rl *relayer) readBackend(bc *backend.Conn) ([]byte, error) {
 	if cap(*rl.pktBuf) > maxKeptBuffer {
 		*rl.pktBuf = make([]byte, 4, 16*1024)
 	}
-	p, err := bc.Packets().ReadPacketReuseMem((*rl.pktBuf)[:4])
+	p, err := bc.ReadPacket((*rl.pktBuf)[:4])
 	if err != nil {
 		return nil, err
 	}
