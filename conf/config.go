@@ -29,9 +29,10 @@ type Config struct {
 	// TLS for client connections; enabled when Cert and Key are set.
 	TLS TLSServer `yaml:"tls"`
 	// Threads is how many OS threads run Go code at once (GOMAXPROCS).
-	// 0 leaves Go's default, one per CPU. On a machine the proxy shares
-	// with MariaDB and the clients, 1 costs less CPU per query: fewer
-	// idle threads spin looking for work.
+	// 0 sizes it to the load (internal/threads): one thread while the
+	// process uses under 60 % of it, doubled whenever the threads are that
+	// busy, up to Go's default (one per CPU); a GOMAXPROCS environment
+	// variable fixes it instead. A number fixes it.
 	Threads int `yaml:"threads"`
 
 	Users []User `yaml:"users"`

@@ -40,6 +40,7 @@ type app struct {
 	admin    *admin.Server
 	web      *web.Server
 	metrics  *metrics.Metrics
+	threads  *threadCount // GOMAXPROCS, fixed or sized to the load
 	// stopEngines ends the failover engines' loops.
 	stopEngines context.CancelFunc
 	// failed: a listener stopped for good; /readyz says so before the
@@ -58,7 +59,7 @@ type app struct {
 // start builds and starts everything; on failure what was started is
 // stopped again.
 func start(cfg *conf.Config, log *zap.Logger) (_ *app, err error) {
-	a := &app{log: log, started: time.Now(), failures: make(chan error, 3)}
+	a := &app{log: log, started: time.Now(), failures: make(chan error, 3), threads: newThreadCount(cfg.Threads)}
 	a.cfg.Store(cfg)
 	defer func() {
 		if err != nil {
@@ -271,6 +272,9 @@ func (a *app) stop(ctx context.Context) {
 	for _, r := range a.clusters {
 		r.monitor.Stop()
 		r.cluster.Close()
+	}
+	if a.threads != nil {
+		a.threads.stop()
 	}
 }
 

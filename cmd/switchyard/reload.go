@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"reflect"
-	"runtime"
 	"strings"
 
 	"go.uber.org/zap"
@@ -182,9 +181,7 @@ func (p *reloadPlan) apply(a *app) error {
 	if p.cert != nil {
 		a.cert.cur.Store(p.cert)
 	}
-	if p.next.Threads > 0 {
-		runtime.GOMAXPROCS(p.next.Threads)
-	}
+	a.threads.apply(p.next.Threads)
 	a.proxy.Reload(proxySettings(p.next, p.rules, p.qlog))
 	a.cache.SetMaxSize(int64(p.next.Cache.MaxSize))
 	if p.qlog != a.qlog {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -33,9 +32,6 @@ func cmdRun(args []string) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	if cfg.Threads > 0 {
-		runtime.GOMAXPROCS(cfg.Threads)
-	}
 	// Signals are taken before anything listens: one that arrives while
 	// the proxy starts (logrotate's SIGUSR1, a reload, a stop) waits for
 	// the loop below instead of killing the process by default action.
