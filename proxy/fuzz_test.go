@@ -38,8 +38,10 @@ func FuzzWirePackets(f *testing.F) {
 		for n := uint16(0); n < 4; n++ {
 			st := &preparedStmt{numParams: n}
 			if len(p) >= 5 {
-				_, _ = st.bindPacket(nil, p, 9)
-				_, _ = st.bindPacket(nil, p, 9) // with types remembered
+				on := &stmtOnConn{id: 9}
+				_, _ = st.bindPacket(nil, p, on)
+				_, _ = st.bindPacket(nil, p, &stmtOnConn{id: 9}) // with types remembered, another connection
+				_, _ = st.bindPacket(nil, p, on)                 // the same connection
 			}
 		}
 		_ = isEOF(p)

@@ -114,7 +114,7 @@ func (rl *relayer) prepare(bc *backend.Conn, c *command, r *reply) error {
 		class:      c.class,
 		numColumns: binary.LittleEndian.Uint16(p[9:]),
 		numParams:  binary.LittleEndian.Uint16(p[11:]),
-		onConn:     map[*backend.Conn]uint32{bc: binary.LittleEndian.Uint32(p[5:])},
+		onConn:     map[*backend.Conn]*stmtOnConn{bc: {id: binary.LittleEndian.Uint32(p[5:])}},
 	}
 	r.prepared = st
 	binary.LittleEndian.PutUint32(p[5:], st.id)
@@ -141,25 +141,25 @@ func (rl *relayer) definitions(bc *backend.Conn, r *reply, params, columns uint1
 	return nil
 }
 
-// prepareOn makes sure st is prepared on bc and returns its id there. The
+// prepareOn makes sure st is prepared on bc and returns it there. The
 // reply is consumed here: the client already has the metadata.
-func (rl *relayer) prepareOn(bc *backend.Conn, st *preparedStmt, ioTimeout time.Duration) (uint32, error) {
-	if id, ok := st.onConn[bc]; ok {
-		return id, nil
+func (rl *relayer) prepareOn(bc *backend.Conn, st *preparedStmt, ioTimeout time.Duration) (*stmtOnConn, error) {
+	if on, ok := st.onConn[bc]; ok {
+		return on, nil
 	}
 	cmd := append([]byte{mysql.COM_STMT_PREPARE}, st.query...)
 	if err := rl.request(bc, cmd, 0, ioTimeout); err != nil {
-		return 0, err
+		return nil, err
 	}
 	p, err := rl.readBackend(bc)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	switch {
 	case p[4] == mysql.ERR_HEADER:
-		return 0, parseErrPacket(p[4:])
+		return nil, parseErrPacket(p[4:])
 	case p[4] != mysql.OK_HEADER || len(p) < 4+12:
-		return 0, fmt.Errorf("bad COM_STMT_PREPARE reply")
+		return nil, fmt.Errorf("bad COM_STMT_PREPARE reply")
 	}
 	id := binary.LittleEndian.Uint32(p[5:])
 	cols, params := binary.LittleEndian.Uint16(p[9:]), binary.LittleEndian.Uint16(p[11:])
@@ -169,12 +169,13 @@ func (rl *relayer) prepareOn(bc *backend.Conn, st *preparedStmt, ioTimeout time.
 		}
 		for i := 0; i <= int(n); i++ {
 			if _, err := rl.readBackend(bc); err != nil {
-				return 0, err
+				return nil, err
 			}
 		}
 	}
-	st.onConn[bc] = id
-	return id, nil
+	on := &stmtOnConn{id: id}
+	st.onConn[bc] = on
+	return on, nil
 }
 
 // replay runs one logged statement of a transaction on bc, relaying to
@@ -182,14 +183,19 @@ func (rl *relayer) prepareOn(bc *backend.Conn, st *preparedStmt, ioTimeout time.
 func (rl *relayer) replay(bc *backend.Conn, e txEntry, ioTimeout time.Duration) (uint64, error) {
 	cmd := e.cmd
 	if e.stmt != nil {
-		id, err := rl.prepareOn(bc, e.stmt, ioTimeout)
+		on, err := rl.prepareOn(bc, e.stmt, ioTimeout)
 		if err != nil {
 			return 0, err
 		}
-		saved := e.stmt.paramTypes
+		// The execute runs with the types it had then, which need not be
+		// the statement's now: sent whatever the server statement has, and
+		// that statement's types unknown afterwards.
+		saved, savedGen := e.stmt.paramTypes, e.stmt.typesGen
 		e.stmt.paramTypes = e.types
-		cmd, err = e.stmt.bindPacket(rl.bindBuf, e.cmd, id)
-		e.stmt.paramTypes = saved
+		on.types = 0
+		cmd, err = e.stmt.bindPacket(rl.bindBuf, e.cmd, on)
+		e.stmt.paramTypes, e.stmt.typesGen = saved, savedGen
+		on.types = 0
 		if err != nil {
 			return 0, err
 		}
@@ -261,15 +267,15 @@ func (rl *relayer) commandBytes(c *command, bc *backend.Conn, server string, ioT
 	if c.stmt == nil {
 		return c.payload, nil
 	}
-	id, err := rl.prepareOn(bc, c.stmt, ioTimeout)
+	on, err := rl.prepareOn(bc, c.stmt, ioTimeout)
 	if err != nil {
 		return nil, err
 	}
 	c.stmt.lastOn = server
 	if c.payload[0] != mysql.COM_STMT_EXECUTE {
-		return withID(c.payload, id), nil
+		return withID(c.payload, on.id), nil
 	}
-	pkt, err := c.stmt.bindPacket(rl.bindBuf, c.payload, id)
+	pkt, err := c.stmt.bindPacket(rl.bindBuf, c.payload, on)
 	if err != nil {
 		return nil, errMalformed(err.Error())
 	}

@@ -194,7 +194,7 @@ func TestPrepareOnShortReply(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := benchSession(t, nil)
 			bc := wrapFor(&scriptedServer{reply: tc.reply})
-			st := &preparedStmt{query: []byte("SELECT ?"), onConn: map[*backend.Conn]uint32{}}
+			st := &preparedStmt{query: []byte("SELECT ?"), onConn: map[*backend.Conn]*stmtOnConn{}}
 			_, err := s.relay.prepareOn(bc, st, time.Second)
 			if err == nil {
 				t.Fatal("a malformed reply was taken as a prepared statement")

@@ -124,9 +124,9 @@ func (s *session) sendLongData(data []byte) error {
 	}
 	set := s.cmd.set.cluster(v.b.Name)
 	st.longDataOn = d.Target
-	id, err := s.relay.prepareOn(bc, st, set.IOTimeout)
+	on, err := s.relay.prepareOn(bc, st, set.IOTimeout)
 	if err == nil {
-		err = s.relay.send(bc, withID(data, id), set.IOTimeout)
+		err = s.relay.send(bc, withID(data, on.id), set.IOTimeout)
 	}
 	if err != nil {
 		bc.MarkBroken()

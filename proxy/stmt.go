@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -30,8 +31,22 @@ type preparedStmt struct {
 	numParams  uint16
 	numColumns uint16
 	paramTypes []byte // 2 bytes per parameter, from the last bind
-	// onConn maps a backend connection to the statement's id there.
-	onConn map[*backend.Conn]uint32
+	// typesGen numbers the parameter types: it changes whenever an execute
+	// binds types that differ from paramTypes (0: none bound yet).
+	typesGen uint32
+	// onConn is the statement on each backend connection it was prepared on.
+	onConn map[*backend.Conn]*stmtOnConn
+}
+
+// stmtOnConn is a statement as prepared on one backend connection.
+type stmtOnConn struct {
+	id uint32 // the server's statement id
+	// types is the typesGen that server statement was last given (0:
+	// unknown). A server keeps the types of the last execute that sent
+	// them, so while it has the current ones an execute that sends none
+	// goes as it came: resending them makes the server set up its
+	// parameter conversions again on every execute.
+	types uint32
 }
 
 // stmtRegistry is the one owner of a session's prepared statements.
@@ -87,30 +102,35 @@ func withID(data []byte, id uint32) []byte {
 	return pkt
 }
 
-// bindPacket rewrites an execute packet for the backend statement id,
-// remembering or re-inserting the parameter types, into dst's memory
-// (reused: no allocation per execute).
+// bindPacket rewrites an execute packet for the statement on one backend
+// connection, remembering the parameter types it binds or inserting the
+// remembered ones when that server statement does not have them, into
+// dst's memory (reused: no allocation per execute).
 //
 // Layout: 0x17, stmt_id(4), flags(1), iterations(4), then when there are
 // parameters: NULL bitmap ((n+7)/8), new_params_bound_flag(1),
 // [types 2n if the flag is 1], values.
-func (st *preparedStmt) bindPacket(dst, data []byte, backendID uint32) ([]byte, error) {
+func (st *preparedStmt) bindPacket(dst, data []byte, on *stmtOnConn) ([]byte, error) {
 	out := append(dst[:0], data...)
-	binary.LittleEndian.PutUint32(out[1:], backendID)
+	binary.LittleEndian.PutUint32(out[1:], on.id)
 	if st.numParams == 0 {
 		return out, nil
 	}
 	typed, err := st.rememberTypes(data)
-	if err != nil || typed {
+	if err != nil {
 		return out, err
 	}
+	if typed {
+		on.types = st.typesGen
+		return out, nil
+	}
+	if st.paramTypes == nil || on.types == st.typesGen {
+		return out, nil // nothing bound yet (the server answers), or the server statement has these types
+	}
+	// Insert the remembered types: the server statement never had them.
+	on.types = st.typesGen
 	n := int(st.numParams)
 	flagPos := 10 + (n+7)/8
-	if st.paramTypes == nil {
-		return out, nil // nothing bound yet: let the server answer
-	}
-	// Re-insert the remembered types: the backend statement may never
-	// have seen them.
 	tail := len(out) - flagPos - 1
 	out = append(out, make([]byte, 2*n)...) // room for the types
 	copy(out[flagPos+1+2*n:], out[flagPos+1:flagPos+1+tail])
@@ -137,7 +157,10 @@ func (st *preparedStmt) rememberTypes(data []byte) (typed bool, err error) {
 	if len(data) < flagPos+1+2*n {
 		return false, fmt.Errorf("COM_STMT_EXECUTE parameter types truncated")
 	}
-	st.paramTypes = append(st.paramTypes[:0], data[flagPos+1:flagPos+1+2*n]...)
+	if types := data[flagPos+1 : flagPos+1+2*n]; st.typesGen == 0 || !bytes.Equal(types, st.paramTypes) {
+		st.paramTypes = append(st.paramTypes[:0], types...)
+		st.typesGen++
+	}
 	return true, nil
 }
 
@@ -171,12 +194,12 @@ func (r *stmtRegistry) close(data []byte, rl *relayer) {
 		return
 	}
 	r.remove(st.id)
-	for bc, id := range st.onConn {
+	for bc, on := range st.onConn {
 		if bc.Broken() {
 			continue
 		}
 		pkt := []byte{mysql.COM_STMT_CLOSE, 0, 0, 0, 0}
-		binary.LittleEndian.PutUint32(pkt[1:], id)
+		binary.LittleEndian.PutUint32(pkt[1:], on.id)
 		if err := rl.send(bc, pkt, 0); err != nil {
 			bc.MarkBroken()
 		}

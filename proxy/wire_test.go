@@ -164,28 +164,54 @@ func TestIsEOF(t *testing.T) {
 	}
 }
 
-func TestBindPacketReinsertsTypes(t *testing.T) {
+// TestBindPacketTypesPerConnection runs executes of one statement on two
+// backend connections: the types the client bound once reach each server
+// statement once (inserted into an execute that sends none), not again
+// while that statement has them, and again after the client binds others.
+func TestBindPacketTypesPerConnection(t *testing.T) {
 	st := &preparedStmt{numParams: 2}
-	// First execute binds types (flag 1): LONGLONG, VAR_STRING.
-	first := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b10 /*2nd NULL*/, 1,
-		mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0, 5, 0, 0, 0, 0, 0, 0, 0}
-	out, err := st.bindPacket(nil, first, 77)
-	if err != nil || binary.LittleEndian.Uint32(out[1:]) != 77 || !bytes.Equal(out[5:], first[5:]) {
-		t.Fatalf("first bind: %x %v", out, err)
+	connA, connB := &stmtOnConn{id: 77}, &stmtOnConn{id: 78}
+	typesLS := []byte{mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0}
+	typesSS := []byte{mysql.MYSQL_TYPE_VAR_STRING, 0, mysql.MYSQL_TYPE_VAR_STRING, 0}
+	header := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b00}
+	typed := func(types []byte) []byte { // flag 1, the types, then values
+		p := append(append(append([]byte(nil), header...), 1), types...)
+		return append(p, 5, 0, 0, 0, 0, 0, 0, 0, 1, 'x')
 	}
-	// Re-execute without types (flag 0): types must come back for a
-	// backend statement that never saw them.
-	again := []byte{mysql.COM_STMT_EXECUTE, 9, 0, 0, 0, 0, 1, 0, 0, 0, 0b00, 0, 6, 0, 0, 0, 0, 0, 0, 0, 1, 'x'}
-	out, err = st.bindPacket(nil, again, 78)
-	if err != nil {
-		t.Fatal(err)
+	untyped := append(append(append([]byte(nil), header...), 0), 6, 0, 0, 0, 0, 0, 0, 0, 1, 'y')
+	withTypes := func(id byte, types []byte) []byte { // untyped, with the types inserted
+		p := append([]byte{mysql.COM_STMT_EXECUTE, id, 0, 0, 0}, header[5:]...)
+		return append(append(append(p, 1), types...), untyped[12:]...)
 	}
-	want := append([]byte{mysql.COM_STMT_EXECUTE, 78, 0, 0, 0, 0, 1, 0, 0, 0, 0b00, 1,
-		mysql.MYSQL_TYPE_LONGLONG, 0, mysql.MYSQL_TYPE_VAR_STRING, 0}, again[12:]...)
-	if !bytes.Equal(out, want) {
-		t.Fatalf("got  %x\nwant %x", out, want)
+	asSent := func(p []byte, id byte) []byte {
+		out := append([]byte(nil), p...)
+		out[1] = id
+		return out
 	}
-	if _, err := st.bindPacket(nil, again[:10], 1); err == nil {
+	steps := []struct {
+		name string
+		on   *stmtOnConn
+		in   []byte
+		want []byte
+	}{
+		{"nothing bound yet: as sent", connA, untyped, asSent(untyped, 77)},
+		{"first bind on A: as sent", connA, typed(typesLS), asSent(typed(typesLS), 77)},
+		{"A has the types: as sent", connA, untyped, asSent(untyped, 77)},
+		{"B never had them: inserted", connB, untyped, withTypes(78, typesLS)},
+		{"B has them now: as sent", connB, untyped, asSent(untyped, 78)},
+		{"the same types again on B: as sent", connB, typed(typesLS), asSent(typed(typesLS), 78)},
+		{"A still has them: as sent", connA, untyped, asSent(untyped, 77)},
+		{"other types bound on B: as sent", connB, typed(typesSS), asSent(typed(typesSS), 78)},
+		{"A has the old ones: the new inserted", connA, untyped, withTypes(77, typesSS)},
+		{"A has the new ones: as sent", connA, untyped, asSent(untyped, 77)},
+	}
+	for _, step := range steps {
+		out, err := st.bindPacket(nil, step.in, step.on)
+		if err != nil || !bytes.Equal(out, step.want) {
+			t.Fatalf("%s: got %x (%v)\nwant %x", step.name, out, err, step.want)
+		}
+	}
+	if _, err := st.bindPacket(nil, untyped[:10], connA); err == nil {
 		t.Error("truncated packet accepted")
 	}
 }
@@ -213,7 +239,7 @@ func TestExecuteKey(t *testing.T) {
 	if typed, err := fresh.rememberTypes(typed); err != nil || !typed || len(fresh.paramTypes) != 2 {
 		t.Fatalf("rememberTypes: %v %v %x", typed, err, fresh.paramTypes)
 	}
-	out, err := fresh.bindPacket(nil, untyped, 7)
+	out, err := fresh.bindPacket(nil, untyped, &stmtOnConn{id: 7})
 	if err != nil || out[11] != 1 || out[12] != mysql.MYSQL_TYPE_LONGLONG {
 		t.Fatalf("an untyped execute after a cached typed one: %x %v", out, err)
 	}
