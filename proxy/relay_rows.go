@@ -187,9 +187,10 @@ func (rl *relayer) replay(bc *backend.Conn, e txEntry, ioTimeout time.Duration) 
 		if err != nil {
 			return 0, err
 		}
-		// The execute runs with the types it had then, which need not be
-		// the statement's now: sent whatever the server statement has, and
-		// that statement's types unknown afterwards.
+		// The logged execute runs with the types it had then, which need
+		// not be the statement's now: they go with it whatever the server
+		// statement had (types unknown before), and what it has after is
+		// unknown too.
 		saved, savedGen := e.stmt.paramTypes, e.stmt.typesGen
 		e.stmt.paramTypes = e.types
 		on.types = 0
