@@ -41,20 +41,20 @@ func Next(cur, max int, used float64, quiet int) (n, quietNow int) {
 // Controller adapts GOMAXPROCS between 1 and Max.
 type Controller struct {
 	Max int
-	// Set changes the thread count; CPU returns the process's CPU time so
-	// far. Zero values use runtime.GOMAXPROCS and getrusage.
-	Set func(n int)
-	CPU func() time.Duration
-	// Tick and Now, when set, replace the Interval ticker and the clock
-	// (tests step them).
-	Tick <-chan time.Time
-	Now  func() time.Time
+	// The actuator and the readings, replaced by fakes in tests: set
+	// changes the thread count (runtime.GOMAXPROCS), cpu returns the
+	// process's CPU time so far (ProcessCPU), tick and now are the
+	// Interval ticker and the clock.
+	set  func(n int)
+	cpu  func() time.Duration
+	tick <-chan time.Time
+	now  func() time.Time
 }
 
 // Run adapts the thread count until ctx ends, starting from one thread.
 // The caller sets the count it wants after Run returns.
 func (c *Controller) Run(ctx context.Context) {
-	set, cpu, tick, now := c.Set, c.CPU, c.Tick, c.Now
+	set, cpu, tick, now := c.set, c.cpu, c.tick, c.now
 	if set == nil {
 		set = func(n int) { runtime.GOMAXPROCS(n) }
 	}

@@ -107,7 +107,7 @@ func TestControllerSetsThreads(t *testing.T) {
 		sets <- n
 	}
 	tick := make(chan time.Time)
-	c := &Controller{Max: 4, Tick: tick, Now: now, CPU: cpu, Set: set}
+	c := &Controller{Max: 4, tick: tick, now: now, cpu: cpu, set: set}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
