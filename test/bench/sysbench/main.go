@@ -68,6 +68,11 @@ type run struct {
 	P99ms      float64 `json:"p99_ms"`
 	ProxyCPUus float64 `json:"proxy_cpu_us_per_query"` // 0 for direct
 	ServerCPU  float64 `json:"servers_cpu_us_per_query"`
+	// ClientCPU and Idle complete the machine's time per query: on a
+	// saturated box throughput follows their sum with the proxy's and
+	// the servers'.
+	ClientCPU  float64 `json:"client_cpu_us_per_query"`
+	Idle       float64 `json:"machine_idle_us_per_query"`
 	PeakRSSMiB float64 `json:"proxy_peak_rss_mib"`
 	Rounds     int     `json:"rounds"` // runs the medians come from
 }
@@ -153,6 +158,9 @@ func mainErr() error {
 		{"l4-relay", relay.addr, relay.Process.Pid, ""},
 		{"switchyard", split.Addr, split.Pid(), split.HTTPAddr},
 	}
+	// Reads-only workloads also go through the relay balanced over the
+	// replicas: the same servers Switchyard reads from.
+	relayReplicas := target{"l4-relay-replicas", relay.replicasAddr, relay.Process.Pid, ""}
 	if *flagBefore != "" {
 		bin, err := beforeBinary(*flagBefore, env.Dir)
 		if err != nil {
@@ -179,7 +187,8 @@ func mainErr() error {
 				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-master-only", masterOnly.Addr, masterOnly.Pid(), ""})
 			}
 			if test == "oltp_point_select" {
-				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], target{"switchyard-cached", cached.Addr, cached.Pid(), ""})
+				caseTargets = append(caseTargets[:len(caseTargets):len(caseTargets)], relayReplicas,
+					target{"switchyard-cached", cached.Addr, cached.Pid(), ""})
 			}
 			// Rounds interleave the targets, so a slow moment of the
 			// machine hits all of them; each figure is the median.
@@ -267,6 +276,8 @@ func median(rs []run) run {
 	out.P99ms = pick(func(r run) float64 { return r.P99ms })
 	out.ProxyCPUus = pick(func(r run) float64 { return r.ProxyCPUus })
 	out.ServerCPU = pick(func(r run) float64 { return r.ServerCPU })
+	out.ClientCPU = pick(func(r run) float64 { return r.ClientCPU })
+	out.Idle = pick(func(r run) float64 { return r.Idle })
 	out.PeakRSSMiB = pick(func(r run) float64 { return r.PeakRSSMiB })
 	out.Rounds = len(rs)
 	return out
@@ -340,17 +351,25 @@ func sysbenchArgs(test string, threads int, addr string) []string {
 
 type relayProc struct {
 	*exec.Cmd
-	addr string
+	addr         string // to the master
+	replicasAddr string // round-robin over the replicas, a connection each
 }
 
-// startHAProxy runs haproxy in mode tcp in front of the master.
+// startHAProxy runs haproxy in mode tcp: one port in front of the master,
+// one balancing connections over the replicas.
 func startHAProxy(env *harness.Env) (*relayProc, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	addr := l.Addr().String()
-	l.Close()
+	replicasAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	var replicas strings.Builder
+	for _, in := range env.Sandbox.ReplicaInstances() {
+		fmt.Fprintf(&replicas, "  server %s %s\n", in.Name, in.Addr())
+	}
 	cfg := fmt.Sprintf(`global
   maxconn 4096
 defaults
@@ -361,7 +380,10 @@ defaults
 listen mysql
   bind %s
   server master %s
-`, addr, env.Sandbox.Master().Addr())
+listen replicas
+  bind %s
+  balance roundrobin
+%s`, addr, env.Sandbox.Master().Addr(), replicasAddr, replicas.String())
 	path := filepath.Join(env.Dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -375,12 +397,22 @@ listen mysql
 	for i := 0; i < 100; i++ {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return &relayProc{cmd, addr}, nil
+			return &relayProc{cmd, addr, replicasAddr}, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	cmd.Process.Kill()
 	return nil, fmt.Errorf("haproxy did not listen on %s: %s", addr, stderr.String())
+}
+
+// freeAddr is a loopback address nothing listens on now.
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }
 
 func serverPids(env *harness.Env) []int {
@@ -397,6 +429,9 @@ func serverPids(env *harness.Env) []int {
 	return pids
 }
 
+// ticksPerSecond is USER_HZ, the unit of /proc's times on Linux.
+const ticksPerSecond = 100
+
 // cpuTime returns user+sys time of a process.
 func cpuTime(pid int) time.Duration {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -410,8 +445,24 @@ func cpuTime(pid int) time.Duration {
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticksPerSecond = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticksPerSecond
+}
+
+// machineIdle is the time all CPUs have spent idle or waiting for I/O
+// since boot (/proc/stat's first line).
+func machineIdle() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait ...
+	if len(f) < 6 {
+		return 0
+	}
+	idle, _ := strconv.ParseInt(f[4], 10, 64)
+	iowait, _ := strconv.ParseInt(f[5], 10, 64)
+	return time.Duration(idle+iowait) * time.Second / ticksPerSecond
 }
 
 // procStatusKiB reads a kB field (VmRSS, VmHWM) of /proc/PID/status.
@@ -455,10 +506,13 @@ func sysbench(test string, threads int, tg target, servers []int) (run, error) {
 	for _, p := range servers {
 		serversBefore += cpuTime(p)
 	}
-	out, err := exec.Command("sysbench", args...).CombinedOutput()
+	idleBefore := machineIdle()
+	cmd := exec.Command("sysbench", args...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return r, fmt.Errorf("sysbench %s %d threads via %s: %v\n%s", test, threads, tg.name, err, out)
 	}
+	idle := machineIdle() - idleBefore
 	var serversAfter time.Duration
 	for _, p := range servers {
 		serversAfter += cpuTime(p)
@@ -483,6 +537,9 @@ func sysbench(test string, threads int, tg target, servers []int) (run, error) {
 		r.PeakRSSMiB = procStatusKiB(tg.pid, "VmHWM") / 1024
 	}
 	r.ServerCPU = float64((serversAfter - serversBefore).Microseconds()) / r.Queries
+	client := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	r.ClientCPU = float64(client.Microseconds()) / r.Queries
+	r.Idle = float64(idle.Microseconds()) / r.Queries
 	return r, nil
 }
 
@@ -573,7 +630,7 @@ func percentiles(text string) (p95, p99 float64) {
 
 func printGroup(w io.Writer, group []run) {
 	fmt.Fprintf(w, "\n%s, %d threads\n", group[0].Test, group[0].Threads)
-	fmt.Fprintf(w, "  %-24s %10s %9s %9s %12s %13s %10s %7s\n", "target", "qps", "p95 ms", "p99 ms", "proxy µs/q", "servers µs/q", "peak RSS", "errors")
+	fmt.Fprintf(w, "  %-24s %10s %9s %9s %12s %13s %12s %10s %10s %7s\n", "target", "qps", "p95 ms", "p99 ms", "proxy µs/q", "servers µs/q", "sysbench µs/q", "idle µs/q", "peak RSS", "errors")
 	byName := map[string]run{}
 	for _, r := range group {
 		byName[r.Target] = r
@@ -581,12 +638,15 @@ func printGroup(w io.Writer, group []run) {
 		if r.Target != "direct" {
 			proxyCPU, rss = fmt.Sprintf("%.1f", r.ProxyCPUus), fmt.Sprintf("%.1f MiB", r.PeakRSSMiB)
 		}
-		fmt.Fprintf(w, "  %-24s %10.1f %9.3f %9.3f %12s %13.1f %10s %7.0f\n", r.Target, r.QPS, r.P95ms, r.P99ms, proxyCPU, r.ServerCPU, rss, r.Errors)
+		fmt.Fprintf(w, "  %-24s %10.1f %9.3f %9.3f %12s %13.1f %12.1f %10.1f %10s %7.0f\n", r.Target, r.QPS, r.P95ms, r.P99ms, proxyCPU, r.ServerCPU, r.ClientCPU, r.Idle, rss, r.Errors)
 	}
 	d, l, s := byName["direct"], byName["l4-relay"], byName["switchyard"]
 	fmt.Fprintf(w, "  ratios: switchyard/direct %.2f  switchyard/l4-relay %.2f  l4-relay/direct %.2f  CPU per query switchyard/l4-relay %.2f\n",
 		s.QPS/d.QPS, s.QPS/l.QPS, l.QPS/d.QPS, s.ProxyCPUus/l.ProxyCPUus)
 	fmt.Fprintf(w, "  p99 added over direct: l4-relay %+.0f µs, switchyard %+.0f µs\n", (l.P99ms-d.P99ms)*1000, (s.P99ms-d.P99ms)*1000)
+	if lr, ok := byName["l4-relay-replicas"]; ok {
+		fmt.Fprintf(w, "  the same servers: switchyard/l4-relay-replicas %.2f, CPU per query %.2f\n", s.QPS/lr.QPS, s.ProxyCPUus/lr.ProxyCPUus)
+	}
 	if mo, ok := byName["switchyard-master-only"]; ok {
 		fmt.Fprintf(w, "  reads to the master only: switchyard/l4-relay %.2f, CPU per query %.2f\n", mo.QPS/l.QPS, mo.ProxyCPUus/l.ProxyCPUus)
 	}
@@ -631,12 +691,30 @@ func markdownTable(runs []run, started time.Time, rounds int) string {
 		} else if name != "oltp_point_select" {
 			name += ", prepared statements"
 		}
-		before := "-"
-		if bf, ok := g["switchyard-before"]; ok {
-			before = fmt.Sprintf("%.2f×, %.2f×", bf.QPS/l.QPS, bf.ProxyCPUus/l.ProxyCPUus)
+		row := func(name string, relay run) {
+			before := "-"
+			if bf, ok := g["switchyard-before"]; ok {
+				before = fmt.Sprintf("%.2f×, %.2f×", bf.QPS/relay.QPS, bf.ProxyCPUus/relay.ProxyCPUus)
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.2f× | %.2f× | %.1f | %.1f | %s |\n", name, k.threads, s.QPS/relay.QPS, s.ProxyCPUus/relay.ProxyCPUus,
+				s.ProxyCPUus, relay.ProxyCPUus, before)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.2f× | %.2f× | %.1f | %.1f | %s |\n", name, k.threads, s.QPS/l.QPS, s.ProxyCPUus/l.ProxyCPUus,
-			s.ProxyCPUus, l.ProxyCPUus, before)
+		row(name, l)
+		if lr, ok := g["l4-relay-replicas"]; ok {
+			row(name+", relay balanced over the replicas", lr)
+		}
+	}
+	b.WriteString("\nThe machine's time per query at 16 threads, µs (servers, proxy, sysbench, idle; the sum is what two cores give each query):\n\n")
+	b.WriteString("| workload | target | qps | servers | proxy | sysbench | idle |\n|---|---|---|---|---|---|---|\n")
+	for _, k := range order {
+		if k.threads != 16 {
+			continue
+		}
+		for _, t := range []string{"l4-relay", "l4-relay-replicas", "switchyard", "switchyard-before"} {
+			if r, ok := groups[k][t]; ok {
+				fmt.Fprintf(&b, "| %s | %s | %.0f | %.1f | %.1f | %.1f | %.1f |\n", k.test, t, r.QPS, r.ServerCPU, r.ProxyCPUus, r.ClientCPU, r.Idle)
+			}
+		}
 	}
 	return b.String()
 }
