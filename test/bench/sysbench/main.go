@@ -158,7 +158,7 @@ func mainErr() error {
 		{"l4-relay", relay.addr, relay.Process.Pid, ""},
 		{"switchyard", split.Addr, split.Pid(), split.HTTPAddr},
 	}
-	// Reads-only workloads also go through the relay balanced over the
+	// Read-only workloads also go through the relay balanced over the
 	// replicas: the same servers Switchyard reads from.
 	relayReplicas := target{"l4-relay-replicas", relay.replicasAddr, relay.Process.Pid, ""}
 	if *flagBefore != "" {
