@@ -25,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -158,7 +159,7 @@ func mainErr() error {
 		{"l4-relay", relay.addr, relay.Process.Pid, ""},
 		{"switchyard", split.Addr, split.Pid(), split.HTTPAddr},
 	}
-	// Read-only workloads also go through the relay balanced over the
+	// Point selects also go through the relay balanced over the
 	// replicas: the same servers Switchyard reads from.
 	relayReplicas := target{"l4-relay-replicas", relay.replicasAddr, relay.Process.Pid, ""}
 	if *flagBefore != "" {
@@ -704,7 +705,7 @@ func markdownTable(runs []run, started time.Time, rounds int) string {
 			row(name+", relay balanced over the replicas", lr)
 		}
 	}
-	b.WriteString("\nThe machine's time per query at 16 threads, µs (servers, proxy, sysbench, idle; the sum is what two cores give each query):\n\n")
+	fmt.Fprintf(&b, "\nThe machine's time per query at 16 threads, µs (servers, proxy, sysbench, idle; the sum is what %d cores give each query):\n\n", runtime.NumCPU())
 	b.WriteString("| workload | target | qps | servers | proxy | sysbench | idle |\n|---|---|---|---|---|---|---|\n")
 	for _, k := range order {
 		if k.threads != 16 {
