@@ -163,6 +163,64 @@ func benchRelay(b *testing.B, sql string, reply []byte, wantRows uint64) {
 	}
 }
 
+// BenchmarkRelayPreparedInTransaction is an execute of a prepared
+// point select (one integer parameter, its type sent with each execute)
+// inside transactions of 20 statements: the prepared-statement path,
+// statement registry and replay log included.
+func BenchmarkRelayPreparedInTransaction(b *testing.B) {
+	status := byte(mysql.SERVER_STATUS_AUTOCOMMIT | mysql.SERVER_STATUS_IN_TRANS)
+	def := (&mysql.Field{Name: []byte("c"), Charset: 33, Type: mysql.MYSQL_TYPE_VAR_STRING}).Dump()
+	eof := []byte{mysql.EOF_HEADER, 0, 0, status, 0}
+	server := &scriptedServer{reply: frame(1, []byte{mysql.OK_HEADER, 7, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0}, def, eof, def, eof)}
+	s := benchSession(b, nil)
+	s.conns.held["m"].bc = wrapFor(server)
+	prepare := append([]byte{mysql.COM_STMT_PREPARE}, "SELECT c FROM t WHERE id = ?"...)
+	s.client.pc.Sequence = 1
+	if s.answer(prepare) {
+		b.Fatal("the session ended")
+	}
+	s.relay.returnBuffers()
+	_ = s.client.flush()
+	id := s.stmts.next
+	if s.stmts.stmts[id] == nil {
+		b.Fatal("the statement was not prepared")
+	}
+	row := append([]byte{0, 0, 11}, bytes.Repeat([]byte{'h'}, 11)...) // binary row: header, null bitmap, the value
+	server.reply = frame(1, []byte{1}, def, eof, row, eof)
+	execute := []byte{mysql.COM_STMT_EXECUTE, byte(id), byte(id >> 8), byte(id >> 16), byte(id >> 24), 0, 1, 0, 0, 0,
+		0, 1, mysql.MYSQL_TYPE_LONG, 0, 42, 0, 0, 0} // no nulls, types bound, id = 42
+	begin := append([]byte{mysql.COM_QUERY}, "BEGIN"...) // answered with the row too
+	logged := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.client.pc.Sequence = 1
+		next := execute
+		if i%20 == 0 {
+			next = begin
+		}
+		if s.answer(next) {
+			b.Fatal("the session ended")
+		}
+		s.relay.returnBuffers()
+		_ = s.client.flush()
+		if i%20 == 19 {
+			logged += len(s.tx.log)
+			if s.tx.unreplayable != "" {
+				b.Fatalf("the transaction was not kept for replay: %s", s.tx.unreplayable)
+			}
+			s.tx.end()
+		}
+	}
+	b.StopTimer()
+	if r := s.relay.scratch; !r.ok || r.rows != 1 {
+		b.Fatalf("relay did not see the one-row result (ok %v, rows %d)", r.ok, r.rows)
+	}
+	if b.N >= 20 && logged == 0 {
+		b.Fatal("no transaction was kept for replay")
+	}
+}
+
 // BenchmarkStatementsParallel runs BenchmarkRelaySmallResult's statement
 // in many sessions of one proxy at once (go test -cpu 1,2,4,8): what is
 // shared between sessions (statistics, counters, the classification
