@@ -88,6 +88,18 @@ type clusterView struct {
 	epoch uint64
 	route *router.Session
 	bound boundState
+	// set is the cluster's settings in the snapshot setFor: found by name
+	// once per snapshot, not on every statement (see settings).
+	setFor *Settings
+	set    *ClusterSettings
+}
+
+// settings returns the cluster's settings in the snapshot set.
+func (v *clusterView) settings(set *Settings) *ClusterSettings {
+	if v.setFor != set {
+		v.setFor, v.set = set, set.cluster(v.b.Name)
+	}
+	return v.set
 }
 
 // scratch is per-command state.

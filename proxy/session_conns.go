@@ -18,7 +18,7 @@ import (
 // connection may have died with its server (a restart): then the idle
 // ones are dropped and one fresh try is made.
 func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
-	set := s.cmd.set.cluster(v.b.Name)
+	set := v.settings(s.cmd.set)
 	args := s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook())
 	// The transaction's connection is never swapped for another under it
 	// (only its replay, once it is known lost, takes a new one).
@@ -133,7 +133,7 @@ func (s *session) applyReply(target string, bc *backend.Conn, r *reply) {
 	}
 	if r.charsetChanged {
 		v := s.conns.get(target)
-		if v != nil && s.state.learnCollation(bc, s.cmd.set.cluster(v.view.b.Name).IOTimeout) {
+		if v != nil && s.state.learnCollation(bc, v.view.settings(s.cmd.set).IOTimeout) {
 			s.conns.synced(target, s.state.version)
 		}
 	}

@@ -91,7 +91,7 @@ func (s *session) exec(c *command) error {
 		}
 		defer s.rc.abandon(c)
 	}
-	deadline := s.cmd.now.Add(s.cmd.set.cluster(v.b.Name).HoldTimeout)
+	deadline := s.cmd.now.Add(v.settings(s.cmd.set).HoldTimeout)
 	for tries := 0; ; tries++ {
 		if tries > 0 && s.info.killed.Load() {
 			return errConnectionKilled() // KILL CONNECTION or a shutdown: no second try
@@ -155,7 +155,7 @@ func (s *session) clusterOf(c *command) (*clusterView, error) {
 // recover carries out the retry policy's step for a failure; nil means
 // try the command again.
 func (s *session) recover(v *clusterView, f *failure, tries int, deadline time.Time) error {
-	set := s.cmd.set.cluster(v.b.Name)
+	set := v.settings(s.cmd.set)
 	switch nextStep(f, tries, time.Now().After(deadline)) {
 	case stepRetry:
 		return nil
@@ -313,7 +313,7 @@ func (s *session) decide(c *command, v *clusterView, topo *backend.Topology) (ro
 	}
 	ctx := router.Context{TxOn: s.tx.server(), LastTarget: s.cmd.target,
 		AutocommitOff: s.state.autocommitOff(), ReadsOnMaster: s.state.readsOnMaster()}
-	policy := s.cmd.set.cluster(v.b.Name).Policy
+	policy := v.settings(s.cmd.set).Policy
 	if r := c.act.Route; r == router.RouteMaster || r == router.RouteReplica {
 		ctx.Route, ctx.Rule = r, c.act.Rules
 	}
@@ -328,7 +328,7 @@ func (s *session) decide(c *command, v *clusterView, topo *backend.Topology) (ro
 func (s *session) runOn(c *command, p placement) error {
 	s.cmd.target = p.target
 	storeIfChanged(&s.info.lastBackend, p.target)
-	set := s.cmd.set.cluster(p.view.b.Name)
+	set := p.view.settings(s.cmd.set)
 	send, err := s.relay.commandBytes(c, p.bc, p.target, set.IOTimeout)
 	if err != nil {
 		if me, ok := err.(*mysql.MyError); ok {
@@ -433,7 +433,7 @@ func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply, s
 // transaction, the router's view, connection-bound state, statistics.
 // It returns the server's error for the client, if the reply was one.
 func (s *session) observe(c *command, p placement, r *reply, took time.Duration, toMaster bool) error {
-	set := s.cmd.set.cluster(p.view.b.Name)
+	set := p.view.settings(s.cmd.set)
 	s.applyReply(p.target, p.bc, r)
 	cl := c.class
 	if c.reply == replyPrepare {
@@ -448,7 +448,11 @@ func (s *session) observe(c *command, p placement, r *reply, took time.Duration,
 	s.info.inTx.Store(s.tx.open())
 	p.view.bound.note(c, toMaster, r.ok, s.conns.get(p.target), p.view.route.HasTempTables())
 	storeIfChanged(&s.info.db, s.state.db)
-	s.srv.digests.record(cl.Digest, took, r.rows, toMaster)
+	if c.route == routeStmt {
+		s.srv.digests.recordAt(&c.stmt.digest, cl.Digest, took, r.rows, toMaster)
+	} else {
+		s.srv.digests.record(cl.Digest, took, r.rows, toMaster)
+	}
 	if s.srv.observe != nil {
 		s.srv.observe(p.view.b.Name, cl.Kind.String(), toMaster, r.ok, took)
 	}
@@ -500,7 +504,7 @@ func (s *session) followEpoch(v *clusterView) {
 // runs before the session state is replayed, so a database created by
 // that write exists there. False sends the read elsewhere.
 func (s *session) waitReplica(v *clusterView, replica, gtid string) bool {
-	set := s.cmd.set.cluster(v.b.Name)
+	set := v.settings(s.cmd.set)
 	bc, err := s.conns.acquire(v, replica, s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook()))
 	if err != nil {
 		return false

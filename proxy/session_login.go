@@ -75,7 +75,7 @@ func (s *session) openSession() error {
 	}
 	storeIfChanged(&s.info.db, s.state.db)
 	storeIfChanged(&s.info.cluster, s.home.b.Name)
-	set := s.cmd.set.cluster(s.home.b.Name)
+	set := s.home.settings(s.cmd.set)
 	s.cmd.now = time.Now() // before the first command: connections are taken now
 	deadline := s.cmd.now.Add(set.HoldTimeout)
 	for {

@@ -122,7 +122,7 @@ func (s *session) sendLongData(data []byte) error {
 	if err != nil {
 		return nil
 	}
-	set := s.cmd.set.cluster(v.b.Name)
+	set := v.settings(s.cmd.set)
 	st.longDataOn = d.Target
 	on, err := s.relay.prepareOn(bc, st, set.IOTimeout)
 	if err == nil {
@@ -147,7 +147,7 @@ func (s *session) setOption(data []byte) error {
 		s.login.caps |= mysql.CLIENT_MULTI_STATEMENTS
 	}
 	for name, h := range s.conns.held {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cmd.set.cluster(h.view.b.Name).IOTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), h.view.settings(s.cmd.set).IOTimeout)
 		err := h.bc.SetMultiStatements(ctx, on)
 		cancel()
 		if me, ok := backend.AsMyError(err); ok {

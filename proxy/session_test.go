@@ -181,3 +181,22 @@ func okWithGTID(gtid string) []byte {
 	p = mysql.AppendLengthEncodedInteger(p, uint64(len(entry)))
 	return append(p, entry...)
 }
+
+// A session's view of a cluster looks its settings up again when a
+// reload brings a new snapshot, and keeps them while it does not.
+func TestClusterViewSettingsFollowReload(t *testing.T) {
+	v := &clusterView{b: &Backends{Name: "c1"}}
+	first := &Settings{Clusters: map[string]*ClusterSettings{"c1": {IOTimeout: time.Second}}}
+	second := &Settings{Clusters: map[string]*ClusterSettings{"c1": {IOTimeout: 2 * time.Second}}}
+	for _, step := range []struct {
+		set  *Settings
+		want time.Duration
+	}{
+		{first, time.Second}, {first, time.Second}, {second, 2 * time.Second}, {first, time.Second},
+		{&Settings{}, defaultClusterSettings.IOTimeout}, // the cluster gone from the config: defaults
+	} {
+		if got := v.settings(step.set).IOTimeout; got != step.want {
+			t.Fatalf("IOTimeout %v, want %v", got, step.want)
+		}
+	}
+}

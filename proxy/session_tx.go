@@ -44,7 +44,7 @@ func (s *session) checkTx(c *command, v *clusterView, deadline time.Time) (handl
 		s.status &^= mysql.SERVER_STATUS_IN_TRANS
 		return true, s.writeOKStatus()
 	}
-	set := s.cmd.set.cluster(v.b.Name)
+	set := v.settings(s.cmd.set)
 	switch {
 	case !set.TxReplay.Enabled:
 		return true, s.abortTx(s.tx.lost + " (transaction replay is off)")
@@ -86,7 +86,7 @@ func (s *session) replayTx(v *clusterView, deadline time.Time) error {
 	}
 	defer v.b.Gate.Leave()
 	for i, e := range s.tx.log {
-		sum, err := s.relay.replay(bc, e, s.cmd.set.cluster(v.b.Name).IOTimeout)
+		sum, err := s.relay.replay(bc, e, v.settings(s.cmd.set).IOTimeout)
 		if err == nil && sum == e.sum {
 			continue
 		}

@@ -11,7 +11,8 @@ import (
 // Settings are what sessions read; cmd builds them from the config, and
 // a reload swaps them whole. A session reads them afresh for every
 // command, so a reload reaches sessions already logged in (their login
-// itself is kept).
+// itself is kept). Settings are never changed once given to the Server:
+// sessions remember what they looked up in a snapshot by its pointer.
 type Settings struct {
 	Users            map[string]conf.User // by name
 	MaxAllowedPacket int

@@ -29,6 +29,15 @@ type DigestStat struct {
 type digestTable struct {
 	m     sync.Map // digest → *digestEntry
 	count atomic.Int64
+	gen   atomic.Uint64 // bumped by reset: remembered entries are stale
+}
+
+// digestSlot is a statement's entry remembered by its session (a
+// prepared statement's: its executes skip the table's lookup) until the
+// table is reset.
+type digestSlot struct {
+	e   *digestEntry
+	gen uint64
 }
 
 type digestEntry struct {
@@ -41,10 +50,20 @@ type digestEntry struct {
 func newDigestTable() *digestTable { return &digestTable{} }
 
 func (t *digestTable) record(digest string, d time.Duration, rows uint64, toMaster bool) {
-	if digest == "" {
-		digest = otherDigest
+	t.entry(digest).add(d, rows, toMaster)
+}
+
+// recordAt is record through slot, which it fills or refreshes.
+func (t *digestTable) recordAt(slot *digestSlot, digest string, d time.Duration, rows uint64, toMaster bool) {
+	// The generation is read before the lookup: a reset in between leaves
+	// the slot stale, so the next statement looks the digest up again.
+	if g := t.gen.Load(); slot.e == nil || slot.gen != g {
+		slot.e, slot.gen = t.entry(digest), g
 	}
-	e := t.entry(digest)
+	slot.e.add(d, rows, toMaster)
+}
+
+func (e *digestEntry) add(d time.Duration, rows uint64, toMaster bool) {
 	e.count.Add(1)
 	e.total.Add(int64(d))
 	for m := e.max.Load(); int64(d) > m && !e.max.CompareAndSwap(m, int64(d)); m = e.max.Load() {
@@ -60,6 +79,9 @@ func (t *digestTable) record(digest string, d time.Duration, rows uint64, toMast
 // entry returns the digest's entry, made on first use; past maxDigests
 // new shapes count under otherDigest.
 func (t *digestTable) entry(digest string) *digestEntry {
+	if digest == "" {
+		digest = otherDigest
+	}
 	if e, ok := t.m.Load(digest); ok {
 		return e.(*digestEntry)
 	}
@@ -88,6 +110,7 @@ func (t *digestTable) snapshot() []DigestStat {
 }
 
 func (t *digestTable) reset() {
+	t.gen.Add(1)
 	t.m.Clear()
 	t.count.Store(0)
 }

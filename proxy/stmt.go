@@ -36,6 +36,8 @@ type preparedStmt struct {
 	typesGen uint32
 	// onConn is the statement on each backend connection it was prepared on.
 	onConn map[*backend.Conn]*stmtOnConn
+	// digest is where its executes are counted in the digest table.
+	digest digestSlot
 }
 
 // stmtOnConn is a statement as prepared on one backend connection.
