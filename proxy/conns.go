@@ -58,7 +58,7 @@ var errHeldConnGone = errors.New("the connection carrying the transaction is gon
 
 // acquire returns the held connection to server or takes one from v's
 // pool, without bringing it up to date (the session syncs it).
-func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*backend.Conn, error) {
+func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*heldConn, error) {
 	h := cs.held[server]
 	if h == nil && a.keep {
 		return nil, errHeldConnGone
@@ -67,7 +67,7 @@ func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*backe
 		// A connection the server closed while the session was idle
 		// (wait_timeout, a restart) is replaced before anything is sent.
 		if h.bc.Alive(*cs.now, backend.AliveCheckAfter) {
-			return h.bc, nil
+			return h, nil
 		}
 		cs.release(server)
 		if a.keep {
@@ -87,9 +87,10 @@ func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*backe
 	if a.tag != "" && bc.StateTag() == a.tag && cs.state.replayedVars() == 0 {
 		synced = cs.state.version
 	}
-	cs.held[server] = &heldConn{bc: bc, view: v, synced: synced}
+	h = &heldConn{bc: bc, view: v, synced: synced}
+	cs.held[server] = h
 	cs.publish()
-	return bc, nil
+	return h, nil
 }
 
 // release gives one server's connection back to its pool (which resets

@@ -24,14 +24,14 @@ func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
 	// (only its replay, once it is known lost, takes a new one).
 	args.keep = s.tx.open() && s.tx.on == server && s.tx.lost == ""
 	for attempt := 0; ; attempt++ {
-		bc, err := s.conns.acquire(v, server, args)
+		h, err := s.conns.acquire(v, server, args)
 		if errors.Is(err, errHeldConnGone) {
 			s.tx.lose("the connection to " + server + " was lost")
 		}
 		if err != nil {
 			return nil, err
 		}
-		h := s.conns.get(server)
+		bc := h.bc
 		if h.synced == s.state.version {
 			return bc, v.carryBound(server, bc, set.IOTimeout, s.log)
 		}

@@ -145,7 +145,10 @@ func (s *session) clusterOf(c *command) (*clusterView, error) {
 	if t := s.tx.view; s.tx.open() && t.b.Name != name {
 		return nil, errCrossCluster(&router.CrossClusterError{Clusters: []string{t.b.Name, name}, InTransaction: true})
 	}
-	v := s.views.get(s.srv, name)
+	v := s.home // most statements run on the session's home cluster
+	if name != v.b.Name {
+		v = s.views.get(s.srv, name)
+	}
 	if v == nil {
 		return nil, errRouting(errors.New("unknown cluster " + name))
 	}
@@ -505,10 +508,11 @@ func (s *session) followEpoch(v *clusterView) {
 // that write exists there. False sends the read elsewhere.
 func (s *session) waitReplica(v *clusterView, replica, gtid string) bool {
 	set := v.settings(s.cmd.set)
-	bc, err := s.conns.acquire(v, replica, s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook()))
+	h, err := s.conns.acquire(v, replica, s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook()))
 	if err != nil {
 		return false
 	}
+	bc := h.bc
 	ctx, cancel := context.WithTimeout(context.Background(), set.GTIDWait+set.IOTimeout)
 	defer cancel()
 	r, err := bc.Exec(ctx, bc.Flavor().WaitGTIDSQL(gtid, set.GTIDWait))
