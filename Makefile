@@ -106,8 +106,10 @@ bench-deps:
 ##   2. hot-path Go benchmarks with allocs/op (relay, classifier, pool, cluster pick,
 ##      rules), and sessions in parallel at -cpu 1,2,4,8.
 ##   3. Go-driver benchmarks, proxy vs direct in the same run.
+##   4. instructions per statement in the relay benchmarks (valgrind): a count
+##      that, unlike the timings above, a busy machine does not move.
 ##   BENCH_BEFORE=<commit or binary> measures that switchyard too, in the same
-##   rounds (the table's before column).
+##   rounds (the table's before column; a commit's instruction counts too).
 BENCH_TIME ?= 5s
 BENCH_ROUNDS ?= 3
 BENCH_BEFORE ?=
@@ -116,6 +118,7 @@ bench: deps bench-deps
 	$(GO) test -run '^$$' -bench 'Relay|Classify|PoolCheckoutReturn|ClusterPick|Match' -benchmem ./proxy/ ./router/ ./backend/ ./rules/
 	$(GO) test -run '^$$' -bench 'StatementsParallel' -benchmem -cpu 1,2,4,8 ./proxy/
 	$(GO) test -run '^$$' -bench . -benchtime 3s -count 1 ./test/bench/
+	GO=$(GO) bash scripts/instructions.sh $(BENCH_BEFORE)
 
 ## bench-failover: kill -9 the master 5 times under 8 writers for each connection pattern
 ##   (per worker, a pool, a new connection per write), on MariaDB then MySQL: medians of

@@ -5,7 +5,7 @@
 # Ruby mysql2, node mysql2 from npm, tmux for the CLI's Ctrl-C), and the
 # tools the packaging, status-page and alert-rule tests drive; with
 # "bench", also sysbench and haproxy (the L4 relay make bench compares
-# against). Safe to run repeatedly: only what is missing is installed.
+# against) and valgrind (instruction counts). Safe to run repeatedly: only what is missing is installed.
 # Also builds the Debian sid chroot Oracle MySQL 9.7 runs from.
 # Must run as root (or via sudo).
 set -euo pipefail
@@ -28,6 +28,7 @@ if [ "${1:-}" = "bench" ]; then
   want=()
   have sysbench || want+=(sysbench)
   have haproxy || want+=(haproxy)
+  have valgrind || want+=(valgrind) # instructions per statement (scripts/instructions.sh)
   install "${want[@]}"
   # The package may start its own haproxy service: the benchmark runs its own.
   if [ -f /run/haproxy.pid ]; then $SUDO kill "$(cat /run/haproxy.pid)" 2>/dev/null || true; fi
