@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -64,6 +65,10 @@ type Class struct {
 	// Digest is the statement with literals replaced by "?" (for the
 	// query statistics); empty for statements too long to normalize.
 	Digest string
+	// DigestHash is a hash of Digest, computed once per cached class:
+	// tables kept by digest index it without hashing the text per
+	// statement. Zero when Digest is empty.
+	DigestHash uint64
 	// Pin: the statement may leave state on its server connection that
 	// later statements depend on (user variables, named locks, table
 	// locks, temporary tables, SET, SQL-level PREPARE, or SQL we could not
@@ -214,6 +219,7 @@ func (c *Classifier) classifyText(sql string, owned, ansiQuotes bool) Class {
 	cl := c.classify(sql, ansiQuotes)
 	if len(sql) <= maxCachedSQL {
 		cl.Digest = parser.Normalize(sql, "ON")
+		cl.DigestHash = digestHash(cl.Digest)
 	}
 	c.cache.put(key, cl)
 	if useShape && cl.Reason != reasonUnparsable {
@@ -225,34 +231,50 @@ func (c *Classifier) classifyText(sql string, owned, ansiQuotes bool) Class {
 // appendShape appends sql with every literal (a number, a quoted string,
 // a hex or bit value) replaced by "?": texts that differ only in their
 // literals get one shape. Identifiers, quoted with backticks or not
-// (sbtest1 stays sbtest1), are kept as they are.
+// (sbtest1 stays sbtest1), are kept as they are. The text between
+// literals is copied a run at a time.
 func appendShape(dst []byte, sql string) []byte {
+	run := 0 // sql[run:i] is kept as it is, not yet appended
 	for i := 0; i < len(sql); {
-		ch := sql[i]
-		switch {
+		for i < len(sql) && !shapeMark[sql[i]] {
+			i++
+		}
+		if i == len(sql) {
+			break
+		}
+		switch ch := sql[i]; {
 		case ch == '\'' || ch == '"':
+			dst = append(append(dst, sql[run:i]...), '?')
 			i = skipQuoted(sql, i)
-			dst = append(dst, '?')
+			run = i
 		case ch == '`':
 			j := strings.IndexByte(sql[i+1:], '`')
 			if j < 0 {
-				return append(dst, sql[i:]...)
+				return append(dst, sql[run:]...)
 			}
-			dst = append(dst, sql[i:i+j+2]...)
 			i += j + 2
-		case ch >= '0' && ch <= '9' && (i == 0 || !identByte(sql[i-1])):
+		case i > 0 && identByte(sql[i-1]): // a digit inside an identifier (sbtest1)
+			i++
+		default: // a number
+			dst = append(append(dst, sql[run:i]...), '?')
 			for i < len(sql) && (identByte(sql[i]) || sql[i] == '.' ||
 				(sql[i] == '+' || sql[i] == '-') && (sql[i-1] == 'e' || sql[i-1] == 'E')) {
 				i++
 			}
-			dst = append(dst, '?')
-		default:
-			dst = append(dst, ch)
-			i++
+			run = i
 		}
 	}
-	return dst
+	return append(dst, sql[run:]...)
 }
+
+// shapeMark marks the bytes appendShape looks at: quotes, backticks and
+// digits; every other byte is copied as it is.
+var shapeMark = func() (m [256]bool) {
+	for _, ch := range "'\"`0123456789" {
+		m[ch] = true
+	}
+	return m
+}()
 
 // skipQuoted returns the index after the string literal opening at i
 // (backslash escapes and doubled quotes included).
@@ -316,6 +338,18 @@ func (c *Classifier) classify(sql string, ansiQuotes bool) Class {
 		out.Kind, out.Reason, out.State.UserVars = KindWrite, "user variable in an XPath expression", true
 	}
 	return out
+}
+
+// digestSeed keeps digestHash one function for the whole process (the
+// class cache has its own seed).
+var digestSeed = maphash.MakeSeed()
+
+// digestHash is Class.DigestHash of a digest.
+func digestHash(digest string) uint64 {
+	if digest == "" {
+		return 0
+	}
+	return maphash.String(digestSeed, digest)
 }
 
 // NormalizeDigest puts a digest as an operator writes it ("SELECT `v`
