@@ -112,7 +112,15 @@ type scratch struct {
 	cmdBuf []byte // framing buffer for commands sent to backends
 	// rule is what the query rules look at, reused (no allocation).
 	rule rules.Statement
+	// digests remember the digest-table entries of the session's recent
+	// text statements, by their digest's hash (direct-mapped): a session
+	// repeats a few shapes, and a slot is one cache line where the shared
+	// table's lookup touches several on a busy machine.
+	digests [digestSlots]digestSlot
 }
+
+// digestSlots is how many digests a session remembers.
+const digestSlots = 16
 
 func newSession(srv *Server, c net.Conn) *session {
 	s := &session{srv: srv, log: srv.log, views: views{}, stmts: newStmtRegistry()}

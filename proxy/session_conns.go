@@ -18,6 +18,17 @@ import (
 // connection may have died with its server (a restart): then the idle
 // ones are dropped and one fresh try is made.
 func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
+	h, err := s.heldTo(v, server)
+	if h == nil {
+		return nil, err
+	}
+	return h.bc, err
+}
+
+// heldTo is connTo returning the session's held connection (nil when
+// there is none: then err says why). Like connTo, it may return the
+// connection with an error.
+func (s *session) heldTo(v *clusterView, server string) (*heldConn, error) {
 	set := v.settings(s.cmd.set)
 	args := s.login.acquireArgs(set, s.cmd.set, &s.state, s.client.flushHook())
 	// The transaction's connection is never swapped for another under it
@@ -33,7 +44,7 @@ func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
 		}
 		bc := h.bc
 		if h.synced == s.state.version {
-			return bc, v.carryBound(server, bc, set.IOTimeout, s.log)
+			return h, v.carryBound(server, bc, set.IOTimeout, s.log)
 		}
 		fresh := h.synced == notSynced
 		onReplica := server != v.b.topology().Master
@@ -43,9 +54,9 @@ func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
 			h.synced = s.state.version
 			if len(dropped) > 0 {
 				s.log.Warn("session variables could not be set on a new connection", zap.Strings("dropped", dropped))
-				return bc, errStateLost("the session variables " + strings.Join(dropped, ", ") + " could not be set on " + server)
+				return h, errStateLost("the session variables " + strings.Join(dropped, ", ") + " could not be set on " + server)
 			}
-			return bc, v.carryBound(server, bc, set.IOTimeout, s.log)
+			return h, v.carryBound(server, bc, set.IOTimeout, s.log)
 		}
 		if _, isServerErr := backend.AsMyError(err); isServerErr {
 			if fresh {
@@ -68,6 +79,9 @@ func (s *session) connTo(v *clusterView, server string) (*backend.Conn, error) {
 func (v *clusterView) carryBound(server string, bc *backend.Conn, timeout time.Duration, log *zap.Logger) error {
 	if server != v.b.topology().Master {
 		return nil
+	}
+	if b := &v.bound; b.on == bc || b.on == nil && b.empty() && !v.route.HasTempTables() {
+		return nil // the same connection still has it all, or there is nothing to carry
 	}
 	lost, replayed := v.bound.carry(bc, v.route.TempTables(), timeout)
 	if replayed > 0 {

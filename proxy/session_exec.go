@@ -221,6 +221,7 @@ func waitForChange(v *clusterView, epoch uint64, deadline time.Time) {
 type placement struct {
 	view   *clusterView
 	target string
+	held   *heldConn // the session's connection to target
 	bc     *backend.Conn
 	gated  bool // passed the write gate: Leave is owed
 	epoch  uint64
@@ -267,7 +268,7 @@ func (s *session) place(c *command, v *clusterView, deadline time.Time) (placeme
 			return placement{}, &failure{kind: masterMoved, server: d.Target, toMaster: true, epoch: topo.Epoch}
 		}
 	}
-	if p.bc, err = s.connTo(v, d.Target); err != nil {
+	if p.held, err = s.heldTo(v, d.Target); err != nil {
 		p.leave()
 		if isRefused(err) {
 			v.b.suspect(d.Target)
@@ -275,6 +276,7 @@ func (s *session) place(c *command, v *clusterView, deadline time.Time) (placeme
 		f := &failure{kind: notSent, server: d.Target, err: err, toMaster: toMaster, epoch: topo.Epoch, tx: s.tx.phase, kept: s.tx.kept}
 		return placement{}, connectFailure(f)
 	}
+	p.bc = p.held.bc
 	return p, nil
 }
 
@@ -449,13 +451,13 @@ func (s *session) observe(c *command, p placement, r *reply, took time.Duration,
 	p.view.route.Observe(cl, router.Outcome{Target: p.target, OK: r.ok, LastGTID: r.gtid})
 	s.tx.follow(c, r, s.status&mysql.SERVER_STATUS_IN_TRANS != 0, p.target, p.view, toMaster, set.TxReplay.MaxSize)
 	s.info.inTx.Store(s.tx.open())
-	p.view.bound.note(c, toMaster, r.ok, s.conns.get(p.target), p.view.route.HasTempTables())
+	p.view.bound.note(c, toMaster, r.ok, p.held, p.view.route.HasTempTables())
 	storeIfChanged(&s.info.db, s.state.db)
+	slot := &s.cmd.digests[cl.DigestHash%digestSlots]
 	if c.route == routeStmt {
-		s.srv.digests.recordAt(&c.stmt.digest, cl.Digest, took, r.rows, toMaster)
-	} else {
-		s.srv.digests.record(cl.Digest, took, r.rows, toMaster)
+		slot = &c.stmt.digest
 	}
+	s.srv.digests.recordAt(slot, cl.Digest, took, r.rows, toMaster)
 	if s.srv.observe != nil {
 		s.srv.observe(p.view.b.Name, cl.Kind.String(), toMaster, r.ok, took)
 	}

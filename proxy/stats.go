@@ -53,11 +53,17 @@ func (t *digestTable) record(digest string, d time.Duration, rows uint64, toMast
 	t.entry(digest).add(d, rows, toMaster)
 }
 
-// recordAt is record through slot, which it fills or refreshes.
+// recordAt is record through slot, which it fills or refreshes: a slot
+// holding another digest's entry (or a stale one) is refilled.
 func (t *digestTable) recordAt(slot *digestSlot, digest string, d time.Duration, rows uint64, toMaster bool) {
+	if digest == "" {
+		digest = otherDigest
+	}
 	// The generation is read before the lookup: a reset in between leaves
 	// the slot stale, so the next statement looks the digest up again.
-	if g := t.gen.Load(); slot.e == nil || slot.gen != g {
+	// Comparing the digests costs little: a cached class's digest is the
+	// very string its entry was made with.
+	if g := t.gen.Load(); slot.e == nil || slot.gen != g || slot.e.digest != digest {
 		slot.e, slot.gen = t.entry(digest), g
 	}
 	slot.e.add(d, rows, toMaster)

@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
 
-// A prepared statement's remembered digest entry counts where record
-// would, and follows the table across RESET QUERY STATS.
+// A remembered digest entry (a prepared statement's, a session's slot)
+// counts where record would, follows the table across RESET QUERY STATS,
+// and is not used for another digest.
 func TestDigestSlotFollowsReset(t *testing.T) {
 	tab := newDigestTable()
 	var slot digestSlot
@@ -36,6 +38,16 @@ func TestDigestSlotFollowsReset(t *testing.T) {
 			tab.recordAt(&other, "", time.Millisecond, 0, true)
 			tab.record("", time.Millisecond, 0, true)
 		}, map[string]uint64{"SELECT ?": 1, otherDigest: 2}},
+		{"a slot shared by two digests counts each under its own", func() {
+			// A session's slots are direct-mapped: two shapes can take
+			// turns in one.
+			tab.recordAt(&slot, "UPDATE t SET a = ?", time.Millisecond, 1, true)
+			tab.recordAt(&slot, "SELECT ?", time.Millisecond, 1, true)
+			tab.recordAt(&slot, "UPDATE t SET a = ?", time.Millisecond, 1, true)
+		}, map[string]uint64{"SELECT ?": 2, "UPDATE t SET a = ?": 2, otherDigest: 2}},
+		{"a digest equal to the slot's, in other memory, counts there", func() {
+			tab.recordAt(&slot, strings.Clone("UPDATE t SET a = ?"), time.Millisecond, 1, true)
+		}, map[string]uint64{"SELECT ?": 2, "UPDATE t SET a = ?": 3, otherDigest: 2}},
 	}
 	for _, st := range steps {
 		st.do()
