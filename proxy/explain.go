@@ -25,7 +25,7 @@ func (s *Server) Explain(sql, user, db string) (Explanation, error) {
 		return e, nil
 	}
 	home := set.Routes.Home(db, user)
-	name, err := set.Routes.Pick(cl, home)
+	name, err := set.Routes.Pick(&cl, home)
 	if err != nil {
 		return e, err
 	}
@@ -45,7 +45,7 @@ func (s *Server) Explain(sql, user, db string) (Explanation, error) {
 	if act.MaxLag > 0 {
 		policy.MaxLag = act.MaxLag
 	}
-	d, err := router.Decide(cl, ctx, router.NewSession(), b.topology(), policy)
+	d, err := router.Decide(&cl, ctx, router.NewSession(), b.topology(), policy)
 	if err != nil {
 		return e, err
 	}

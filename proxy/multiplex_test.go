@@ -23,7 +23,7 @@ func TestKeepReason(t *testing.T) {
 		{"transaction open", func(s fakeSession) { s.tx.begin("m", s.home, true) }, "transaction"},
 		{"autocommit off", func(s fakeSession) { s.state.setVar("autocommit", "OFF") }, "autocommit off"},
 		{"temporary table", func(s fakeSession) {
-			s.home.route.Observe(router.Class{TempCreated: []string{"t"}}, router.Outcome{OK: true})
+			s.home.route.Observe(&router.Class{TempCreated: []string{"t"}}, router.Outcome{OK: true})
 		}, "temporary tables"},
 		{"session variable", func(s fakeSession) { s.state.setVar("sql_mode", "ANSI") }, "session variables"},
 		{"only connection-bound variables", func(s fakeSession) { s.state.setVar("last_insert_id", "5") }, ""},

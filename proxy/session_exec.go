@@ -129,7 +129,7 @@ func asFailure(err error) *failure {
 // else the one its databases belong to (ClusterMap.Pick). A statement
 // that would span two clusters is refused.
 func (s *session) clusterOf(c *command) (*clusterView, error) {
-	name, err := s.cmd.set.Routes.Pick(c.class, s.home.b.Name)
+	name, err := s.cmd.set.Routes.Pick(&c.class, s.home.b.Name)
 	if r := c.act.Route; err == nil && name == s.home.b.Name && r != "" && r != router.RouteMaster && r != router.RouteReplica {
 		name = r // a rule's cluster, for statements whose databases name none
 	}
@@ -325,7 +325,7 @@ func (s *session) decide(c *command, v *clusterView, topo *backend.Topology) (ro
 	if c.act.MaxLag > 0 {
 		policy.MaxLag = c.act.MaxLag
 	}
-	return router.Decide(c.class, ctx, v.route, topo, policy)
+	return router.Decide(&c.class, ctx, v.route, topo, policy)
 }
 
 // runOn sends the command on p and relays the reply. An I/O failure
@@ -434,15 +434,19 @@ func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply, s
 	return err == nil || !p.bc.CommandUnsent(), err
 }
 
+// preparing is the class of a COM_STMT_PREPARE's reply: preparing is not
+// running (never changed: observe hands it out by pointer).
+var preparing = router.Class{Kind: router.KindRead}
+
 // observe takes in what a relayed reply said: session state, the
 // transaction, the router's view, connection-bound state, statistics.
 // It returns the server's error for the client, if the reply was one.
 func (s *session) observe(c *command, p placement, r *reply, took time.Duration, toMaster bool) error {
 	set := p.view.settings(s.cmd.set)
 	s.applyReply(p.target, p.bc, r)
-	cl := c.class
+	cl := &c.class
 	if c.reply == replyPrepare {
-		cl = router.Class{Kind: router.KindRead} // preparing is not running
+		cl = &preparing
 		if r.prepared != nil {
 			r.prepared.cluster = p.view.b.Name
 			s.stmts.add(r.prepared)

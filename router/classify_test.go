@@ -285,7 +285,7 @@ func TestSessionScopedReads(t *testing.T) {
 	s := NewSession()
 	topo := fixture()
 	ctx := Context{ReadsOnMaster: "sql_auto_is_null"}
-	if d, err := Decide(c.Classify("SELECT * FROM t WHERE id IS NULL", false), ctx, s, topo, Policy{Split: true}); err != nil || d.Target != topo.Master {
+	if d, err := Decide(new(c.Classify("SELECT * FROM t WHERE id IS NULL", false)), ctx, s, topo, Policy{Split: true}); err != nil || d.Target != topo.Master {
 		t.Errorf("a read under sql_auto_is_null went to %s (%v)", d.Target, err)
 	}
 }

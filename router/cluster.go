@@ -63,7 +63,7 @@ func (m ClusterMap) DatabaseOn(db, cluster string) string {
 // home (the session's cluster) for unqualified names and statements that
 // name none. Databases not in the map (information_schema, mysql …) exist
 // on every cluster and decide nothing. Two clusters is an error.
-func (m ClusterMap) Pick(c Class, home string) (string, error) {
+func (m ClusterMap) Pick(c *Class, home string) (string, error) {
 	if len(m.Schemas) == 0 {
 		return home, nil // one cluster: nothing to look up
 	}

@@ -39,7 +39,7 @@ func TestClusterPick(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.sql, func(t *testing.T) {
-			got, err := m.Pick(c.Classify(tt.sql, false), m.Home(tt.db, tt.user))
+			got, err := m.Pick(new(c.Classify(tt.sql, false)), m.Home(tt.db, tt.user))
 			var cross *CrossClusterError
 			switch {
 			case tt.cross != nil:
@@ -57,7 +57,7 @@ func TestClusterPick(t *testing.T) {
 func TestClusterPickOneCluster(t *testing.T) {
 	m := ClusterMap{Default: "default"}
 	c := NewClassifier(0)
-	if got, err := m.Pick(c.Classify("SELECT * FROM a.t JOIN b.u", false), m.Home("a", "app")); err != nil || got != "default" {
+	if got, err := m.Pick(new(c.Classify("SELECT * FROM a.t JOIN b.u", false)), m.Home("a", "app")); err != nil || got != "default" {
 		t.Fatalf("got %q, %v", got, err)
 	}
 }
@@ -101,7 +101,7 @@ func BenchmarkClusterPick(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := bc.m.Pick(bc.class, bc.m.Home("shop", "app")); err != nil {
+				if _, err := bc.m.Pick(&bc.class, bc.m.Home("shop", "app")); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -108,7 +108,7 @@ func MasterAvailable(topo *backend.Topology) bool {
 }
 
 // Decide picks the backend for a statement of class c.
-func Decide(c Class, ctx Context, s *Session, topo *backend.Topology, p Policy) (Decision, error) {
+func Decide(c *Class, ctx Context, s *Session, topo *backend.Topology, p Policy) (Decision, error) {
 	master := topo.Master
 	toMaster := func(reason string) (Decision, error) {
 		if master == "" {
@@ -161,7 +161,7 @@ const readOnlyService = "session setting"
 
 // masterReason says why a statement must go to the master ("" when a
 // replica may serve it).
-func masterReason(c Class, ctx Context, s *Session) string {
+func masterReason(c *Class, ctx Context, s *Session) string {
 	switch {
 	case c.Hint == HintMaster:
 		return "hint"
@@ -183,7 +183,7 @@ func masterReason(c Class, ctx Context, s *Session) string {
 	return ""
 }
 
-func (s *Session) readsTempTable(c Class) bool {
+func (s *Session) readsTempTable(c *Class) bool {
 	for _, t := range c.Tables {
 		if s.tempTables[t] {
 			return true
@@ -295,7 +295,7 @@ type Outcome struct {
 }
 
 // Observe updates the routing memory after a statement of class c ran.
-func (s *Session) Observe(c Class, o Outcome) {
+func (s *Session) Observe(c *Class, o Outcome) {
 	if o.OK {
 		for _, t := range c.TempCreated {
 			if s.tempTables == nil {

@@ -124,7 +124,7 @@ func TestDecideRoutes(t *testing.T) {
 			if tt.policy != nil {
 				tt.policy(&p)
 			}
-			d, err := Decide(tt.class, tt.ctx, s, topo, p)
+			d, err := Decide(&tt.class, tt.ctx, s, topo, p)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
@@ -165,7 +165,7 @@ func checkWeights(t *testing.T, p Policy, next func(*Session) *Session) {
 	const n = 40000
 	for i := 0; i < n; i++ {
 		s = next(s)
-		d, err := Decide(Class{Kind: KindRead}, Context{}, s, fixture(), p)
+		d, err := Decide(&Class{Kind: KindRead}, Context{}, s, fixture(), p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -185,29 +185,29 @@ func checkWeights(t *testing.T, p Policy, next func(*Session) *Session) {
 func TestSessionKeepsItsReplica(t *testing.T) {
 	s := NewSession()
 	topo := fixture()
-	first, err := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy)
+	first, err := Decide(&Class{Kind: KindRead}, Context{}, s, topo, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 200; i++ {
-		if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != first.Target {
+		if d, _ := Decide(&Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != first.Target {
 			t.Fatalf("read %d went to %s, the session's replica is %s", i, d.Target, first.Target)
 		}
 	}
 	other := map[string]string{"r1": "r2", "r2": "r1"}[first.Target]
 	s.Avoid(first.Target, time.Minute)
-	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != other {
+	if d, _ := Decide(&Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != other {
 		t.Fatalf("after the session's replica failed, read went to %s, want %s", d.Target, other)
 	}
 	// The new one is kept, even once the first is usable again.
 	s.avoid = nil
-	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != other {
+	if d, _ := Decide(&Class{Kind: KindRead}, Context{}, s, topo, policy); d.Target != other {
 		t.Fatalf("session moved back to %s", d.Target)
 	}
 	// A replica that goes down is left at once.
 	down := fixture()
 	down.Server(other).Up = false
-	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s, down, policy); d.Target != first.Target {
+	if d, _ := Decide(&Class{Kind: KindRead}, Context{}, s, down, policy); d.Target != first.Target {
 		t.Fatalf("replica down: read went to %s, want %s", d.Target, first.Target)
 	}
 }
@@ -216,14 +216,14 @@ func TestReadYourWrites(t *testing.T) {
 	s := NewSession()
 	topo := fixture()
 	// A write committed as 0-1-101: replicas are at 100, so a read must wait.
-	s.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
-	d, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy)
+	s.Observe(&Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
+	d, _ := Decide(&Class{Kind: KindRead}, Context{}, s, topo, policy)
 	if d.WaitGTID != "0-1-101" || d.Fallback != "m1" {
 		t.Fatalf("want a wait for 0-1-101 with fallback m1, got %+v", d)
 	}
 	s.CaughtUp(d.Target)
 	for i := 0; i < 50; i++ {
-		d2, _ := Decide(Class{Kind: KindRead}, Context{}, s, topo, policy)
+		d2, _ := Decide(&Class{Kind: KindRead}, Context{}, s, topo, policy)
 		if d2.Target == d.Target && d2.WaitGTID != "" {
 			t.Fatalf("replica known caught up still waits: %+v", d2)
 		}
@@ -237,34 +237,34 @@ func TestReadYourWrites(t *testing.T) {
 		topo.Servers[i].Applied = pos
 	}
 	s2 := NewSession()
-	s2.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
-	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s2, topo, policy); d.WaitGTID != "" {
+	s2.Observe(&Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-101"})
+	if d, _ := Decide(&Class{Kind: KindRead}, Context{}, s2, topo, policy); d.WaitGTID != "" {
 		t.Fatalf("unneeded wait: %+v", d)
 	}
 	// eventual consistency never waits.
 	p := policy
 	p.ReadYourWrites = false
 	s3 := NewSession()
-	s3.Observe(Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-999"})
-	if d, _ := Decide(Class{Kind: KindRead}, Context{}, s3, fixture(), p); d.WaitGTID != "" {
+	s3.Observe(&Class{Kind: KindWrite}, Outcome{Target: "m1", OK: true, LastGTID: "0-1-999"})
+	if d, _ := Decide(&Class{Kind: KindRead}, Context{}, s3, fixture(), p); d.WaitGTID != "" {
 		t.Fatalf("eventual waited: %+v", d)
 	}
 }
 
 func TestObserveTempTables(t *testing.T) {
 	s := NewSession()
-	s.Observe(Class{Kind: KindWrite, TempCreated: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
+	s.Observe(&Class{Kind: KindWrite, TempCreated: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
 	if !s.tempTables["tmp"] {
 		t.Fatal("temp table not recorded")
 	}
-	s.Observe(Class{Kind: KindWrite, TempCreated: []string{"failed"}}, Outcome{Target: "m1", OK: false})
+	s.Observe(&Class{Kind: KindWrite, TempCreated: []string{"failed"}}, Outcome{Target: "m1", OK: false})
 	if s.tempTables["failed"] {
 		t.Fatal("temp table recorded although CREATE failed")
 	}
 	if got := s.TempTables(); len(got) != 1 || got[0] != "tmp" {
 		t.Fatalf("TempTables() = %v", got)
 	}
-	s.Observe(Class{Kind: KindWrite, TempDropped: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
+	s.Observe(&Class{Kind: KindWrite, TempDropped: []string{"tmp"}}, Outcome{Target: "m1", OK: true})
 	if s.tempTables["tmp"] {
 		t.Fatal("dropped temp table still recorded")
 	}
