@@ -3,9 +3,10 @@ package backend
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/cowmap"
 )
 
 // RouteCounters count, per server, the statements routed there and those
@@ -13,7 +14,7 @@ import (
 // a server are created on first use and never removed, so a session keeps
 // a stable pointer for the statement it runs.
 type RouteCounters struct {
-	by sync.Map // server name → *serverCounters: read without a lock on every statement
+	by cowmap.Map[string, *serverCounters] // by server name: read without a lock on every statement
 }
 
 type serverCounters struct {
@@ -25,11 +26,7 @@ type serverCounters struct {
 func NewRouteCounters() *RouteCounters { return &RouteCounters{} }
 
 func (c *RouteCounters) of(name string) *serverCounters {
-	if sc, ok := c.by.Load(name); ok {
-		return sc.(*serverCounters)
-	}
-	sc, _ := c.by.LoadOrStore(name, &serverCounters{})
-	return sc.(*serverCounters)
+	return c.by.LoadOrMake(name, func() *serverCounters { return &serverCounters{} })
 }
 
 // Begin counts a statement routed to a server, in flight until End.

@@ -3,7 +3,6 @@ package metrics
 import (
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard/switchyard/backend"
+	"github.com/switchyard/switchyard/internal/cowmap"
 )
 
 // Sources are what the metrics read at scrape time; cmd implements them.
@@ -51,7 +51,7 @@ type Metrics struct {
 	errors  *prometheus.CounterVec
 	latency *prometheus.HistogramVec
 	src     Sources
-	routes  sync.Map // cluster → *[2]routeMetrics (replica, master)
+	routes  cowmap.Map[string, *[2]routeMetrics] // by cluster: (replica, master)
 }
 
 // New registers every metric.
@@ -76,23 +76,27 @@ func New(src Sources) *Metrics {
 // statement: the labelled children are looked up once per cluster and
 // kept).
 func (m *Metrics) ObserveStatement(cluster, kind string, toMaster, ok bool, d time.Duration) {
+	// Load before LoadOrMake: the closures would cost an allocation per
+	// statement.
 	routes, found := m.routes.Load(cluster)
 	if !found {
-		var rs [2]routeMetrics
-		for i, name := range []string{"replica", "master"} {
-			rs[i] = routeMetrics{name: name, errors: m.errors.WithLabelValues(cluster, name), latency: m.latency.WithLabelValues(cluster, name)}
-		}
-		routes, _ = m.routes.LoadOrStore(cluster, &rs)
+		routes = m.routes.LoadOrMake(cluster, func() *[2]routeMetrics {
+			var rs [2]routeMetrics
+			for i, name := range []string{"replica", "master"} {
+				rs[i] = routeMetrics{name: name, errors: m.errors.WithLabelValues(cluster, name), latency: m.latency.WithLabelValues(cluster, name)}
+			}
+			return &rs
+		})
 	}
-	r := &routes.(*[2]routeMetrics)[0]
+	r := &routes[0]
 	if toMaster {
-		r = &routes.(*[2]routeMetrics)[1]
+		r = &routes[1]
 	}
 	c, found := r.byKind.Load(kind)
 	if !found {
-		c, _ = r.byKind.LoadOrStore(kind, m.queries.WithLabelValues(cluster, r.name, kind))
+		c = r.byKind.LoadOrMake(kind, func() prometheus.Counter { return m.queries.WithLabelValues(cluster, r.name, kind) })
 	}
-	c.(prometheus.Counter).Inc()
+	c.Inc()
 	if !ok {
 		r.errors.Inc()
 	}
@@ -102,7 +106,7 @@ func (m *Metrics) ObserveStatement(cluster, kind string, toMaster, ok bool, d ti
 // routeMetrics are the children of one cluster and route label.
 type routeMetrics struct {
 	name    string
-	byKind  sync.Map // kind → prometheus.Counter
+	byKind  cowmap.Map[string, prometheus.Counter]
 	errors  prometheus.Counter
 	latency prometheus.Observer
 }
