@@ -29,6 +29,43 @@ type sessionState struct {
 	// it was brought to.
 	version uint64
 	tag     cachedTag
+	// derived is what statements read from the variables, worked out
+	// once per change of them (setVar and dropVar clear it) instead of
+	// by name on every statement.
+	derived varFacts
+}
+
+type varFacts struct {
+	valid         bool
+	ansiQuotes    bool
+	autocommitOff bool
+	readsOnMaster string
+	waitTimeout   time.Duration
+	hasWait       bool // the session set wait_timeout (to waitTimeout)
+}
+
+// facts returns what statements read from the variables, working it out
+// if they changed since.
+func (st *sessionState) facts() *varFacts {
+	d := &st.derived
+	if d.valid {
+		return d
+	}
+	*d = varFacts{valid: true}
+	m := strings.ToUpper(st.varValue["sql_mode"])
+	d.ansiQuotes = strings.Contains(m, "ANSI_QUOTES") || strings.Contains(m, "ANSI,") || m == "ANSI"
+	if v, ok := st.varValue["autocommit"]; ok {
+		d.autocommitOff = !isOn(v)
+	}
+	if v, ok := st.varValue["sql_auto_is_null"]; ok && isOn(v) {
+		d.readsOnMaster = "sql_auto_is_null"
+	}
+	if v, ok := st.varValue["wait_timeout"]; ok {
+		if n, err := strconv.ParseFloat(v, 64); err == nil {
+			d.waitTimeout, d.hasWait = time.Duration(n*float64(time.Second)), true
+		}
+	}
+	return d
 }
 
 // cachedTag is the last tag and what it was computed from.
@@ -57,6 +94,7 @@ func (st *sessionState) setVar(name, value string) {
 		st.vars = append(st.vars, name)
 	}
 	st.varValue[name] = value
+	st.derived.valid = false
 }
 
 // dropVar forgets a session variable (it will not be replayed).
@@ -68,32 +106,22 @@ func (st *sessionState) dropVar(name string) {
 		}
 	}
 	delete(st.varValue, name)
+	st.derived.valid = false
 	st.version++
 }
 
 // ansiQuotes reports whether the session's sql_mode makes "x" an
 // identifier (it changes how statements parse).
-func (st *sessionState) ansiQuotes() bool {
-	m := strings.ToUpper(st.varValue["sql_mode"])
-	return strings.Contains(m, "ANSI_QUOTES") || strings.Contains(m, "ANSI,") || m == "ANSI"
-}
+func (st *sessionState) ansiQuotes() bool { return st.facts().ansiQuotes }
 
 // autocommitOff: the session turned autocommit off, so every statement
 // opens or continues a transaction.
-func (st *sessionState) autocommitOff() bool {
-	v, ok := st.varValue["autocommit"]
-	return ok && !isOn(v)
-}
+func (st *sessionState) autocommitOff() bool { return st.facts().autocommitOff }
 
 // readsOnMaster says why every read must run where the session's writes
 // ran ("" when none): with sql_auto_is_null, "WHERE id IS NULL" reads the
 // session's last insert id.
-func (st *sessionState) readsOnMaster() string {
-	if v, ok := st.varValue["sql_auto_is_null"]; ok && isOn(v) {
-		return "sql_auto_is_null"
-	}
-	return ""
-}
+func (st *sessionState) readsOnMaster() string { return st.facts().readsOnMaster }
 
 func isOn(v string) bool { return strings.EqualFold(v, "ON") || v == "1" }
 
@@ -157,10 +185,8 @@ func (st *sessionState) tagFor(multi bool) string {
 // closes its connection, as the server would: the session's wait_timeout,
 // or def (the server's default) until it sets its own.
 func (st *sessionState) idleTimeout(def time.Duration) time.Duration {
-	if v, ok := st.varValue["wait_timeout"]; ok {
-		if n, err := strconv.ParseFloat(v, 64); err == nil {
-			return time.Duration(n * float64(time.Second))
-		}
+	if f := st.facts(); f.hasWait {
+		return f.waitTimeout
 	}
 	return def
 }
