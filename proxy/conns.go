@@ -15,11 +15,16 @@ import (
 // at most one per server (server names are unique across clusters), each
 // with the version of session state applied on it.
 type connSet struct {
-	held  map[string]*heldConn
-	state *sessionState
-	stmts *stmtRegistry
-	info  *sessionInfo
-	now   *time.Time // the session's clock reading for the current command
+	held map[string]*heldConn
+	// lastName and last repeat the latest lookup of held: a session's
+	// statements mostly run on one server (the map's lookup hashes the
+	// name; comparing it with the same name is one pointer compare).
+	lastName string
+	last     *heldConn
+	state    *sessionState
+	stmts    *stmtRegistry
+	info     *sessionInfo
+	now      *time.Time // the session's clock reading for the current command
 }
 
 // heldConn is a held backend connection, its cluster, and the version of
@@ -38,7 +43,24 @@ func newConnSet(st *sessionState, stmts *stmtRegistry, info *sessionInfo, now *t
 }
 
 // get returns the held connection to server, or nil.
-func (cs *connSet) get(server string) *heldConn { return cs.held[server] }
+func (cs *connSet) get(server string) *heldConn {
+	if cs.last != nil && cs.lastName == server {
+		return cs.last
+	}
+	h := cs.held[server]
+	if h != nil {
+		cs.lastName, cs.last = server, h
+	}
+	return h
+}
+
+// forget drops server's connection from the set.
+func (cs *connSet) forget(server string) {
+	delete(cs.held, server)
+	if cs.lastName == server {
+		cs.lastName, cs.last = "", nil
+	}
+}
 
 // acquireArgs is how a session takes a connection from a pool.
 type acquireArgs struct {
@@ -59,7 +81,7 @@ var errHeldConnGone = errors.New("the connection carrying the transaction is gon
 // acquire returns the held connection to server or takes one from v's
 // pool, without bringing it up to date (the session syncs it).
 func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*heldConn, error) {
-	h := cs.held[server]
+	h := cs.get(server)
 	if h == nil && a.keep {
 		return nil, errHeldConnGone
 	}
@@ -89,6 +111,7 @@ func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*heldC
 	}
 	h = &heldConn{bc: bc, view: v, synced: synced}
 	cs.held[server] = h
+	cs.lastName, cs.last = server, h
 	cs.publish()
 	return h, nil
 }
@@ -96,11 +119,11 @@ func (cs *connSet) acquire(v *clusterView, server string, a acquireArgs) (*heldC
 // release gives one server's connection back to its pool (which resets
 // it, or discards it when broken).
 func (cs *connSet) release(server string) {
-	h := cs.held[server]
+	h := cs.get(server)
 	if h == nil {
 		return
 	}
-	delete(cs.held, server)
+	cs.forget(server)
 	h.bc.NoteSchema(cs.state.db)
 	h.bc.SetBeforeRead(nil)
 	cs.stmts.forgetConn(h.bc)
@@ -120,7 +143,7 @@ func (cs *connSet) releaseAll() {
 // whose state is the session's are tagged with it, others are reset.
 func (cs *connSet) park(tag string) {
 	for name, h := range cs.held {
-		delete(cs.held, name)
+		cs.forget(name)
 		h.bc.SetBeforeRead(nil)
 		h.bc.NoteSchema(cs.state.db)
 		if h.synced != cs.state.version {
