@@ -108,10 +108,12 @@ func (b *boundState) rememberVars(sql string) {
 // carry runs when a master connection has just been brought to the
 // session's state: if the bound state lived on another connection, now
 // gone, user variables are set again here. It returns what could not be
-// carried over ("" when nothing was lost); the caller drops it.
-func (b *boundState) carry(conn *backend.Conn, tempTables []string, timeout time.Duration) (lost string, replayed int) {
+// carried over ("" when nothing was lost); the caller drops it. route's
+// temporary tables are listed only then: they never move, and the check
+// runs on every master statement.
+func (b *boundState) carry(conn *backend.Conn, route *router.Session, timeout time.Duration) (lost string, replayed int) {
 	if b.on == nil || b.on == conn {
-		if !b.empty() || len(tempTables) > 0 {
+		if !b.empty() || route.HasTempTables() {
 			b.on = conn
 		}
 		return "", 0
@@ -130,7 +132,7 @@ func (b *boundState) carry(conn *backend.Conn, tempTables []string, timeout time
 			replayed = len(b.varHistory)
 		}
 	}
-	return b.unmovable(tempTables), replayed
+	return b.unmovable(route.TempTables()), replayed
 }
 
 // unmovable describes the bound state a new connection cannot be given

@@ -80,10 +80,7 @@ func (v *clusterView) carryBound(server string, bc *backend.Conn, timeout time.D
 	if server != v.b.topology().Master {
 		return nil
 	}
-	if b := &v.bound; b.on == bc || b.on == nil && b.empty() && !v.route.HasTempTables() {
-		return nil // the same connection still has it all, or there is nothing to carry
-	}
-	lost, replayed := v.bound.carry(bc, v.route.TempTables(), timeout)
+	lost, replayed := v.bound.carry(bc, v.route, timeout)
 	if replayed > 0 {
 		log.Info("user variables set again on a new master connection", zap.Int("statements", replayed))
 	}

@@ -222,8 +222,7 @@ type placement struct {
 	view   *clusterView
 	target string
 	held   *heldConn // the session's connection to target
-	bc     *backend.Conn
-	gated  bool // passed the write gate: Leave is owed
+	gated  bool      // passed the write gate: Leave is owed
 	epoch  uint64
 }
 
@@ -276,7 +275,6 @@ func (s *session) place(c *command, v *clusterView, deadline time.Time) (placeme
 		f := &failure{kind: notSent, server: d.Target, err: err, toMaster: toMaster, epoch: topo.Epoch, tx: s.tx.phase, kept: s.tx.kept}
 		return placement{}, connectFailure(f)
 	}
-	p.bc = p.held.bc
 	return p, nil
 }
 
@@ -334,7 +332,7 @@ func (s *session) runOn(c *command, p placement) error {
 	s.cmd.target = p.target
 	storeIfChanged(&s.info.lastBackend, p.target)
 	set := p.view.settings(s.cmd.set)
-	send, err := s.relay.commandBytes(c, p.bc, p.target, set.IOTimeout)
+	send, err := s.relay.commandBytes(c, p.held.bc, p.target, set.IOTimeout)
 	if err != nil {
 		if me, ok := err.(*mysql.MyError); ok {
 			return me
@@ -391,7 +389,7 @@ func (s *session) lost(c *command, p placement, r *reply, sent bool, err error) 
 	}
 	s.srv.stats.BackendErrors.Add(1)
 	s.log.Warn("backend connection lost", zap.String("backend", p.target), zap.Error(err))
-	p.bc.MarkBroken()
+	p.held.bc.MarkBroken()
 	s.dropConn(p.target)
 	return f
 }
@@ -421,17 +419,17 @@ func (s *session) sendAndRelay(c *command, p placement, send []byte, r *reply, s
 	if c.act.Timeout > 0 {
 		timeout, bound = c.act.Timeout, "the timeout of rule "+c.act.Rules // a rule's own bound
 	}
-	run := s.ctl.start(p.view.b, p.target, p.bc, s.login.account(), timeout, bound)
+	run := s.ctl.start(p.view.b, p.target, p.held.bc, s.login.account(), timeout, bound)
 	defer func() {
 		if why := s.ctl.stop(run); why != "" && r.serverErr != nil {
 			r.serverErr = errQueryKilled(why)
 		}
 	}()
-	if err := s.relay.request(p.bc, send, timeout, set.IOTimeout); err != nil {
+	if err := s.relay.request(p.held.bc, send, timeout, set.IOTimeout); err != nil {
 		return false, err
 	}
-	err = s.relay.reply(c, p.bc, r, s.cmd.set)
-	return err == nil || !p.bc.CommandUnsent(), err
+	err = s.relay.reply(c, p.held.bc, r, s.cmd.set)
+	return err == nil || !p.held.bc.CommandUnsent(), err
 }
 
 // preparing is the class of a COM_STMT_PREPARE's reply: preparing is not
@@ -443,7 +441,7 @@ var preparing = router.Class{Kind: router.KindRead}
 // It returns the server's error for the client, if the reply was one.
 func (s *session) observe(c *command, p placement, r *reply, took time.Duration, toMaster bool) error {
 	set := p.view.settings(s.cmd.set)
-	s.applyReply(p.target, p.bc, r)
+	s.applyReply(p.target, p.held.bc, r)
 	cl := &c.class
 	if c.reply == replyPrepare {
 		cl = &preparing
@@ -468,7 +466,7 @@ func (s *session) observe(c *command, p placement, r *reply, took time.Duration,
 	// The client's own session tracking, or a server's globals, changed
 	// what the proxy keeps.
 	if c.class.SetsTracking && r.ok {
-		t, err := s.state.learnTracking(p.bc, set.IOTimeout)
+		t, err := s.state.learnTracking(p.held.bc, set.IOTimeout)
 		if err != nil {
 			return s.lost(c, p, r, true, err)
 		}
